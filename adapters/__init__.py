@@ -1,0 +1,1 @@
+"""Platform adapters: turn platform events into core commands and render the results."""

@@ -1,0 +1,143 @@
+"""The console channel: one story channel in a terminal, or a script piped through stdin.
+
+Lines starting with ``/story`` are commands, ``/as NAME`` switches who is typing, ``/quit``
+leaves, and any other line is the current person's turn (``/story add``). When stdin is not a
+terminal each line waits for the bot turn it triggered, so a script reads like people taking
+turns; at a terminal the bot's text streams in as it is written.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import sys
+from typing import TextIO
+
+from bot import commands as c
+from bot.app import App
+from bot.identity import Actor, ChannelRef
+from bot.results import Result
+from bot.sessions import BOT_NAME, JobSpec
+
+CONSOLE_HELP = "Lines starting with /story are commands (try /story help); /as NAME switches who is typing; /quit leaves."
+
+
+def default_user(configured: str) -> str:
+    if configured:
+        return configured
+    try:
+        return getpass.getuser() or "you"
+    except Exception:  # no login name in some containers
+        return "you"
+
+
+class ConsoleChannel:
+    """One channel on stdin/stdout; also the queue listener that prints the bot's turns."""
+
+    def __init__(self, app: App, *, out: TextIO = sys.stdout, interactive: bool | None = None) -> None:
+        self.app = app
+        self.out = out
+        self.interactive = sys.stdin.isatty() if interactive is None else interactive
+        self.channel = ChannelRef("console", "local", app.config.console.channel)
+        self.actor = self._actor(default_user(app.config.console.user))
+        self._turns: dict[int, asyncio.Future[None]] = {}
+        self._streamed: dict[int, str] = {}
+        app.queue.add_listener(self)
+
+    @staticmethod
+    def _actor(name: str) -> Actor:
+        return Actor(user_id=f"console:{name.casefold()}", name=name)
+
+    def _print(self, text: str = "") -> None:
+        print(text, file=self.out, flush=True)
+
+    # ------------------------------------------------------------------ the loop
+
+    async def run(self, stdin: TextIO = sys.stdin) -> None:
+        self._print(f"storybot console — writing as {self.actor.name}. {CONSOLE_HELP}")
+        if self.interactive:
+            self._print(f"Loading {self.app.config.model.name} in the background…")
+            asyncio.get_running_loop().create_task(self._warm_up())
+        while True:
+            line = await asyncio.to_thread(stdin.readline)
+            if not line:
+                break
+            if not await self.handle_line(line.rstrip("\r\n")):
+                break
+
+    async def _warm_up(self) -> None:
+        problem = await self.app.queue.warm_up()
+        self._print(f"! {problem}" if problem else "The model is ready.")
+
+    async def handle_line(self, line: str) -> bool:
+        """Apply one line; False means the person asked to leave."""
+        text = line.strip()
+        if not text:
+            return True
+        if text in ("/quit", "/exit"):
+            return False
+        if text.startswith("/as"):
+            name = text[3:].strip()
+            if not name or not text[3:4].isspace():
+                self._print("! Type /as NAME to write as someone else.")
+            else:
+                self.actor = self._actor(name)
+                self._print(f"(now writing as {name})")
+            return True
+        if text.lower().startswith("/story"):
+            try:
+                command = c.parse(text)
+            except c.ParseError as error:
+                self._print(f"! {error}")
+                return True
+        elif text.startswith("/"):
+            self._print(f"! Unknown console command {text.split()[0]!r}. {CONSOLE_HELP}")
+            return True
+        else:
+            command = c.Add(line.strip())
+        result = await self.app.sessions.handle(self.channel, self.actor, command)
+        self._show(result)
+        if result.job_id is not None and not self.interactive:
+            await self._turn(result.job_id)
+        return True
+
+    def _turn(self, job_id: int) -> asyncio.Future[None]:
+        return self._turns.setdefault(job_id, asyncio.get_running_loop().create_future())
+
+    def _show(self, result: Result) -> None:
+        if not result.ok:
+            self._print(f"! {result.text}")
+        elif result.text:
+            self._print(result.text)
+
+    # ------------------------------------------------------------------ queue listener
+
+    def _ours(self, job: JobSpec) -> bool:
+        return job.channel == self.channel
+
+    async def turn_started(self, job: JobSpec) -> None:
+        if self._ours(job) and self.interactive:
+            self._print(f"{BOT_NAME} is writing…")
+
+    async def turn_progress(self, job: JobSpec, text: str) -> None:
+        if not (self._ours(job) and self.interactive):
+            return
+        shown = self._streamed.get(job.job_id, "")
+        if text.startswith(shown):
+            print(text[len(shown) :], end="", file=self.out, flush=True)
+            self._streamed[job.job_id] = text
+
+    async def turn_finished(self, job: JobSpec, result: Result | None) -> None:
+        if not self._ours(job):
+            return
+        if self._streamed.pop(job.job_id, None) is not None:
+            self._print()
+        if result is None:
+            self._print(f"({BOT_NAME}'s turn was withdrawn.)")
+        elif not result.ok:
+            self._print(f"! {result.text}")
+        elif result.passage is not None:
+            self._print(f"\n{BOT_NAME} ▸ {result.passage.text}\n")
+        future = self._turn(job.job_id)
+        if not future.done():
+            future.set_result(None)

@@ -1,0 +1,470 @@
+"""Typed settings from a TOML file plus ``STORYBOT_<SECTION>_<KEY>`` environment variables.
+
+Every setting is declared once, below, with its default, a one-line help text and its
+limits (``choices``, ``min``/``max``, ``min_exclusive``, ``secret``) in the field metadata.
+Loading, validation, error messages and ``config.example.toml`` are all derived from
+those declarations, so the example file and the code cannot drift apart.
+
+Secret fields are left out of ``repr()`` so that a ``Config`` can be logged safely.
+"""
+
+import dataclasses
+import difflib
+import json
+import math
+import os
+import tomllib
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any, NamedTuple
+
+__all__ = [
+    "Config",
+    "ConfigError",
+    "ConsoleConfig",
+    "DatabaseConfig",
+    "DiscordConfig",
+    "GenerationConfig",
+    "LoggingConfig",
+    "ModelConfig",
+    "Setting",
+    "SlackConfig",
+    "StoryConfig",
+    "DEFAULT_PATH",
+    "ENV_PREFIX",
+    "env_var_name",
+    "iter_settings",
+    "load_config",
+    "render_example",
+    "validate_setting",
+]
+
+DEFAULT_PATH = "storybot.toml"
+ENV_PREFIX = "STORYBOT_"
+
+_TRUE_WORDS = frozenset({"true", "1", "yes", "on"})
+_FALSE_WORDS = frozenset({"false", "0", "no", "off"})
+_MAX_SHOWN_VALUE = 60
+
+
+class ConfigError(ValueError):
+    """A setting is invalid; the one-line message names the key, the source and what is allowed."""
+
+
+def _setting(default: Any, help: str, **limits: Any) -> Any:
+    """Declare a setting: ``limits`` go into the metadata; secrets are kept out of ``repr``."""
+    return dataclasses.field(
+        default=default,
+        metadata={"help": help, **limits},
+        repr=not limits.get("secret", False),
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class DatabaseConfig:
+    """Where stories are stored."""
+
+    url: str = _setting(
+        "sqlite+aiosqlite:///storybot.db",
+        "SQLAlchemy URL: a SQLite file or postgresql+asyncpg://user@host/db",
+    )
+    echo: bool = _setting(False, "log every SQL statement")
+    busy_timeout_ms: int = _setting(5000, "SQLite busy timeout in milliseconds", min=0)
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    """Which language model writes the bot's passages, and how it samples."""
+
+    backend: str = _setting("local", "generation backend", choices=("local",))
+    name: str = _setting(
+        "HuggingFaceTB/SmolLM2-360M", "Hugging Face hub id or a local model folder"
+    )
+    device: str = _setting("auto", "where the model runs", choices=("auto", "cpu", "cuda", "mps"))
+    dtype: str = _setting(
+        "auto", "weight precision", choices=("auto", "float32", "float16", "bfloat16")
+    )
+    threads: int = _setting(0, "torch CPU threads; 0 = torch's default", min=0)
+    context_length: int = _setting(
+        0, "prompt + output token budget; 0 = the model's own maximum", min=0
+    )
+    max_new_tokens: int = _setting(120, "tokens per bot passage", min=16, max=1024)
+    min_new_tokens: int = _setting(8, "minimum tokens per bot passage", min=0, max=1024)
+    temperature: float = _setting(
+        0.8, "sampling temperature; lower = more predictable", min=0, max=2
+    )
+    top_k: int = _setting(50, "sample from the k likeliest tokens; 0 = no limit", min=0, max=500)
+    top_p: float = _setting(
+        0.95, "nucleus sampling: smallest token set with this probability", min=0.01, max=1.0
+    )
+    repetition_penalty: float = _setting(
+        1.1, "penalty for repeating tokens; 1 = none", min=1, max=2
+    )
+    no_repeat_ngram_size: int = _setting(
+        0, "never repeat an n-gram of this size; 0 = off", min=0, max=10
+    )
+    bad_words: tuple[str, ...] = _setting((), "words or phrases the model must not write")
+    allowed: tuple[str, ...] = _setting(
+        (), "other model names `/story settings model:` may choose; empty = only name"
+    )
+    local_files_only: bool = _setting(False, "never contact the Hugging Face hub")
+
+
+@dataclasses.dataclass(frozen=True)
+class GenerationConfig:
+    """How the generation queue treats waiting and running jobs."""
+
+    max_pending: int = _setting(64, 'jobs waiting before the bot answers "busy"', min=1)
+    job_timeout_s: float = _setting(
+        300.0, "seconds before a bot turn is abandoned", min=0, min_exclusive=True
+    )
+    stream_interval_s: float = _setting(1.0, "minimum seconds between streamed updates", min=0)
+
+
+@dataclasses.dataclass(frozen=True)
+class StoryConfig:
+    """The story rules: modes, limits and what goes into the prompt."""
+
+    default_mode: str = _setting(
+        "alternate", "turn mode of a new story", choices=("alternate", "round-robin", "free")
+    )
+    max_passage_chars: int = _setting(4000, "longest passage a person may add", min=1)
+    max_title_chars: int = _setting(200, "longest story title", min=1)
+    max_memory_chars: int = _setting(2000, "longest /story memory text", min=1)
+    max_note_chars: int = _setting(500, "longest author's note", min=1)
+    max_lore_chars: int = _setting(1000, "longest lore entry", min=1)
+    max_lore_entries: int = _setting(100, "lore entries per story", min=1)
+    passages_per_minute: int = _setting(6, "passages per person per minute; 0 = unlimited", min=0)
+    round_robin_timeout_s: float = _setting(
+        600.0,
+        "a round-robin participant who does not write within this many seconds is skipped",
+        min=0,
+        min_exclusive=True,
+    )
+    note_depth: int = _setting(
+        3, "the author's note is inserted this many passages from the end", min=0
+    )
+    lore_max_tokens: int = _setting(256, "token budget for triggered lore", min=0)
+
+
+@dataclasses.dataclass(frozen=True)
+class ConsoleConfig:
+    """The terminal channel."""
+
+    user: str = _setting("", 'your name in the console; empty = $USER or "you"')
+    channel: str = _setting(
+        "console", "the console's channel id; a different id gives a separate story"
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class DiscordConfig:
+    """Discord credentials."""
+
+    token: str = _setting("", "Discord bot token", secret=True)
+
+
+@dataclasses.dataclass(frozen=True)
+class SlackConfig:
+    """Slack credentials: ``app_token`` for Socket Mode, ``signing_secret`` for HTTP mode."""
+
+    bot_token: str = _setting("", "Slack bot token, xoxb-...", secret=True)
+    app_token: str = _setting("", "Slack app-level token, xapp-..., for Socket Mode", secret=True)
+    signing_secret: str = _setting("", "Slack signing secret for HTTP mode", secret=True)
+
+
+@dataclasses.dataclass(frozen=True)
+class LoggingConfig:
+    """How much the bot logs."""
+
+    level: str = _setting("INFO", "log level", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """All settings, one attribute per TOML section."""
+
+    database: DatabaseConfig = dataclasses.field(default_factory=DatabaseConfig)
+    model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
+    generation: GenerationConfig = dataclasses.field(default_factory=GenerationConfig)
+    story: StoryConfig = dataclasses.field(default_factory=StoryConfig)
+    console: ConsoleConfig = dataclasses.field(default_factory=ConsoleConfig)
+    discord: DiscordConfig = dataclasses.field(default_factory=DiscordConfig)
+    slack: SlackConfig = dataclasses.field(default_factory=SlackConfig)
+    logging: LoggingConfig = dataclasses.field(default_factory=LoggingConfig)
+
+
+class Setting(NamedTuple):
+    """One declared setting, as yielded by :func:`iter_settings`."""
+
+    section: str
+    key: str
+    default: Any
+    help: str
+    metadata: Mapping[str, Any]
+
+
+def _section_classes() -> dict[str, type]:
+    """Section name -> its dataclass, in declaration order."""
+    return {f.name: f.default_factory for f in dataclasses.fields(Config)}  # type: ignore[misc]
+
+
+def _fields(section: str) -> dict[str, dataclasses.Field[Any]]:
+    return {f.name: f for f in dataclasses.fields(_section_classes()[section])}
+
+
+def iter_settings() -> Iterator[Setting]:
+    """Every setting in declaration order, for the example file, docs and checks."""
+    for section, cls in _section_classes().items():
+        for f in dataclasses.fields(cls):
+            yield Setting(section, f.name, f.default, f.metadata["help"], f.metadata)
+
+
+def env_var_name(section: str, key: str) -> str:
+    """The environment variable that overrides ``section.key``."""
+    return f"{ENV_PREFIX}{section}_{key}".upper()
+
+
+# --- validation ---------------------------------------------------------------------------
+
+
+def _range_text(meta: Mapping[str, Any]) -> str:
+    """Describe the numeric limits: ``0 to 2``, ``>= 0`` or ``> 0`` (empty when unlimited)."""
+    low, high = meta.get("min"), meta.get("max")
+    if low is not None and high is not None:
+        return f"{low} to {high}"
+    if low is not None:
+        return f"> {low}" if meta.get("min_exclusive") else f">= {low}"
+    if high is not None:
+        return f"<= {high}"
+    return ""
+
+
+def _allowed(f: dataclasses.Field[Any]) -> str:
+    """What a value of this field must be, for error messages."""
+    meta = f.metadata
+    if "choices" in meta:
+        return "one of " + ", ".join(meta["choices"])
+    if f.type is bool:
+        return "true or false"
+    if f.type in (int, float):
+        noun = "a whole number" if f.type is int else "a number"
+        limits = _range_text(meta)
+        if limits.startswith(("<", ">")):
+            return f"{noun} {limits}"
+        return f"{noun} from {limits}" if limits else noun
+    if f.type is str:
+        return "a string"
+    return "a list of strings"
+
+
+def _shown(value: Any, secret: bool) -> str:
+    """The value as quoted in an error message: secrets hidden, long values cut."""
+    if secret:
+        return "<hidden>"
+    text = repr(value)
+    if len(text) > _MAX_SHOWN_VALUE:
+        text = text[: _MAX_SHOWN_VALUE - 3] + "..."
+    return text
+
+
+def _error(
+    section: str, key: str, value: Any, source: str, f: dataclasses.Field[Any]
+) -> ConfigError:
+    shown = _shown(value, f.metadata.get("secret", False))
+    return ConfigError(f"{section}.{key} = {shown} (from {source}): must be {_allowed(f)}.")
+
+
+def _in_range(value: float, meta: Mapping[str, Any]) -> bool:
+    low, high = meta.get("min"), meta.get("max")
+    if low is not None and (value <= low if meta.get("min_exclusive") else value < low):
+        return False
+    return high is None or value <= high
+
+
+def validate_setting(section: str, key: str, value: Any, source: str) -> Any:
+    """Check a typed value (as TOML gives it) against the field; return it normalised.
+
+    Strict on types: an int is accepted for a float field, but a string is not a number and
+    a bool is not an int. Lists become tuples so that the frozen config stays immutable.
+    """
+    f = _fields(section)[key]
+    bad = _error(section, key, value, source, f)
+    meta = f.metadata
+    if f.type is bool:
+        if not isinstance(value, bool):
+            raise bad
+    elif f.type in (int, float):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise bad
+        if f.type is int and not isinstance(value, int):
+            raise bad
+        if f.type is float:
+            value = float(value)
+            if not math.isfinite(value):
+                raise bad
+        if not _in_range(value, meta):
+            raise bad
+    elif f.type is str:
+        if not isinstance(value, str):
+            raise bad
+        if "choices" in meta and value not in meta["choices"]:
+            raise bad
+    else:
+        if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+            raise bad
+        value = tuple(value)
+    return value
+
+
+def _from_env_text(section: str, key: str, text: str, source: str) -> Any:
+    """Convert an environment string to the field's type, then validate it."""
+    f = _fields(section)[key]
+    value: Any = text
+    if f.type is bool:
+        word = text.strip().lower()
+        value = True if word in _TRUE_WORDS else False if word in _FALSE_WORDS else text
+    elif f.type is int:
+        try:
+            value = int(text.strip())
+        except ValueError:
+            pass
+    elif f.type is float:
+        try:
+            value = float(text.strip())
+        except ValueError:
+            pass
+    elif f.type is not str:
+        value = _parse_list(text)
+    return validate_setting(section, key, value, source)
+
+
+def _parse_list(text: str) -> Any:
+    """A JSON array, or comma-separated items (blank items dropped); the raw text if neither."""
+    stripped = text.strip()
+    if stripped.startswith("["):
+        try:
+            return json.loads(stripped)
+        except json.JSONDecodeError:
+            return text
+    return [item.strip() for item in stripped.split(",") if item.strip()]
+
+
+# --- loading ------------------------------------------------------------------------------
+
+
+def _sentence_end(word: str, options: list[str], template: str) -> str:
+    """End an "unknown ..." message: a did-you-mean question when a close match exists."""
+    close = difflib.get_close_matches(word, options, n=1)
+    return f"; did you mean {template.format(close[0])}?" if close else "."
+
+
+def _read_file(path: Path, source: str) -> dict[str, dict[str, Any]]:
+    """Parse and validate the TOML file into ``{section: {key: value}}``."""
+    try:
+        with path.open("rb") as fh:
+            data = tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{source}: not valid TOML: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"{source}: cannot read the file: {exc.strerror or exc}") from None
+
+    sections = list(_section_classes())
+    values: dict[str, dict[str, Any]] = {}
+    for section, table in data.items():
+        if section not in sections:
+            end = _sentence_end(section, sections, "[{}]")
+            raise ConfigError(f"unknown section [{section}] in {source}{end}")
+        if not isinstance(table, dict):
+            shown = _shown(table, False)
+            raise ConfigError(f"{section} = {shown} (from {source}): must be a table [{section}].")
+        keys = list(_fields(section))
+        for key, value in table.items():
+            if key not in keys:
+                end = _sentence_end(key, keys, section + ".{}")
+                raise ConfigError(f"unknown setting {section}.{key} in {source}{end}")
+            values.setdefault(section, {})[key] = validate_setting(section, key, value, source)
+    return values
+
+
+def _read_env(env: Mapping[str, str]) -> dict[str, dict[str, Any]]:
+    """Collect ``STORYBOT_<SECTION>_<KEY>`` overrides; other variables are ignored."""
+    values: dict[str, dict[str, Any]] = {}
+    for s in iter_settings():
+        name = env_var_name(s.section, s.key)
+        if name in env:
+            value = _from_env_text(s.section, s.key, env[name], name)
+            values.setdefault(s.section, {})[s.key] = value
+    return values
+
+
+def load_config(
+    path: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None
+) -> Config:
+    """Load settings: defaults, then the TOML file, then environment overrides.
+
+    With no ``path``, ``./storybot.toml`` is read when it exists (otherwise defaults only);
+    an explicit ``path`` must exist. ``env`` defaults to ``os.environ``.
+    Raises :class:`ConfigError` with a one-line message on any invalid setting.
+    """
+    if path is None:
+        file: Path | None = Path(DEFAULT_PATH) if Path(DEFAULT_PATH).is_file() else None
+        source = DEFAULT_PATH
+    else:
+        file, source = Path(path), os.fspath(path)
+        if not file.exists():
+            raise ConfigError(f"{source}: config file not found.")
+
+    merged = _read_file(file, source) if file is not None else {}
+    for section, overrides in _read_env(os.environ if env is None else env).items():
+        merged.setdefault(section, {}).update(overrides)
+
+    classes = _section_classes()
+    return Config(**{name: cls(**merged.get(name, {})) for name, cls in classes.items()})
+
+
+# --- the example file ---------------------------------------------------------------------
+
+_EXAMPLE_HEADER = """\
+# storybot configuration; every setting is shown with its default.
+#
+# Copy this file to storybot.toml in the directory storybot runs from (or pass its path)
+# and change what you need; settings left out keep their defaults.
+# Any setting can be overridden by an environment variable STORYBOT_<SECTION>_<KEY>,
+# e.g. STORYBOT_MODEL_NAME or STORYBOT_DATABASE_URL; lists take a JSON array or a,b,c.
+# Keep secrets (tokens) out of this file: set them in the environment instead.
+"""
+
+
+def _toml_value(value: Any) -> str:
+    """Write a default as TOML (JSON strings and arrays are valid TOML)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, tuple):
+        return "[" + ", ".join(json.dumps(v) for v in value) + "]"
+    return json.dumps(value)
+
+
+def _comment(s: Setting) -> str:
+    """The help line for a setting, with its choices, range or secret hint."""
+    if "choices" in s.metadata:
+        extra = "one of " + ", ".join(s.metadata["choices"])
+    elif s.metadata.get("secret"):
+        extra = "secret: better set " + env_var_name(s.section, s.key)
+    else:
+        extra = _range_text(s.metadata)
+    return f"# {s.help} ({extra})" if extra else f"# {s.help}"
+
+
+def render_example() -> str:
+    """The text of ``config.example.toml``, generated from the declarations above."""
+    lines = [_EXAMPLE_HEADER.rstrip("\n")]
+    section = None
+    for s in iter_settings():
+        if s.section != section:
+            section = s.section
+            lines += ["", f"[{section}]"]
+        lines += [_comment(s), f"{s.key} = {_toml_value(s.default)}"]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,1 @@
+"""Everything between a queued bot turn and a stored passage: backends, text clean-up, the queue."""

@@ -1,0 +1,61 @@
+"""The small interface every generation backend implements.
+
+Backends are blocking and run in the queue's worker thread, never on the event loop. They take
+a batch of requests so that a backend that can batch (the local one) does, and one that cannot
+simply loops.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+
+class ModelUnavailable(Exception):
+    """The model cannot be used; the message is one line that says what to do."""
+
+
+@dataclass(frozen=True, slots=True)
+class Sampling:
+    temperature: float = 0.8
+    top_k: int = 50
+    top_p: float = 0.95
+    repetition_penalty: float = 1.1
+    no_repeat_ngram_size: int = 0
+    max_new_tokens: int = 120
+    min_new_tokens: int = 8
+    bad_words: tuple[str, ...] = ()
+
+
+@dataclass(slots=True)
+class GenerationRequest:
+    """One prompt to continue.
+
+    ``on_text`` receives the whole text generated so far, from the worker thread, as it grows.
+    ``stop_texts`` end the passage where they appear (a participant's name as a chat speaker);
+    ``cancelled`` stops generation at the next token.
+    """
+
+    prompt: str
+    sampling: Sampling
+    stop_texts: tuple[str, ...] = ()
+    on_text: Callable[[str], None] | None = None
+    cancelled: threading.Event = field(default_factory=threading.Event)
+
+
+class Backend(Protocol):
+    model_name: str
+
+    def load(self) -> None:
+        """Load the model if it is not loaded yet; raise ModelUnavailable on failure."""
+
+    @property
+    def context_length(self) -> int:
+        """Prompt plus new tokens the model can attend to."""
+
+    def count_tokens(self, text: str) -> int: ...
+
+    def generate(self, requests: Sequence[GenerationRequest]) -> list[str]:
+        """Continue every prompt; return the raw generated text of each, in order."""

@@ -1,0 +1,186 @@
+"""The local backend: a Hugging Face causal language model run with torch in this process.
+
+Loading is lazy (on the first bot turn, in the worker thread) so that the chat side starts at
+once; a model that cannot be loaded becomes one ``ModelUnavailable`` line, never a traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+from itertools import groupby
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, StoppingCriteria, StoppingCriteriaList
+
+from bot.config import ModelConfig
+from bot.generation.backend import GenerationRequest, ModelUnavailable, Sampling
+
+log = logging.getLogger(__name__)
+
+FALLBACK_CONTEXT_LENGTH = 2048
+_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+def pick_device(setting: str) -> str:
+    if setting != "auto":
+        return setting
+    if torch.cuda.is_available():
+        return "cuda"
+    if torch.backends.mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+def pick_dtype(setting: str, device: str) -> torch.dtype:
+    if setting != "auto":
+        return _DTYPES[setting]
+    if device == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.float32
+
+
+class LocalBackend:
+    """``AutoModelForCausalLM`` + ``AutoTokenizer`` from a hub id or a local folder."""
+
+    def __init__(self, config: ModelConfig, model_name: str | None = None) -> None:
+        self.config = config
+        self.model_name = model_name or config.name
+        self.device = pick_device(config.device)
+        self._lock = threading.Lock()
+        self._model: Any = None
+        self._tokenizer: Any = None
+        self._context_length = 0
+
+    def load(self) -> None:
+        with self._lock:
+            if self._model is not None:
+                return
+            if self.config.threads > 0:
+                torch.set_num_threads(self.config.threads)
+            log.info("loading model %s on %s", self.model_name, self.device)
+            try:
+                tokenizer = AutoTokenizer.from_pretrained(
+                    self.model_name, local_files_only=self.config.local_files_only
+                )
+                model = AutoModelForCausalLM.from_pretrained(
+                    self.model_name,
+                    dtype=pick_dtype(self.config.dtype, self.device),
+                    local_files_only=self.config.local_files_only,
+                )
+            except Exception as error:  # the hub and loaders raise many kinds; all mean "cannot load"
+                log.debug("model load failed", exc_info=True)
+                raise ModelUnavailable(_explain_load_failure(self.model_name, error)) from None
+            model.to(self.device).eval()
+            tokenizer.padding_side = "left"
+            if tokenizer.pad_token_id is None:
+                tokenizer.pad_token = tokenizer.eos_token
+            self._tokenizer, self._model = tokenizer, model
+            self._context_length = self.config.context_length or _model_context_length(model, tokenizer)
+            log.info("model %s ready (context %d tokens)", self.model_name, self._context_length)
+
+    @property
+    def context_length(self) -> int:
+        self.load()
+        return self._context_length
+
+    def count_tokens(self, text: str) -> int:
+        self.load()
+        return len(self._tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def generate(self, requests: Sequence[GenerationRequest]) -> list[str]:
+        """Requests with the same sampling settings run as one left-padded batch."""
+        self.load()
+        results: dict[int, str] = {}
+        order = sorted(range(len(requests)), key=lambda i: repr(requests[i].sampling))
+        for _, group in groupby(order, key=lambda i: repr(requests[i].sampling)):
+            indices = list(group)
+            texts = self._generate_batch([requests[i] for i in indices])
+            results.update(zip(indices, texts))
+        return [results[i] for i in range(len(requests))]
+
+    def _generate_batch(self, requests: list[GenerationRequest]) -> list[str]:
+        sampling = requests[0].sampling
+        tokenizer = self._tokenizer
+        encoded = tokenizer([r.prompt for r in requests], return_tensors="pt", padding=True,
+                            add_special_tokens=False).to(self.device)
+        prompt_length = encoded["input_ids"].shape[1]
+        watcher = _StreamAndStop(tokenizer, requests, prompt_length)
+        with torch.inference_mode():
+            output = self._model.generate(
+                **encoded,
+                **_sampling_kwargs(sampling, tokenizer),
+                stopping_criteria=StoppingCriteriaList([watcher]),
+                pad_token_id=tokenizer.pad_token_id,
+            )
+        return [watcher.decode(row) for row in output]
+
+
+class _StreamAndStop(StoppingCriteria):
+    """Called after every generated token: streams each row's text, stops rows that are done.
+
+    A row stops when its request was cancelled or when one of its stop texts appears; the
+    library then pads it while the other rows go on.
+    """
+
+    def __init__(self, tokenizer: Any, requests: list[GenerationRequest], prompt_length: int) -> None:
+        self.tokenizer = tokenizer
+        self.requests = requests
+        self.prompt_length = prompt_length
+        self._last_text = [""] * len(requests)
+
+    def decode(self, row: torch.Tensor) -> str:
+        return self.tokenizer.decode(row[self.prompt_length :], skip_special_tokens=True)
+
+    def __call__(self, input_ids: torch.LongTensor, scores: Any, **kwargs: Any) -> torch.BoolTensor:
+        done = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+        for index, request in enumerate(self.requests):
+            text = self.decode(input_ids[index])
+            if request.on_text is not None and text != self._last_text[index]:
+                request.on_text(text)
+            self._last_text[index] = text
+            if request.cancelled.is_set() or any(stop in text for stop in request.stop_texts):
+                done[index] = True
+        return done
+
+
+def _sampling_kwargs(sampling: Sampling, tokenizer: Any) -> dict[str, Any]:
+    greedy = sampling.temperature <= 0
+    kwargs: dict[str, Any] = {
+        "do_sample": not greedy,
+        "max_new_tokens": sampling.max_new_tokens,
+        "min_new_tokens": min(sampling.min_new_tokens, sampling.max_new_tokens),
+        "repetition_penalty": sampling.repetition_penalty,
+    }
+    if not greedy:
+        kwargs.update(temperature=sampling.temperature, top_k=sampling.top_k, top_p=sampling.top_p)
+    if sampling.no_repeat_ngram_size:
+        kwargs["no_repeat_ngram_size"] = sampling.no_repeat_ngram_size
+    if sampling.bad_words:
+        # With and without a leading space: BPE tokenizers encode the two differently.
+        words = {variant for word in sampling.bad_words for variant in (word, " " + word)}
+        kwargs["bad_words_ids"] = [tokenizer(w, add_special_tokens=False)["input_ids"] for w in sorted(words)]
+    return kwargs
+
+
+def _model_context_length(model: Any, tokenizer: Any) -> int:
+    for attribute in ("max_position_embeddings", "n_positions", "n_ctx"):
+        value = getattr(model.config, attribute, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    limit = getattr(tokenizer, "model_max_length", 0)
+    return limit if 0 < limit < 1_000_000 else FALLBACK_CONTEXT_LENGTH
+
+
+def _explain_load_failure(name: str, error: Exception) -> str:
+    looks_local = name.startswith((".", "/", "~")) or Path(name).expanduser().exists()
+    if looks_local and not Path(name).expanduser().is_dir():
+        return f"Model folder {name!r} does not exist. Set STORYBOT_MODEL_NAME to a folder that holds a saved model."
+    if looks_local:
+        return (f"Model folder {name!r} holds no loadable model ({type(error).__name__}). "
+                "Set STORYBOT_MODEL_NAME to a folder saved with save_pretrained().")
+    return (f"Could not load model {name!r} (no internet, or no such model on the Hugging Face hub). "
+            "Set STORYBOT_MODEL_NAME=/path/to/local/model, or check the name and your connection.")

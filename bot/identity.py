@@ -1,0 +1,40 @@
+"""Who is speaking and where: the two facts every adapter hands to the core with a command."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelRef:
+    """A place where one story can run.
+
+    A thread is its own channel, so two threads under one channel can each hold a story.
+    ``workspace`` is the Discord guild or Slack team ("" where a platform has none).
+    """
+
+    platform: str
+    workspace: str
+    channel: str
+    thread: str = ""
+
+    @property
+    def key(self) -> str:
+        """A stable string that identifies the channel in storage and in the queue."""
+        parts = [self.platform, self.workspace, self.channel]
+        if self.thread:
+            parts.append(self.thread)
+        return ":".join(parts)
+
+
+@dataclass(frozen=True, slots=True)
+class Actor:
+    """The person behind a command.
+
+    ``is_moderator`` is decided by the adapter from platform roles (Manage Messages on Discord,
+    workspace admins on Slack); the story's starter gets the same rights from the core itself.
+    """
+
+    user_id: str
+    name: str
+    is_moderator: bool = False

@@ -1,0 +1,61 @@
+"""What the core hands back to adapters: plain data, rendered by each platform in its own idiom."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class UserError(Exception):
+    """A rule said no. The message is one line, shown to the person, and nothing was changed."""
+
+
+class BusyError(UserError):
+    """The generation queue is full; nothing already accepted is dropped."""
+
+
+@dataclass(frozen=True, slots=True)
+class PassageView:
+    """One passage as people see it."""
+
+    id: int
+    story_id: int
+    seq: int
+    number: int  # position in the canonical story, 1-based, as shown to people
+    author_kind: str  # "human" or "bot"
+    author_name: str
+    text: str
+
+    @property
+    def by_bot(self) -> bool:
+        return self.author_kind == "bot"
+
+
+@dataclass(frozen=True, slots=True)
+class Attachment:
+    filename: str
+    mime_type: str
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    """The answer to one command.
+
+    ``private`` asks the adapter to show the text only to the person who asked (ephemeral on
+    Discord and Slack); errors are always private. ``job_id`` is set when the bot's turn was
+    queued, so the adapter can show that the bot is writing.
+    """
+
+    text: str
+    ok: bool = True
+    private: bool = False
+    story_id: int | None = None
+    passage: PassageView | None = None
+    job_id: int | None = None
+    cancelled_job_ids: tuple[int, ...] = ()
+    attachment: Attachment | None = None
+    duplicate: bool = False
+
+    @classmethod
+    def error(cls, text: str) -> Result:
+        return cls(text=text, ok=False, private=True)

@@ -1,0 +1,661 @@
+"""The story rules, in one place: turns, modes, permissions, limits.
+
+``SessionManager`` is the only writer of story state. Every command is one short transaction:
+it either changes what it should and commits, or raises ``UserError`` and changes nothing.
+Concurrent commands on one channel are serialised by the database itself (``BEGIN IMMEDIATE``
+on SQLite, a row lock on the story in PostgreSQL), so every passage gets a place in one order.
+
+The manager never talks to a platform and never runs the model: when the bot must write it
+records a ``GenerationJob`` row and tells the queue (``on_jobs_changed``) after the commit.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot import commands as c
+from bot.config import Config
+from bot.context import LoreItem, StorySnapshot
+from bot.identity import Actor, ChannelRef
+from bot.results import BusyError, PassageView, Result, UserError
+from storage import queries as q
+from storage.database import Database
+from storage.models import (
+    GenerationJob,
+    JobStatus,
+    LoreEntry,
+    Participant,
+    Passage,
+    PassageStatus,
+    ProcessedEvent,
+    Story,
+    StoryStatus,
+    utcnow,
+)
+
+log = logging.getLogger(__name__)
+
+BOT_ID = "bot"
+BOT_NAME = "storybot"
+STATUS_RECENT_PASSAGES = 3
+DEFAULT_TITLE = "Untitled story"
+
+Handler = Callable[[AsyncSession, ChannelRef, Actor, c.Command], Awaitable[Result]]
+
+
+@dataclass(frozen=True, slots=True)
+class JobSpec:
+    """Everything a worker needs to write one bot turn, read in one transaction."""
+
+    job_id: int
+    story_id: int
+    channel: ChannelRef
+    kind: str
+    requested_by: str
+    story: StorySnapshot
+    settings: dict[str, object]
+    speaker_names: tuple[str, ...]  # people in the story: the model must not write as them
+
+
+class SessionManager:
+    def __init__(self, db: Database, config: Config, *, clock: Callable[[], datetime] = utcnow) -> None:
+        self.db = db
+        self.config = config
+        self.clock = clock
+        self._job_listeners: list[Callable[[], None]] = []
+        self._handlers: dict[type[c.Command], Handler] = {
+            c.Start: self._start,
+            c.Add: self._add,
+            c.Continue: self._continue,
+            c.Retry: self._retry,
+            c.Undo: self._undo,
+            c.Join: self._join,
+            c.Leave: self._leave,
+            c.Memory: self._memory,
+            c.Note: self._note,
+            c.LoreAdd: self._lore_add,
+            c.LoreList: self._lore_list,
+            c.LoreRemove: self._lore_remove,
+            c.Settings: self._settings,
+            c.Status: self._status,
+            c.End: self._end,
+            c.ListStories: self._list,
+            c.Export: self._export,
+            c.Help: self._help,
+        }
+
+    def on_jobs_changed(self, callback: Callable[[], None]) -> None:
+        """Register a callback run after a commit that created or cancelled a bot turn."""
+        self._job_listeners.append(callback)
+
+    # ------------------------------------------------------------------ entry point
+
+    async def handle(
+        self, channel: ChannelRef, actor: Actor, command: c.Command, *, event_id: str | None = None
+    ) -> Result:
+        """Apply one command. ``event_id`` (a platform delivery id) makes redelivery a no-op."""
+        handler = self._handlers[type(command)]
+        try:
+            async with self.db.write() as tx:
+                if event_id is not None:
+                    if await q.event_seen(tx, channel.platform, event_id):
+                        return Result("Already done.", private=True, duplicate=True)
+                    tx.add(ProcessedEvent(platform=channel.platform, event_id=event_id, created_at=self.clock()))
+                result = await handler(tx, channel, actor, command)
+        except UserError as error:
+            return Result.error(str(error))
+        except IntegrityError:
+            # Two processes raced: another start won the channel, or the same event was
+            # delivered twice at once. Re-read to tell which, and say so plainly.
+            return await self._explain_conflict(channel, event_id)
+        if result.job_id is not None or result.cancelled_job_ids:
+            self._notify_jobs()
+        return result
+
+    async def _explain_conflict(self, channel: ChannelRef, event_id: str | None) -> Result:
+        async with self.db.read() as tx:
+            if event_id is not None and await q.event_seen(tx, channel.platform, event_id):
+                return Result("Already done.", private=True, duplicate=True)
+            story = await q.active_story(tx, channel.key)
+        if story is not None:
+            return Result.error(f"A story is already running here: “{story.title}”. Type /story status.")
+        return Result.error("Someone else changed the story at the same moment; please try again.")
+
+    def _notify_jobs(self) -> None:
+        for callback in self._job_listeners:
+            callback()
+
+    # ------------------------------------------------------------------ helpers
+
+    async def _story(self, tx: AsyncSession, channel: ChannelRef) -> Story:
+        story = await q.active_story(tx, channel.key, lock=True)
+        if story is None:
+            raise UserError("No story is running in this channel. Start one with /story start \"Title\".")
+        return story
+
+    def _is_moderator(self, story: Story, actor: Actor) -> bool:
+        return actor.is_moderator or actor.user_id == story.starter_id
+
+    def _require_moderator(self, story: Story, actor: Actor, action: str) -> None:
+        if not self._is_moderator(story, actor):
+            raise UserError(f"Only {story.starter_name} (who started the story) or a moderator can {action}.")
+
+    def _check_length(self, text: str, limit: int, what: str) -> str:
+        text = text.strip()
+        if len(text) > limit:
+            raise UserError(f"{what} is {len(text)} characters; the limit is {limit}. Shorten it and try again.")
+        return text
+
+    async def _check_rate(self, tx: AsyncSession, story: Story, actor: Actor) -> None:
+        limit = self.config.story.passages_per_minute
+        if limit <= 0:
+            return
+        since = self.clock() - timedelta(minutes=1)
+        if await q.recent_passage_count(tx, story.id, actor.user_id, since) >= limit:
+            raise UserError(f"Slow down: at most {limit} passages a minute per person. Try again shortly.")
+
+    async def _add_passage(
+        self, tx: AsyncSession, story: Story, actor: Actor, text: str
+    ) -> Passage:
+        passage = Passage(
+            story_id=story.id,
+            seq=await q.next_seq(tx, story.id),
+            author_kind="human",
+            author_id=actor.user_id,
+            author_name=actor.name,
+            text=text,
+            created_at=self.clock(),
+        )
+        tx.add(passage)
+        await self._ensure_participant(tx, story, actor)
+        await tx.flush()
+        return passage
+
+    async def _ensure_participant(self, tx: AsyncSession, story: Story, actor: Actor) -> None:
+        """Anyone who writes in alternate or free mode counts as a contributor."""
+        if await q.participant(tx, story.id, actor.user_id) is None:
+            tx.add(
+                Participant(
+                    story_id=story.id,
+                    user_id=actor.user_id,
+                    name=actor.name,
+                    position=await q.next_participant_position(tx, story.id),
+                    joined_at=self.clock(),
+                )
+            )
+
+    async def _queue_job(
+        self,
+        tx: AsyncSession,
+        story: Story,
+        actor: Actor,
+        *,
+        kind: str = "continue",
+        direction: str | None = None,
+        replaces: Passage | None = None,
+    ) -> GenerationJob:
+        """Record a bot turn; refused when the queue already holds ``max_pending`` turns."""
+        if await q.count_pending_jobs(tx) >= self.config.generation.max_pending:
+            raise BusyError("The bot is busy with other channels; try /story continue again in a moment.")
+        job = GenerationJob(
+            story_id=story.id,
+            channel_key=story.channel_key,
+            kind=kind,
+            direction=direction,
+            replaces_passage_id=replaces.id if replaces else None,
+            requested_by_id=actor.user_id,
+            requested_by_name=actor.name,
+            created_at=self.clock(),
+        )
+        tx.add(job)
+        await tx.flush()
+        return job
+
+    async def _view(self, tx: AsyncSession, passage: Passage) -> PassageView:
+        return PassageView(
+            id=passage.id,
+            story_id=passage.story_id,
+            seq=passage.seq,
+            number=await q.count_canonical(tx, passage.story_id),
+            author_kind=passage.author_kind,
+            author_name=passage.author_name,
+            text=passage.text,
+        )
+
+    # ------------------------------------------------------------------ round-robin turns
+
+    def _current_turn(self, story: Story, people: list[Participant]) -> int:
+        """Index of whose turn it is, skipping one person per timeout that has passed."""
+        if not people:
+            return 0
+        elapsed = (self.clock() - story.turn_started_at).total_seconds()
+        skipped = max(0, math.floor(elapsed / self.config.story.round_robin_timeout_s))
+        return (story.turn_index + skipped) % len(people)
+
+    def _turn_text(self, story: Story, people: list[Participant]) -> str:
+        if story.mode != c.Mode.ROUND_ROBIN.value:
+            return ""
+        if not people:
+            return "Nobody has joined yet: type /story join."
+        return f"It's {people[self._current_turn(story, people)].name}'s turn."
+
+    # ------------------------------------------------------------------ commands
+
+    async def _start(self, tx: AsyncSession, channel: ChannelRef, actor: Actor, cmd: c.Command) -> Result:
+        assert isinstance(cmd, c.Start)
+        existing = await q.active_story(tx, channel.key)
+        if existing is not None:
+            raise UserError(
+                f"A story is already running here: “{existing.title}”. Finish it with /story end first."
+            )
+        title = self._check_length(cmd.title or DEFAULT_TITLE, self.config.story.max_title_chars, "The title")
+        opening = self._check_length(cmd.opening or "", self.config.story.max_passage_chars, "The opening")
+        mode = (cmd.mode or c.Mode.parse(self.config.story.default_mode)).value
+        now = self.clock()
+        story = Story(
+            channel_key=channel.key,
+            platform=channel.platform,
+            workspace=channel.workspace,
+            channel=channel.channel,
+            thread=channel.thread,
+            title=title,
+            genre=cmd.genre,
+            mode=mode,
+            starter_id=actor.user_id,
+            starter_name=actor.name,
+            settings={},
+            turn_started_at=now,
+            created_at=now,
+        )
+        tx.add(story)
+        await tx.flush()
+        await self._ensure_participant(tx, story, actor)
+        passage = job = None
+        if opening:
+            passage = await self._add_passage(tx, story, actor, opening)
+            if mode == c.Mode.ALTERNATE.value:
+                job = await self._queue_bot_reply(tx, story, actor) or None
+            elif mode == c.Mode.ROUND_ROBIN.value:
+                story.turn_index = 1  # the starter has had their turn
+        genre = f" ({cmd.genre})" if cmd.genre else ""
+        next_step = {
+            c.Mode.ALTERNATE.value: "Write with /story add <text>; the bot answers each passage.",
+            c.Mode.ROUND_ROBIN.value: "Type /story join to take part; turns go in join order, the bot after each round.",
+            c.Mode.FREE.value: "Anyone writes with /story add; /story continue asks the bot.",
+        }[mode]
+        return Result(
+            f"📖 {actor.name} started “{title}”{genre}, {mode} mode. {next_step}",
+            story_id=story.id,
+            passage=await self._view(tx, passage) if passage else None,
+            job_id=job.id if job else None,
+        )
+
+    async def _add(self, tx: AsyncSession, channel: ChannelRef, actor: Actor, cmd: c.Command) -> Result:
+        assert isinstance(cmd, c.Add)
+        story = await self._story(tx, channel)
+        text = self._check_length(cmd.text, self.config.story.max_passage_chars, "Your passage")
+        if not text:
+            raise UserError("Your passage is empty. Type /story add <text>.")
+        await self._check_rate(tx, story, actor)
+        job: GenerationJob | bool | None = None
+        if story.mode == c.Mode.ROUND_ROBIN.value:
+            job = await self._take_round_robin_turn(tx, story, actor)
+            passage = await self._add_passage(tx, story, actor, text)
+        else:
+            passage = await self._add_passage(tx, story, actor, text)
+            if story.mode == c.Mode.ALTERNATE.value and await q.open_job(tx, story.id) is None:
+                job = await self._queue_bot_reply(tx, story, actor)
+        story.turn_started_at = self.clock()
+        view = await self._view(tx, passage)
+        busy = " The bot is busy with other channels; type /story continue in a moment." if job is False else ""
+        return Result(
+            f"Passage {view.number} added.{busy}",
+            story_id=story.id,
+            passage=view,
+            job_id=job.id if job else None,
+        )
+
+    async def _queue_bot_reply(self, tx: AsyncSession, story: Story, actor: Actor) -> GenerationJob | bool:
+        """The bot's answer to a passage; ``False`` when the queue is full (the passage stays)."""
+        try:
+            return await self._queue_job(tx, story, actor)
+        except BusyError:
+            return False
+
+    async def _take_round_robin_turn(
+        self, tx: AsyncSession, story: Story, actor: Actor
+    ) -> GenerationJob | bool | None:
+        """Check it is the actor's turn, advance the turn, and queue the bot after a full round."""
+        people = list(await q.participants(tx, story.id))
+        if not any(p.user_id == actor.user_id for p in people):
+            raise UserError("This story takes turns: type /story join first.")
+        turn = self._current_turn(story, people)
+        if people[turn].user_id != actor.user_id:
+            wait = self.config.story.round_robin_timeout_s
+            raise UserError(
+                f"It's {people[turn].name}'s turn (round-robin); their turn passes after {wait:g} s without a passage."
+            )
+        if await q.open_job(tx, story.id) is not None:
+            raise UserError("The bot is writing its passage for this round; wait for it, then write.")
+        story.turn_index = turn + 1
+        if story.turn_index < len(people):
+            return None
+        story.turn_index = 0
+        return await self._queue_bot_reply(tx, story, actor)
+
+    async def _continue(self, tx: AsyncSession, channel: ChannelRef, actor: Actor, cmd: c.Command) -> Result:
+        assert isinstance(cmd, c.Continue)
+        story = await self._story(tx, channel)
+        direction = self._check_length(cmd.direction or "", self.config.story.max_note_chars, "The direction")
+        if await q.open_job(tx, story.id) is not None:
+            raise UserError("The bot is already writing; its passage is on the way.")
+        await self._check_rate(tx, story, actor)
+        job = await self._queue_job(tx, story, actor, direction=direction or None)
+        return Result("The bot is writing…", story_id=story.id, job_id=job.id)
+
+    async def _retry(self, tx: AsyncSession, channel: ChannelRef, actor: Actor, cmd: c.Command) -> Result:
+        story = await self._story(tx, channel)
+        last = await q.last_canonical_passage(tx, story.id)
+        if last is None or last.author_kind != "bot":
+            whose = f"{last.author_name}'s" if last else "nobody's"
+            raise UserError(f"The last passage is {whose}, not the bot's: nothing to retry. Try /story continue.")
+        await self._check_rate(tx, story, actor)
+        cancelled = await q.cancel_open_jobs(tx, story.id, self.clock())
+        job = await self._queue_job(tx, story, actor, kind="retry", direction=last.direction, replaces=last)
+        return Result(
+            "The bot is rewriting its last passage (the old one is kept).",
+            story_id=story.id,
+            job_id=job.id,
+            cancelled_job_ids=cancelled,
+        )
+
+    async def _undo(self, tx: AsyncSession, channel: ChannelRef, actor: Actor, cmd: c.Command) -> Result:
+        story = await self._story(tx, channel)
+        last = await q.last_canonical_passage(tx, story.id)
+        if last is None:
+            raise UserError("There is nothing to undo yet.")
+        owner = last.requested_by_id if last.author_kind == "bot" else last.author_id
+        if owner != actor.user_id and not self._is_moderator(story, actor):
+            raise UserError(
+                f"The last passage is {last.author_name}'s; only its author, the starter or a moderator can undo it."
+            )
+        number = await q.count_canonical(tx, story.id)
+        last.status = PassageStatus.UNDONE
+        last.changed_by_id = actor.user_id
+        last.changed_at = self.clock()
+        cancelled = await q.cancel_open_jobs(tx, story.id, self.clock())
+        if story.mode == c.Mode.ROUND_ROBIN.value and last.author_kind == "human":
+            people = list(await q.participants(tx, story.id))
+            story.turn_index = next((i for i, p in enumerate(people) if p.user_id == last.author_id), 0)
+            story.turn_started_at = self.clock()
+        return Result(
+            f"Withdrew passage {number} by {last.author_name} (kept in the archive).",
+            story_id=story.id,
+            cancelled_job_ids=cancelled,
+        )
+
+    async def _join(self, tx: AsyncSession, channel: ChannelRef, actor: Actor, cmd: c.Command) -> Result:
+        story = await self._story(tx, channel)
+        person = await q.participant(tx, story.id, actor.user_id)
+        if person is not None and person.active:
+            raise UserError("You are already taking part.")
+        position = await q.next_participant_position(tx, story.id)
+        if person is None:
+            tx.add(Participant(story_id=story.id, user_id=actor.user_id, name=actor.name, position=position,
+                               joined_at=self.clock()))
+        else:
+            person.active, person.position, person.left_at, person.name = True, position, None, actor.name
+        await tx.flush()
+        people = list(await q.participants(tx, story.id))
+        order = ", ".join(p.name for p in people)
+        return Result(f"{actor.name} joined “{story.title}”. Turn order: {order}.", story_id=story.id)
+
+    async def _leave(self, tx: AsyncSession, channel: ChannelRef, actor: Actor, cmd: c.Command) -> Result:
+        story = await self._story(tx, channel)
+        people = list(await q.participants(tx, story.id))
+        index = next((i for i, p in enumerate(people) if p.user_id == actor.user_id), None)
+        if index is None:
+            raise UserError("You are not taking part in this story.")
+        current = self._current_turn(story, people)
+        people[index].active = False
+        people[index].left_at = self.clock()
+        # Keep the turn with the same person (or the next one if the leaver held it).
+        remaining = len(people) - 1
+        if index < current:
+            current -= 1
+        story.turn_index = current % remaining if remaining else 0
+        return Result(f"{actor.name} left “{story.title}”.", story_id=story.id)
+
+    async def _memory(self, tx: AsyncSession, channel: ChannelRef, actor: Actor, cmd: c.Command) -> Result:
+        assert isinstance(cmd, c.Memory)
+        story = await self._story(tx, channel)
+        if cmd.text is None:
+            shown = story.memory or "(empty) — set it with /story memory <facts the bot should always know>"
+            return Result(f"Memory: {shown}", private=True, story_id=story.id)
+        story.memory = self._check_length(cmd.text, self.config.story.max_memory_chars, "The memory")
+        return Result("Memory cleared." if not story.memory else "Memory updated.", story_id=story.id)
+
+    async def _note(self, tx: AsyncSession, channel: ChannelRef, actor: Actor, cmd: c.Command) -> Result:
+        assert isinstance(cmd, c.Note)
+        story = await self._story(tx, channel)
+        if cmd.text is None:
+            shown = story.note or "(empty) — set it with /story note <style, tone, what to aim for>"
+            return Result(f"Author's note: {shown}", private=True, story_id=story.id)
+        story.note = self._check_length(cmd.text, self.config.story.max_note_chars, "The author's note")
+        return Result("Author's note cleared." if not story.note else "Author's note updated.", story_id=story.id)
+
+    async def _lore_add(self, tx: AsyncSession, channel: ChannelRef, actor: Actor, cmd: c.Command) -> Result:
+        assert isinstance(cmd, c.LoreAdd)
+        story = await self._story(tx, channel)
+        text = self._check_length(cmd.text, self.config.story.max_lore_chars, "The lore entry")
+        if len(await q.lore_entries(tx, story.id)) >= self.config.story.max_lore_entries:
+            raise UserError(
+                f"This story has {self.config.story.max_lore_entries} lore entries, the limit. "
+                "Remove one with /story lore remove <number>."
+            )
+        number = await q.next_lore_number(tx, story.id)
+        tx.add(LoreEntry(story_id=story.id, number=number, keys=list(cmd.keys), text=text,
+                         author_id=actor.user_id, created_at=self.clock()))
+        return Result(f"Lore #{number} added for {', '.join(cmd.keys)}.", story_id=story.id)
+
+    async def _lore_list(self, tx: AsyncSession, channel: ChannelRef, actor: Actor, cmd: c.Command) -> Result:
+        story = await self._story(tx, channel)
+        entries = await q.lore_entries(tx, story.id)
+        if not entries:
+            return Result("No lore yet. Add some with /story lore add <key,key> <text>.", private=True,
+                          story_id=story.id)
+        lines = [f"#{e.number} [{', '.join(e.keys)}] {e.text}" for e in entries]
+        return Result("Lore:\n" + "\n".join(lines), private=True, story_id=story.id)
+
+    async def _lore_remove(self, tx: AsyncSession, channel: ChannelRef, actor: Actor, cmd: c.Command) -> Result:
+        assert isinstance(cmd, c.LoreRemove)
+        story = await self._story(tx, channel)
+        entry = next((e for e in await q.lore_entries(tx, story.id) if e.number == cmd.entry_id), None)
+        if entry is None:
+            raise UserError(f"There is no lore entry #{cmd.entry_id}. See /story lore list.")
+        if entry.author_id != actor.user_id:
+            self._require_moderator(story, actor, "remove someone else's lore")
+        entry.removed = True
+        return Result(f"Lore #{entry.number} removed.", story_id=story.id)
+
+    async def _settings(self, tx: AsyncSession, channel: ChannelRef, actor: Actor, cmd: c.Command) -> Result:
+        assert isinstance(cmd, c.Settings)
+        story = await self._story(tx, channel)
+        changes = cmd.as_dict
+        if not changes:
+            return Result(self._describe_settings(story), private=True, story_id=story.id)
+        self._require_moderator(story, actor, "change the settings")
+        model = changes.get("model")
+        allowed = (self.config.model.name, *self.config.model.allowed)
+        if model is not None and model not in allowed:
+            raise UserError(f"model must be one of: {', '.join(allowed)}.")
+        mode = changes.pop("mode", None)
+        if mode is not None:
+            story.mode = c.Mode(mode).value
+            story.turn_index, story.turn_started_at = 0, self.clock()
+        story.settings = {**story.settings, **changes}
+        return Result("Settings updated. " + self._describe_settings(story), story_id=story.id)
+
+    def _describe_settings(self, story: Story) -> str:
+        values = self.sampling_settings(story)
+        shown = ", ".join(f"{key}:{value}" for key, value in values.items())
+        return f"mode:{story.mode}, {shown}"
+
+    def sampling_settings(self, story: Story) -> dict[str, object]:
+        """The story's generation settings: the config's defaults, overridden per story."""
+        model = self.config.model
+        defaults: dict[str, object] = {
+            "temperature": model.temperature,
+            "length": model.max_new_tokens,
+            "top_p": model.top_p,
+            "top_k": model.top_k,
+            "repetition_penalty": model.repetition_penalty,
+            "model": model.name,
+        }
+        return {**defaults, **story.settings}
+
+    async def _status(self, tx: AsyncSession, channel: ChannelRef, actor: Actor, cmd: c.Command) -> Result:
+        story = await self._story(tx, channel)
+        passages = await q.canonical_passages(tx, story.id)
+        words = sum(len(p.text.split()) for p in passages)
+        people = list(await q.participants(tx, story.id))
+        contributors = sorted({p.author_name for p in passages})
+        lines = [
+            f"“{story.title}” — {story.mode} mode, {len(passages)} passages, {words} words.",
+            f"Contributors: {', '.join(contributors) if contributors else 'none yet'}.",
+        ]
+        if turn := self._turn_text(story, people):
+            lines.append(turn)
+        if await q.open_job(tx, story.id) is not None:
+            lines.append("The bot is writing.")
+        for number, passage in enumerate(passages[-STATUS_RECENT_PASSAGES:], start=max(len(passages) - 2, 1)):
+            excerpt = passage.text if len(passage.text) <= 200 else passage.text[:199] + "…"
+            lines.append(f"{number}. {passage.author_name}: {excerpt}")
+        return Result("\n".join(lines), private=True, story_id=story.id)
+
+    async def _end(self, tx: AsyncSession, channel: ChannelRef, actor: Actor, cmd: c.Command) -> Result:
+        story = await self._story(tx, channel)
+        self._require_moderator(story, actor, "end the story")
+        cancelled = await q.cancel_open_jobs(tx, story.id, self.clock())
+        passages = await q.canonical_passages(tx, story.id)
+        story.status = StoryStatus.FINISHED
+        story.finished_at = self.clock()
+        words = sum(len(p.text.split()) for p in passages)
+        return Result(
+            f"The End. “{story.title}” (story #{story.id}) is finished: {len(passages)} passages, {words} words. "
+            "See it again with /story list.",
+            story_id=story.id,
+            cancelled_job_ids=cancelled,
+        )
+
+    async def _list(self, tx: AsyncSession, channel: ChannelRef, actor: Actor, cmd: c.Command) -> Result:
+        stories = await q.finished_stories(tx, channel.key)
+        if not stories:
+            return Result("No finished stories in this channel yet.", private=True)
+        lines = [f"#{s.id} “{s.title}” — finished {s.finished_at:%Y-%m-%d}" for s in stories if s.finished_at]
+        return Result("Finished stories:\n" + "\n".join(lines), private=True)
+
+    async def _export(self, tx: AsyncSession, channel: ChannelRef, actor: Actor, cmd: c.Command) -> Result:
+        raise UserError("Export is not available in this version yet; the story is kept and can be exported later.")
+
+    async def _help(self, tx: AsyncSession, channel: ChannelRef, actor: Actor, cmd: c.Command) -> Result:
+        assert isinstance(cmd, c.Help)
+        return Result(c.usage(cmd.topic) if cmd.topic else c.HELP_TEXT, private=True)
+
+    # ------------------------------------------------------------------ the generation queue's side
+
+    async def requeue_interrupted_jobs(self) -> int:
+        """Jobs a crashed process left running go back to pending (called once at start)."""
+        async with self.db.write() as tx:
+            return await q.requeue_running_jobs(tx)
+
+    async def claim_jobs(self, limit: int) -> list[JobSpec]:
+        """Take up to ``limit`` pending jobs and snapshot what their prompts need."""
+        async with self.db.write() as tx:
+            jobs = await q.claim_pending_jobs(tx, limit, self.clock())
+            return [await self._job_spec(tx, job) for job in jobs]
+
+    async def _job_spec(self, tx: AsyncSession, job: GenerationJob) -> JobSpec:
+        story = await q.story_by_id(tx, job.story_id)
+        assert story is not None
+        passages = [p for p in await q.canonical_passages(tx, story.id) if p.id != job.replaces_passage_id]
+        lore = tuple(LoreItem(tuple(e.keys), e.text) for e in await q.lore_entries(tx, story.id))
+        people = await q.participants(tx, story.id, active_only=False)
+        snapshot = StorySnapshot(
+            title=story.title,
+            genre=story.genre,
+            memory=story.memory,
+            note=story.note,
+            passages=tuple(p.text for p in passages),
+            lore=lore,
+            direction=job.direction,
+        )
+        return JobSpec(
+            job_id=job.id,
+            story_id=story.id,
+            channel=ChannelRef(story.platform, story.workspace, story.channel, story.thread),
+            kind=job.kind,
+            requested_by=job.requested_by_name,
+            story=snapshot,
+            settings=self.sampling_settings(story),
+            speaker_names=tuple(sorted({p.name for p in people} | {p.author_name for p in passages})),
+        )
+
+    async def finish_job(self, job_id: int, text: str, generation: dict[str, object]) -> Result | None:
+        """Store the bot's passage for a running job, exactly once.
+
+        Returns None when the job was cancelled meanwhile (undo, end, retry): its text is dropped.
+        """
+        async with self.db.write() as tx:
+            job = await q.job_by_id(tx, job_id, lock=True)
+            if job is None or job.status != JobStatus.RUNNING:
+                return None
+            story = await q.story_by_id(tx, job.story_id, lock=True)
+            assert story is not None
+            now = self.clock()
+            replaced = None
+            if job.replaces_passage_id is not None:
+                replaced = await tx.get(Passage, job.replaces_passage_id)
+                if replaced is not None and replaced.status == PassageStatus.CANONICAL:
+                    replaced.status = PassageStatus.SUPERSEDED
+                    replaced.changed_by_id, replaced.changed_at = job.requested_by_id, now
+            passage = Passage(
+                story_id=story.id,
+                seq=await q.next_seq(tx, story.id),
+                author_kind="bot",
+                author_id=BOT_ID,
+                author_name=BOT_NAME,
+                text=text,
+                replaces_id=replaced.id if replaced else None,
+                job_id=job.id,
+                requested_by_id=job.requested_by_id,
+                direction=job.direction,
+                generation=generation,
+                created_at=now,
+            )
+            tx.add(passage)
+            job.status, job.finished_at = JobStatus.DONE, now
+            story.turn_started_at = now
+            await tx.flush()
+            return Result("", story_id=story.id, passage=await self._view(tx, passage))
+
+    async def fail_job(self, job_id: int, error: str) -> Result | None:
+        """Record that a job could not be written; returns the one-line error to show, or None if cancelled."""
+        async with self.db.write() as tx:
+            job = await q.job_by_id(tx, job_id, lock=True)
+            if job is None or job.status != JobStatus.RUNNING:
+                return None
+            job.status, job.finished_at, job.error = JobStatus.FAILED, self.clock(), error
+            return Result(error, ok=False, story_id=job.story_id)
+
+    async def job_is_open(self, job_id: int) -> bool:
+        async with self.db.read() as tx:
+            job = await q.job_by_id(tx, job_id)
+            return job is not None and job.status in JobStatus.OPEN

@@ -1,0 +1,201 @@
+"""The tables that hold every channel's stories.
+
+Nothing a person wrote is ever deleted: undo and retry change a passage's ``status``, and the
+canonical story is the passages with status ``canonical`` in ``seq`` order.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timestamp that always comes back timezone-aware in UTC.
+
+    SQLite keeps no zone and would hand back naive datetimes; comparing those with aware ones
+    raises, so every value is normalised on the way in and out.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        return value.astimezone(timezone.utc) if value is not None else None
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=timezone.utc)
+        return value
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {datetime: UTCDateTime, dict[str, Any]: JSON, list[str]: JSON}
+
+
+class StoryStatus:
+    ACTIVE = "active"
+    FINISHED = "finished"
+
+
+class PassageStatus:
+    CANONICAL = "canonical"
+    SUPERSEDED = "superseded"  # replaced by a retry; kept as an alternative
+    UNDONE = "undone"
+
+
+class JobStatus:
+    PENDING = "pending"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    OPEN = (PENDING, RUNNING)
+
+
+class Story(Base):
+    __tablename__ = "stories"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    channel_key: Mapped[str] = mapped_column(String(400), index=True)
+    platform: Mapped[str] = mapped_column(String(20))
+    workspace: Mapped[str] = mapped_column(String(100), default="")
+    channel: Mapped[str] = mapped_column(String(100))
+    thread: Mapped[str] = mapped_column(String(100), default="")
+    title: Mapped[str] = mapped_column(String(300))
+    genre: Mapped[str | None] = mapped_column(String(100))
+    mode: Mapped[str] = mapped_column(String(20))
+    status: Mapped[str] = mapped_column(String(20), default=StoryStatus.ACTIVE)
+    starter_id: Mapped[str] = mapped_column(String(100))
+    starter_name: Mapped[str] = mapped_column(String(200))
+    memory: Mapped[str] = mapped_column(Text, default="")
+    note: Mapped[str] = mapped_column(Text, default="")
+    settings: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # Round-robin bookkeeping: index into the active participants, and when that turn began.
+    turn_index: Mapped[int] = mapped_column(Integer, default=0)
+    turn_started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None]
+
+    __table_args__ = (
+        # One active story per channel, enforced by the database so that two processes
+        # racing on `/story start` cannot both win.
+        Index(
+            "uq_stories_active_channel",
+            "channel_key",
+            unique=True,
+            sqlite_where=text("status = 'active'"),
+            postgresql_where=text("status = 'active'"),
+        ),
+    )
+
+
+class Passage(Base):
+    __tablename__ = "passages"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    story_id: Mapped[int] = mapped_column(ForeignKey("stories.id"), index=True)
+    seq: Mapped[int] = mapped_column(Integer)
+    author_kind: Mapped[str] = mapped_column(String(10))  # "human" or "bot"
+    author_id: Mapped[str] = mapped_column(String(100))
+    author_name: Mapped[str] = mapped_column(String(200))
+    text: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(20), default=PassageStatus.CANONICAL)
+    replaces_id: Mapped[int | None] = mapped_column(ForeignKey("passages.id"))
+    job_id: Mapped[int | None] = mapped_column(Integer)  # the job that wrote it (no FK: jobs point here)
+    # For bot passages: who asked for it (their turn, /story continue or retry).
+    requested_by_id: Mapped[str | None] = mapped_column(String(100))
+    direction: Mapped[str | None] = mapped_column(Text)
+    generation: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    changed_by_id: Mapped[str | None] = mapped_column(String(100))
+    changed_at: Mapped[datetime | None]
+
+    __table_args__ = (UniqueConstraint("story_id", "seq", name="uq_passages_story_seq"),)
+
+
+class Participant(Base):
+    __tablename__ = "participants"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    story_id: Mapped[int] = mapped_column(ForeignKey("stories.id"), index=True)
+    user_id: Mapped[str] = mapped_column(String(100))
+    name: Mapped[str] = mapped_column(String(200))
+    position: Mapped[int] = mapped_column(Integer)  # join order; rejoining goes to the end
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    joined_at: Mapped[datetime] = mapped_column(default=utcnow)
+    left_at: Mapped[datetime | None]
+
+    __table_args__ = (UniqueConstraint("story_id", "user_id", name="uq_participants_story_user"),)
+
+
+class LoreEntry(Base):
+    __tablename__ = "lore_entries"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    story_id: Mapped[int] = mapped_column(ForeignKey("stories.id"), index=True)
+    number: Mapped[int] = mapped_column(Integer)  # what people see and type: #1, #2 ... per story
+    keys: Mapped[list[str]] = mapped_column()
+    text: Mapped[str] = mapped_column(Text)
+    author_id: Mapped[str] = mapped_column(String(100))
+    removed: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (UniqueConstraint("story_id", "number", name="uq_lore_story_number"),)
+
+
+class GenerationJob(Base):
+    """A bot turn that was asked for. A row, so that a crash mid-generation is re-run at start."""
+
+    __tablename__ = "generation_jobs"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    story_id: Mapped[int] = mapped_column(ForeignKey("stories.id"), index=True)
+    channel_key: Mapped[str] = mapped_column(String(400))
+    kind: Mapped[str] = mapped_column(String(20))  # "continue" or "retry"
+    direction: Mapped[str | None] = mapped_column(Text)
+    replaces_passage_id: Mapped[int | None] = mapped_column(ForeignKey("passages.id"))
+    status: Mapped[str] = mapped_column(String(20), default=JobStatus.PENDING)
+    requested_by_id: Mapped[str] = mapped_column(String(100))
+    requested_by_name: Mapped[str] = mapped_column(String(200))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+
+    __table_args__ = (Index("ix_generation_jobs_status", "status", "id"),)
+
+
+class ProcessedEvent(Base):
+    """Platform event ids already applied, so a redelivered event changes nothing."""
+
+    __tablename__ = "processed_events"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    platform: Mapped[str] = mapped_column(String(20))
+    event_id: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (UniqueConstraint("platform", "event_id", name="uq_processed_events"),)

@@ -1,0 +1,192 @@
+"""The queries the story rules need, each a small function over one open transaction."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from storage.models import (
+    GenerationJob,
+    JobStatus,
+    LoreEntry,
+    Participant,
+    Passage,
+    PassageStatus,
+    ProcessedEvent,
+    Story,
+    StoryStatus,
+)
+
+
+async def active_story(tx: AsyncSession, channel_key: str, *, lock: bool = False) -> Story | None:
+    """The channel's running story. ``lock`` takes the row lock that serialises writers on PostgreSQL."""
+    query = select(Story).where(Story.channel_key == channel_key, Story.status == StoryStatus.ACTIVE)
+    if lock:
+        query = query.with_for_update()
+    return (await tx.execute(query)).scalar_one_or_none()
+
+
+async def story_by_id(tx: AsyncSession, story_id: int, *, lock: bool = False) -> Story | None:
+    query = select(Story).where(Story.id == story_id)
+    if lock:
+        query = query.with_for_update()
+    return (await tx.execute(query)).scalar_one_or_none()
+
+
+async def finished_stories(tx: AsyncSession, channel_key: str, limit: int = 25) -> Sequence[Story]:
+    query = (
+        select(Story)
+        .where(Story.channel_key == channel_key, Story.status == StoryStatus.FINISHED)
+        .order_by(Story.finished_at.desc(), Story.id.desc())
+        .limit(limit)
+    )
+    return (await tx.execute(query)).scalars().all()
+
+
+async def canonical_passages(tx: AsyncSession, story_id: int) -> Sequence[Passage]:
+    query = (
+        select(Passage)
+        .where(Passage.story_id == story_id, Passage.status == PassageStatus.CANONICAL)
+        .order_by(Passage.seq)
+    )
+    return (await tx.execute(query)).scalars().all()
+
+
+async def last_canonical_passage(tx: AsyncSession, story_id: int) -> Passage | None:
+    query = (
+        select(Passage)
+        .where(Passage.story_id == story_id, Passage.status == PassageStatus.CANONICAL)
+        .order_by(Passage.seq.desc())
+        .limit(1)
+    )
+    return (await tx.execute(query)).scalar_one_or_none()
+
+
+async def count_canonical(tx: AsyncSession, story_id: int) -> int:
+    query = select(func.count()).where(
+        Passage.story_id == story_id, Passage.status == PassageStatus.CANONICAL
+    )
+    return int((await tx.execute(query)).scalar_one())
+
+
+async def next_seq(tx: AsyncSession, story_id: int) -> int:
+    query = select(func.coalesce(func.max(Passage.seq), 0)).where(Passage.story_id == story_id)
+    return int((await tx.execute(query)).scalar_one()) + 1
+
+
+async def recent_passage_count(tx: AsyncSession, story_id: int, author_id: str, since: datetime) -> int:
+    query = select(func.count()).where(
+        Passage.story_id == story_id,
+        Passage.author_id == author_id,
+        Passage.author_kind == "human",
+        Passage.created_at > since,
+    )
+    return int((await tx.execute(query)).scalar_one())
+
+
+async def participants(tx: AsyncSession, story_id: int, *, active_only: bool = True) -> Sequence[Participant]:
+    query = select(Participant).where(Participant.story_id == story_id)
+    if active_only:
+        query = query.where(Participant.active.is_(True))
+    return (await tx.execute(query.order_by(Participant.position))).scalars().all()
+
+
+async def participant(tx: AsyncSession, story_id: int, user_id: str) -> Participant | None:
+    query = select(Participant).where(Participant.story_id == story_id, Participant.user_id == user_id)
+    return (await tx.execute(query)).scalar_one_or_none()
+
+
+async def next_participant_position(tx: AsyncSession, story_id: int) -> int:
+    query = select(func.coalesce(func.max(Participant.position), -1)).where(Participant.story_id == story_id)
+    return int((await tx.execute(query)).scalar_one()) + 1
+
+
+async def lore_entries(tx: AsyncSession, story_id: int) -> Sequence[LoreEntry]:
+    query = (
+        select(LoreEntry)
+        .where(LoreEntry.story_id == story_id, LoreEntry.removed.is_(False))
+        .order_by(LoreEntry.number)
+    )
+    return (await tx.execute(query)).scalars().all()
+
+
+async def next_lore_number(tx: AsyncSession, story_id: int) -> int:
+    query = select(func.coalesce(func.max(LoreEntry.number), 0)).where(LoreEntry.story_id == story_id)
+    return int((await tx.execute(query)).scalar_one()) + 1
+
+
+async def open_job(tx: AsyncSession, story_id: int) -> GenerationJob | None:
+    query = (
+        select(GenerationJob)
+        .where(GenerationJob.story_id == story_id, GenerationJob.status.in_(JobStatus.OPEN))
+        .order_by(GenerationJob.id)
+        .limit(1)
+    )
+    return (await tx.execute(query)).scalar_one_or_none()
+
+
+async def count_pending_jobs(tx: AsyncSession) -> int:
+    query = select(func.count()).where(GenerationJob.status == JobStatus.PENDING)
+    return int((await tx.execute(query)).scalar_one())
+
+
+async def cancel_open_jobs(tx: AsyncSession, story_id: int, now: datetime) -> tuple[int, ...]:
+    """Mark the story's pending or running jobs cancelled; returns their ids."""
+    query = select(GenerationJob.id).where(
+        GenerationJob.story_id == story_id, GenerationJob.status.in_(JobStatus.OPEN)
+    )
+    ids = tuple((await tx.execute(query)).scalars().all())
+    if ids:
+        await tx.execute(
+            update(GenerationJob)
+            .where(GenerationJob.id.in_(ids))
+            .values(status=JobStatus.CANCELLED, finished_at=now)
+        )
+    return ids
+
+
+async def claim_pending_jobs(tx: AsyncSession, limit: int, now: datetime) -> Sequence[GenerationJob]:
+    """Take the oldest pending jobs and mark them running.
+
+    A story has at most one open job (the rules refuse a second), so this never hands out two
+    jobs of one channel. ``SKIP LOCKED`` lets several worker processes share one PostgreSQL job
+    table without taking the same job; SQLite ignores it (its writers are already serialised).
+    """
+    query = (
+        select(GenerationJob)
+        .where(GenerationJob.status == JobStatus.PENDING)
+        .order_by(GenerationJob.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    jobs = (await tx.execute(query)).scalars().all()
+    for job in jobs:
+        job.status = JobStatus.RUNNING
+        job.started_at = now
+        job.attempts += 1
+    return jobs
+
+
+async def requeue_running_jobs(tx: AsyncSession) -> int:
+    """At start, jobs left running by a crashed process go back to pending."""
+    result = await tx.execute(
+        update(GenerationJob).where(GenerationJob.status == JobStatus.RUNNING).values(status=JobStatus.PENDING)
+    )
+    return result.rowcount or 0
+
+
+async def job_by_id(tx: AsyncSession, job_id: int, *, lock: bool = False) -> GenerationJob | None:
+    query = select(GenerationJob).where(GenerationJob.id == job_id)
+    if lock:
+        query = query.with_for_update()
+    return (await tx.execute(query)).scalar_one_or_none()
+
+
+async def event_seen(tx: AsyncSession, platform: str, event_id: str) -> bool:
+    query = select(ProcessedEvent.id).where(
+        ProcessedEvent.platform == platform, ProcessedEvent.event_id == event_id
+    )
+    return (await tx.execute(query)).first() is not None

@@ -1,0 +1,237 @@
+"""Shared fixtures: a tiny real language model, real databases, and configs pointing at them.
+
+Nothing here downloads anything: the model and its tokenizer are built from a few paragraphs,
+saved with ``save_pretrained`` and loaded back through the product's own loading code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from bot.app import App, open_app
+from bot.config import Config, load_config
+from bot.results import Result
+from bot.sessions import JobSpec, SessionManager
+from storage.database import Database
+from storage.models import utcnow
+
+POSTGRES_ADMIN_URL = os.environ.get("STORYBOT_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+
+CORPUS = """\
+The lighthouse keeper climbed the stairs at dusk. The lamp was cold, and the sea was loud.
+She lit the wick and watched the beam sweep across the rocks. A ship answered with a horn.
+In the village below, the baker was already awake. Flour drifted through the window light.
+The dragon slept beneath the mountain for a thousand years. Nobody remembered its name.
+When the storm came, the children ran to the harbour. The boats rocked against the ropes.
+"Who goes there?" asked the guard. The traveller smiled and lowered her hood.
+It was a dark and stormy night. The wind howled through the empty streets of the old town.
+He opened the letter slowly. Inside was a map, a key, and a single word: remember.
+"""
+
+
+def _build_tiny_model(folder: Path) -> None:
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
+
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=400,
+        special_tokens=["<|endoftext|>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
+    tokenizer.train_from_iterator(CORPUS.splitlines() * 4, trainer=trainer)
+    fast = PreTrainedTokenizerFast(tokenizer_object=tokenizer, eos_token="<|endoftext|>", bos_token="<|endoftext|>")
+    fast.save_pretrained(folder)
+
+    torch.manual_seed(0)
+    config = GPT2Config(
+        vocab_size=fast.vocab_size,
+        n_positions=256,
+        n_embd=32,
+        n_layer=2,
+        n_head=2,
+        bos_token_id=fast.eos_token_id,
+        eos_token_id=fast.eos_token_id,
+    )
+    GPT2LMHeadModel(config).save_pretrained(folder)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("tiny-model")
+    _build_tiny_model(folder)
+    return folder
+
+
+def _run_blocking(coroutine_function: Callable[[], Awaitable[None]]) -> None:
+    """Run admin SQL from sync fixtures, even when pytest-asyncio already runs a loop here."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pool.submit(lambda: asyncio.run(coroutine_function())).result()
+
+
+def _postgres_available() -> str | None:
+    """None when the server answers, else why not."""
+    import asyncpg
+
+    async def ping() -> None:
+        connection = await asyncpg.connect(_asyncpg_dsn(POSTGRES_ADMIN_URL), timeout=3)
+        await connection.close()
+
+    try:
+        _run_blocking(ping)
+    except Exception as error:  # any failure to connect means "skip", with the reason
+        return f"no PostgreSQL server answers at {POSTGRES_ADMIN_URL}: {error}"
+    return None
+
+
+def _asyncpg_dsn(url: str) -> str:
+    return url.replace("postgresql+asyncpg://", "postgresql://")
+
+
+@pytest.fixture(scope="session")
+def postgres_database() -> Iterator[str]:
+    """A fresh PostgreSQL database for this test run, dropped at the end."""
+    reason = _postgres_available()
+    if reason:
+        pytest.skip(reason)
+    import asyncpg
+
+    name = f"storybot_test_{uuid.uuid4().hex[:10]}"
+
+    async def admin(sql: str) -> None:
+        connection = await asyncpg.connect(_asyncpg_dsn(POSTGRES_ADMIN_URL))
+        try:
+            await connection.execute(sql)
+        finally:
+            await connection.close()
+
+    _run_blocking(lambda: admin(f'CREATE DATABASE "{name}"'))
+    base = POSTGRES_ADMIN_URL.rsplit("/", 1)[0]
+    yield f"{base}/{name}".replace("postgresql://", "postgresql+asyncpg://")
+    _run_blocking(lambda: admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+async def _reset_postgres(url: str) -> None:
+    """Empty every table so each test starts from nothing (the schema stays)."""
+    from sqlalchemy import text
+
+    from storage.models import Base
+
+    db = Database(url)
+    try:
+        await db.migrate()
+        tables = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
+        async with db.engine.begin() as conn:
+            await conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+    finally:
+        await db.close()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    """Each test that takes this runs twice: on a fresh SQLite file and on PostgreSQL."""
+    if request.param == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path / 'stories.db'}"
+        return
+    url = request.getfixturevalue("postgres_database")
+    await _reset_postgres(url)
+    yield url
+
+
+def make_config(tmp_path: Path, env: dict[str, str]) -> Config:
+    """A real config loaded the way users load it: an (empty) file plus STORYBOT_* variables."""
+    path = tmp_path / "storybot.toml"
+    if not path.exists():
+        path.write_text("")
+    return load_config(path, env=env)
+
+
+@pytest.fixture
+def config(tmp_path: Path, tiny_model_dir: Path, database_url: str) -> Config:
+    return make_config(
+        tmp_path,
+        {
+            "STORYBOT_DATABASE_URL": database_url,
+            "STORYBOT_MODEL_NAME": str(tiny_model_dir),
+            "STORYBOT_MODEL_MAX_NEW_TOKENS": "16",
+            "STORYBOT_MODEL_MIN_NEW_TOKENS": "4",
+            "STORYBOT_MODEL_LOCAL_FILES_ONLY": "true",
+            "STORYBOT_GENERATION_STREAM_INTERVAL_S": "0",
+            "STORYBOT_STORY_PASSAGES_PER_MINUTE": "0",
+        },
+    )
+
+
+class Clock:
+    """A clock the test moves by hand, for turn timeouts and rate limits."""
+
+    def __init__(self) -> None:
+        self.now = utcnow()
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+async def rules(config: Config, clock: Clock) -> AsyncIterator[SessionManager]:
+    """The story rules on a real database, with no generation worker: queued bot turns stay queued."""
+    db = Database(config.database.url)
+    await db.migrate()
+    try:
+        yield SessionManager(db, config, clock=clock)
+    finally:
+        await db.close()
+
+
+class TurnRecorder:
+    """A queue listener that lets a test wait for the bot's turns to finish."""
+
+    def __init__(self) -> None:
+        self.progress: dict[int, list[str]] = {}
+        self.finished: dict[int, Result | None] = {}
+        self._events: dict[int, asyncio.Event] = {}
+
+    def _event(self, job_id: int) -> asyncio.Event:
+        return self._events.setdefault(job_id, asyncio.Event())
+
+    async def turn_started(self, job: JobSpec) -> None:
+        self.progress.setdefault(job.job_id, [])
+
+    async def turn_progress(self, job: JobSpec, text: str) -> None:
+        self.progress.setdefault(job.job_id, []).append(text)
+
+    async def turn_finished(self, job: JobSpec, result: Result | None) -> None:
+        self.finished[job.job_id] = result
+        self._event(job.job_id).set()
+
+    async def wait(self, job_id: int, timeout: float = 60) -> Result | None:
+        await asyncio.wait_for(self._event(job_id).wait(), timeout)
+        return self.finished[job_id]
+
+
+@pytest.fixture
+async def app(config: Config) -> AsyncIterator[tuple[App, TurnRecorder]]:
+    """The whole core (database, rules, generation queue with the tiny model) and a turn recorder."""
+    recorder = TurnRecorder()
+    async with open_app(config) as running:
+        running.queue.add_listener(recorder)
+        yield running, recorder
