@@ -1,0 +1,777 @@
+"""Parse ``/story ...`` text into typed commands.
+
+Every adapter (console, Discord, Slack) sends what people type through :func:`parse`, so the
+words, the error messages and the help text are the same on every platform. The parser knows
+nothing about stories, turns or permissions (that is ``bot.sessions``): it only checks that the
+words make sense and converts values to their types. Bad input raises :class:`ParseError`
+whose message is one line that says what was wrong and what to type instead.
+
+Free text (passages, directions, memory, notes, lore, openings) is cut from the original string,
+never re-joined from tokens, so whitespace, newlines, quotes and markdown survive exactly.
+"""
+
+from __future__ import annotations
+
+import difflib
+import enum
+import itertools
+import re
+from collections.abc import Callable, Collection, Iterator, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import ClassVar
+
+__all__ = [
+    "EXPORT_FORMATS",
+    "HELP_TEXT",
+    "MAX_GENRE_LENGTH",
+    "MAX_TITLE_WORDS",
+    "SETTING_KEYS",
+    "Add",
+    "Command",
+    "Continue",
+    "End",
+    "Export",
+    "Help",
+    "Join",
+    "Leave",
+    "ListStories",
+    "LoreAdd",
+    "LoreList",
+    "LoreRemove",
+    "Memory",
+    "Mode",
+    "Note",
+    "ParseError",
+    "Retry",
+    "SettingSpec",
+    "Settings",
+    "Start",
+    "Status",
+    "Undo",
+    "parse",
+    "usage",
+]
+
+EXPORT_FORMATS = ("md", "txt", "html", "epub", "json")
+MAX_GENRE_LENGTH = 50
+# An unquoted `/story start` remainder this short (and not a finished sentence) is a title.
+MAX_TITLE_WORDS = 8
+
+
+class ParseError(ValueError):
+    """Bad ``/story`` input; the message is one line that says what to type instead."""
+
+    def __init__(self, message: str) -> None:
+        # Messages quote user input, which may hold line breaks; a reply must stay one line.
+        super().__init__(" ".join(message.split()))
+
+
+def _show(text: str, limit: int = 40) -> str:
+    """Quote user input inside an error message: one line, printable, short."""
+    text = "".join(ch for ch in " ".join(text.split()) if ch.isprintable())
+    if len(text) > limit:
+        text = text[: limit - 1] + "…"
+    return f"'{text}'"
+
+
+def _suggest(word: str, choices: Collection[str]) -> str | None:
+    """The choice the user probably meant: a unique prefix match, else the closest spelling."""
+    if not word or len(word) > 50:  # nothing sensible to suggest; keeps difflib cheap
+        return None
+    prefixed = [choice for choice in choices if choice.startswith(word)]
+    if len(prefixed) == 1:
+        return prefixed[0]
+    close = difflib.get_close_matches(word, choices, n=1)
+    return close[0] if close else None
+
+
+class Mode(str, enum.Enum):
+    """Turn order of a story; the rules behind each mode live in ``bot.sessions``."""
+
+    ALTERNATE = "alternate"
+    ROUND_ROBIN = "round-robin"
+    FREE = "free"
+
+    def __str__(self) -> str:
+        # So that replies built with f-strings say "round-robin", not "Mode.ROUND_ROBIN".
+        return self.value
+
+    @classmethod
+    def parse(cls, text: str) -> Mode:
+        """Read a mode as typed: any case, ``-``, ``_`` or a space, or short (``rr``, ``alt``)."""
+        mode = _MODE_ALIASES.get(re.sub(r"[\s_-]+", "", text.lower()))
+        if mode is None:
+            raise ParseError(f"mode must be one of {_MODE_CHOICES} (got {_show(text)}).")
+        return mode
+
+
+_MODE_ALIASES = {
+    "alternate": Mode.ALTERNATE,
+    "alt": Mode.ALTERNATE,
+    "roundrobin": Mode.ROUND_ROBIN,
+    "rr": Mode.ROUND_ROBIN,
+    "free": Mode.FREE,
+}
+_MODE_CHOICES = ", ".join(mode.value for mode in Mode)
+
+
+# --- commands -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    """Base of every parsed command; ``name`` is its subcommand word (see :func:`usage`)."""
+
+    name: ClassVar[str]
+
+
+@dataclass(frozen=True, slots=True)
+class Start(Command):
+    """Start a story; ``opening`` is the first passage, written by the person who starts it."""
+
+    name: ClassVar[str] = "start"
+    title: str | None = None
+    genre: str | None = None
+    mode: Mode | None = None
+    opening: str | None = None
+    thread: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Add(Command):
+    """Add a passage written by a person."""
+
+    name: ClassVar[str] = "add"
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Continue(Command):
+    """Ask the bot to write next, optionally steered by ``direction``."""
+
+    name: ClassVar[str] = "continue"
+    direction: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Retry(Command):
+    name: ClassVar[str] = "retry"
+
+
+@dataclass(frozen=True, slots=True)
+class Undo(Command):
+    name: ClassVar[str] = "undo"
+
+
+@dataclass(frozen=True, slots=True)
+class Join(Command):
+    name: ClassVar[str] = "join"
+
+
+@dataclass(frozen=True, slots=True)
+class Leave(Command):
+    name: ClassVar[str] = "leave"
+
+
+@dataclass(frozen=True, slots=True)
+class Status(Command):
+    name: ClassVar[str] = "status"
+
+
+@dataclass(frozen=True, slots=True)
+class End(Command):
+    name: ClassVar[str] = "end"
+
+
+@dataclass(frozen=True, slots=True)
+class ListStories(Command):
+    name: ClassVar[str] = "list"
+
+
+@dataclass(frozen=True, slots=True)
+class Memory(Command):
+    """Always-in-context facts: ``None`` shows the current memory, ``""`` clears it."""
+
+    name: ClassVar[str] = "memory"
+    text: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Note(Command):
+    """The author's note (style, tone): ``None`` shows it, ``""`` clears it."""
+
+    name: ClassVar[str] = "note"
+    text: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LoreAdd(Command):
+    """A lore entry, put in the prompt when one of its ``keys`` appears in the recent story."""
+
+    name: ClassVar[str] = "lore"
+    keys: tuple[str, ...]
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class LoreList(Command):
+    name: ClassVar[str] = "lore"
+
+
+@dataclass(frozen=True, slots=True)
+class LoreRemove(Command):
+    name: ClassVar[str] = "lore"
+    entry_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class Settings(Command):
+    """Setting changes in the order typed, values already converted; empty shows the settings."""
+
+    name: ClassVar[str] = "settings"
+    changes: tuple[tuple[str, object], ...] = ()
+
+    @property
+    def as_dict(self) -> dict[str, object]:
+        return dict(self.changes)
+
+
+@dataclass(frozen=True, slots=True)
+class Export(Command):
+    """Export the current story, or the finished story ``story_id``."""
+
+    name: ClassVar[str] = "export"
+    format: str = "md"
+    story_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Help(Command):
+    """The full help, or the usage of one subcommand (``topic``)."""
+
+    name: ClassVar[str] = "help"
+    topic: str | None = None
+
+
+# --- settings -------------------------------------------------------------------------------
+
+_INT = re.compile(r"[+-]?[0-9]{1,9}")
+# Plain decimals only: no nan, inf, underscores or non-ASCII digits.
+_FLOAT = re.compile(r"[+-]?(?:[0-9]{1,9}(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]{1,3})?")
+
+
+@dataclass(frozen=True, slots=True)
+class SettingSpec:
+    """What one ``/story settings`` key accepts; drives conversion, usage and error messages.
+
+    ``type`` is ``float``, ``int``, ``Mode`` or ``str``. For numbers ``minimum``/``maximum`` bound
+    the value (``min_exclusive`` excludes the minimum); for ``str`` they bound its length.
+    """
+
+    key: str
+    type: type
+    description: str
+    minimum: float = 0
+    maximum: float = 0
+    min_exclusive: bool = False
+
+    @property
+    def allowed(self) -> str:
+        """The allowed values in words, e.g. ``a number from 0 to 2``."""
+        if self.type is Mode:
+            return f"one of {_MODE_CHOICES}"
+        if self.type is str:
+            return f"a name of {self.minimum:g} to {self.maximum:g} characters"
+        kind = "a whole number" if self.type is int else "a number"
+        if self.min_exclusive:
+            return f"{kind} greater than {self.minimum:g} and at most {self.maximum:g}"
+        return f"{kind} from {self.minimum:g} to {self.maximum:g}"
+
+    @property
+    def placeholder(self) -> str:
+        """The value as shown in the usage line, e.g. ``<0-2>``."""
+        if self.type is Mode:
+            return "<" + "|".join(mode.value for mode in Mode) + ">"
+        if self.type is str:
+            return "<name>"
+        return f"<{self.minimum:g}-{self.maximum:g}>"
+
+    def convert(self, raw: str) -> object:
+        """The typed value converted to ``type``; ParseError names the key and the range."""
+        if self.type is Mode:
+            return Mode.parse(raw)
+        if self.type is str:
+            name = raw.strip()
+            if self.minimum <= len(name) <= self.maximum:
+                return name
+        elif (_INT if self.type is int else _FLOAT).fullmatch(raw):
+            number = self.type(raw)
+            above = number > self.minimum if self.min_exclusive else number >= self.minimum
+            if above and number <= self.maximum:
+                return number
+        raise ParseError(f"{self.key} must be {self.allowed} (got {_show(raw)}).")
+
+
+SETTING_KEYS: Mapping[str, SettingSpec] = MappingProxyType(
+    {
+        spec.key: spec
+        for spec in (
+            SettingSpec("temperature", float, "randomness; lower is more predictable", 0, 2),
+            SettingSpec("length", int, "new tokens per bot passage", 16, 1024),
+            SettingSpec(
+                "top_p", float, "sample from the likeliest tokens up to this total probability",
+                0, 1, min_exclusive=True,
+            ),
+            SettingSpec("top_k", int, "sample from the k likeliest tokens; 0 = no limit", 0, 500),
+            SettingSpec("repetition_penalty", float, "discourage repeats; 1 = none", 1, 2),
+            SettingSpec("mode", Mode, "turn order of the story"),
+            SettingSpec("model", str, "the model that writes the bot's passages", 1, 200),
+        )
+    }
+)
+
+
+# --- help -----------------------------------------------------------------------------------
+
+_SETTINGS_USAGE = "/story settings " + " ".join(
+    f"[{spec.key}:{spec.placeholder}]" for spec in SETTING_KEYS.values()
+)
+
+# Subcommand -> (usage line, what it does); the order is the order of the help text.
+_HELP: dict[str, tuple[str, str]] = {
+    "start": (
+        '/story start ["title"] [genre:<genre>] [mode:alternate|round-robin|free] '
+        "[thread:yes|no] [opening text]",
+        "start a new story in this channel",
+    ),
+    "add": ("/story add <text>", "write the next passage yourself"),
+    "continue": (
+        "/story continue [direction]",
+        "ask the bot to write next, optionally steering it",
+    ),
+    "retry": (
+        "/story retry",
+        "replace the bot's last passage with a new one (the old one is kept)",
+    ),
+    "undo": ("/story undo", "withdraw the last passage (its author or a moderator)"),
+    "join": ("/story join", "take part in round-robin turns"),
+    "leave": ("/story leave", "stop taking round-robin turns"),
+    "memory": (
+        "/story memory [text|clear]",
+        "show, set or clear the facts the bot always keeps in mind",
+    ),
+    "note": ("/story note [text|clear]", "show, set or clear the author's note (style, tone)"),
+    "lore": (
+        "/story lore add <key,key> <text> | /story lore list | /story lore remove <id>",
+        "world facts the bot recalls when a key comes up",
+    ),
+    "settings": (_SETTINGS_USAGE, "show or change how the bot writes"),
+    "status": ("/story status", "recent passages, whose turn it is, word count, contributors"),
+    "end": ("/story end", "finish the story"),
+    "export": (
+        "/story export [md|txt|html|epub|json] [story id]",
+        "download this story, or a finished one by its id",
+    ),
+    "list": ("/story list", "finished stories of this channel"),
+    "help": ("/story help [command]", "this list, or how to use one command"),
+}
+
+HELP_TEXT = "\n".join(f"{line} — {what}" for line, what in _HELP.values())
+
+
+def _help_topic(topic: str) -> str:
+    """A subcommand name as typed (any case), or ParseError with a suggestion."""
+    name = topic.strip().lower()
+    if name not in _HELP:
+        guess = _suggest(name, _HELP)
+        hint = f" Did you mean {guess}?" if guess else ""
+        raise ParseError(
+            f"No help for {_show(topic)}.{hint} Type /story help for the list of commands."
+        )
+    return name
+
+
+def usage(name: str) -> str:
+    """The usage line of one subcommand (``Command.name``), for help and error messages."""
+    return _HELP[_help_topic(name)][0]
+
+
+def _usage_error(name: str, problem: str) -> ParseError:
+    return ParseError(f"{problem} Usage: {usage(name)}")
+
+
+# --- tokens of the option area --------------------------------------------------------------
+
+# Opening quote -> closing quote: straight quotes and the curly pairs phones type.
+_QUOTES = {'"': '"', "“": "”", "„": "“", "«": "»"}
+_PLAIN = re.compile(r'[^\s"“„«]+')
+_SPACE = re.compile(r"\s*")
+# What str.splitlines() splits on: titles and quoted values must stay on one line.
+_LINE_BREAK = re.compile(r"[\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029]")
+_OPTION = re.compile(r"([A-Za-z][A-Za-z0-9_-]*)[:=](.*)", re.DOTALL)
+_ID = re.compile(r"#?([0-9]{1,18})")
+
+
+@dataclass(frozen=True, slots=True)
+class _Token:
+    """One word of the option area, quotes removed, with its place in the source string."""
+
+    value: str
+    start: int
+    end: int
+    quoted: bool  # begins with a quote, like "The Long Night"
+    closed: bool  # False: a quote opened and not closed on the same line
+
+
+def _next_token(text: str, pos: int) -> _Token | None:
+    """The word at or after ``pos``; quoted parts may hold spaces but not line breaks.
+
+    Read one word at a time so that the free text after the options is never tokenized (an
+    apostrophe or a stray quote in a story is not a syntax error).
+    """
+    start = index = _SPACE.match(text, pos).end()
+    if start == len(text):
+        return None
+    quoted = text[start] in _QUOTES
+    parts: list[str] = []
+    while index < len(text) and not text[index].isspace():
+        closer = _QUOTES.get(text[index])
+        if closer is None:
+            plain = _PLAIN.match(text, index)
+            parts.append(plain.group())
+            index = plain.end()
+            continue
+        close = text.find(closer, index + 1)
+        line_break = _LINE_BREAK.search(text, index + 1, len(text) if close == -1 else close)
+        if close == -1 or line_break:
+            stop = line_break.start() if line_break else len(text)
+            parts.append(text[index + 1 : stop])
+            return _Token("".join(parts), start, stop, quoted, closed=False)
+        parts.append(text[index + 1 : close])
+        index = close + 1
+    return _Token("".join(parts), start, index, quoted, closed=True)
+
+
+def _tokens(text: str) -> Iterator[_Token]:
+    """The words of ``text``, lazily so callers stop at the first bad one.
+
+    A token with an unclosed quote, if any, is the last one.
+    """
+    pos = 0
+    while (token := _next_token(text, pos)) is not None:
+        yield token
+        pos = token.end
+
+
+def _positive_int(text: str) -> int | None:
+    """``12`` or ``#12`` as an int above zero, else None."""
+    match = _ID.fullmatch(text.strip())
+    return int(match[1]) if match and int(match[1]) > 0 else None
+
+
+# --- subcommands ----------------------------------------------------------------------------
+
+_START_OPTIONS = ("title", "genre", "mode", "thread")
+_FLAGS = {
+    **dict.fromkeys(("true", "yes", "on", "1"), True),
+    **dict.fromkeys(("false", "no", "off", "0"), False),
+}
+# A finished sentence (maybe inside quotes) is an opening, not a title.
+_SENTENCE_END = re.compile(r"[.!?…][\"'”’»]*\Z")
+
+
+def _start_option(token: _Token) -> tuple[str, str] | None:
+    """``key:value`` with a start option key, or None when the token is story text.
+
+    A key one typo away from an option (``gnre:``) is an error rather than text: silently
+    starting a story whose first word is "gnre:fantasy" would be worse.
+    """
+    match = None if token.quoted else _OPTION.fullmatch(token.value)
+    if match is None:
+        return None
+    key = match[1].lower()
+    if key not in _START_OPTIONS:
+        guess = difflib.get_close_matches(key, _START_OPTIONS, n=1, cutoff=0.75)
+        if guess:
+            typed = token.value[: match.end(1) + 1]
+            raise _usage_error(
+                "start", f"Unknown option {_show(typed)}. Did you mean {guess[0]}:?"
+            )
+        return None
+    if not token.closed:
+        raise _usage_error("start", f"Unclosed quote in {key}.")
+    if not match[2].strip():
+        raise _usage_error("start", f"{key}: needs a value right after the colon.")
+    return key, match[2].strip()
+
+
+def _set_once(options: dict[str, str], key: str, value: str) -> None:
+    if key in options:
+        raise _usage_error("start", f"{key} is given twice.")
+    options[key] = value
+
+
+def _split_title(remainder: str) -> tuple[str, list[tuple[str, str]]] | None:
+    """Read a short one-line remainder as a title plus trailing options, or None.
+
+    This makes ``/story start Dragons of Autumn genre:fantasy`` a title and a genre, while
+    several lines, more words or a finished sentence stay the opening text.
+    """
+    if not remainder or _LINE_BREAK.search(remainder):
+        return None
+    # A title has at most MAX_TITLE_WORDS words, then at most one of each option: a longer
+    # line is opening text, and need not be read word by word.
+    most = MAX_TITLE_WORDS + len(_START_OPTIONS)
+    tokens = list(itertools.islice(_tokens(remainder), most + 1))
+    if len(tokens) > most:
+        return None
+    trailing: list[tuple[str, str]] = []
+    while tokens and (option := _start_option(tokens[-1])) is not None:
+        trailing.append(option)
+        tokens.pop()
+    trailing.reverse()
+    head = remainder[: tokens[-1].end].strip() if tokens else ""
+    if not head or len(head.split()) > MAX_TITLE_WORDS or _SENTENCE_END.search(head):
+        return None
+    return head, trailing
+
+
+def _parse_start(rest: str) -> Start:
+    options: dict[str, str] = {}
+    pos = 0
+    while (token := _next_token(rest, pos)) is not None:
+        option = _start_option(token)
+        if option is None and token.quoted and "title" not in options:
+            if not token.closed:
+                raise _usage_error("start", "Unclosed quote in title.")
+            option = ("title", token.value)
+        if option is None:
+            break
+        _set_once(options, *option)
+        pos = token.end
+    opening = rest[pos:].strip()
+    if "title" not in options and (split := _split_title(opening)) is not None:
+        title, trailing = split
+        _set_once(options, "title", title)
+        for option in trailing:
+            _set_once(options, *option)
+        opening = ""
+    return Start(
+        title=_title(options["title"]) if "title" in options else None,
+        genre=_genre(options["genre"]) if "genre" in options else None,
+        mode=Mode.parse(options["mode"]) if "mode" in options else None,
+        opening=opening or None,
+        thread=_flag("thread", options["thread"]) if "thread" in options else False,
+    )
+
+
+def _title(value: str) -> str:
+    title = value.strip()
+    if not title:
+        raise _usage_error("start", "The title is empty.")
+    return title
+
+
+def _genre(value: str) -> str:
+    genre = value.strip()
+    if len(genre) > MAX_GENRE_LENGTH:
+        raise _usage_error(
+            "start", f"genre can be at most {MAX_GENRE_LENGTH} characters (got {len(genre)})."
+        )
+    return genre
+
+
+def _flag(key: str, value: str) -> bool:
+    flag = _FLAGS.get(value.strip().lower())
+    if flag is None:
+        raise ParseError(f"{key} must be yes or no (got {_show(value)}), e.g. {key}:yes.")
+    return flag
+
+
+def _parse_add(rest: str) -> Add:
+    text = rest.strip()
+    if not text:
+        raise _usage_error("add", "Write your passage after /story add.")
+    return Add(text)
+
+
+def _parse_continue(rest: str) -> Continue:
+    return Continue(rest.strip() or None)
+
+
+def _parse_memo(kind: type[Memory] | type[Note], rest: str) -> Memory | Note:
+    """Memory and note share one form: nothing shows, ``clear`` clears, anything else sets."""
+    text = rest.strip()
+    if not text:
+        return kind(None)
+    return kind("" if text.lower() == "clear" else text)
+
+
+def _parse_lore(rest: str) -> LoreAdd | LoreList | LoreRemove:
+    action = _next_token(rest, 0)
+    word = action.value.lower() if action else "list"
+    after = rest[action.end :] if action else ""
+    if word == "list":
+        if after.strip():
+            raise _usage_error("lore", "/story lore list takes no text.")
+        return LoreList()
+    if word == "add":
+        return _parse_lore_add(after)
+    if word in ("remove", "rm", "delete"):
+        entry_id = _positive_int(after)
+        if entry_id is None:
+            raise _usage_error(
+                "lore", f"Give the number of the lore entry to remove (got {_show(after.strip())})."
+            )
+        return LoreRemove(entry_id)
+    guess = _suggest(word, ("add", "list", "remove"))
+    hint = f" Did you mean lore {guess}?" if guess else ""
+    raise _usage_error("lore", f"Unknown lore action {_show(action.value)}.{hint}")
+
+
+def _parse_lore_add(rest: str) -> LoreAdd:
+    """Keys are the first word, comma-separated; a trailing comma continues into the next word.
+
+    So ``dragon,wyrm``, ``"dark forest",woods`` and ``dragon, wyrm`` all work.
+    """
+    words: list[str] = []
+    pos = 0
+    for token in _tokens(rest):
+        if not token.closed:
+            raise _usage_error("lore", "Unclosed quote in the lore keys.")
+        words.append(token.value)
+        pos = token.end
+        if not token.value.endswith(","):
+            break
+    keys = tuple(dict.fromkeys(key.strip() for key in "".join(words).split(",") if key.strip()))
+    text = rest[pos:].strip()
+    if not keys:
+        raise _usage_error("lore", "Give the lore entry's keys, then its text.")
+    if not text:
+        raise _usage_error("lore", "Write the lore text after the keys.")
+    return LoreAdd(keys, text)
+
+
+def _parse_settings(rest: str) -> Settings:
+    changes: dict[str, object] = {}
+    for token in _tokens(rest):
+        match = None if token.quoted else _OPTION.fullmatch(token.value)
+        if match is None or not token.closed:
+            problem = "Unclosed quote." if not token.closed else f"Got {_show(token.value)}."
+            raise _usage_error(
+                "settings", f"{problem} Settings are written key:value, like temperature:0.8."
+            )
+        key = match[1].lower().replace("-", "_")
+        spec = SETTING_KEYS.get(key)
+        if spec is None:
+            guess = _suggest(key, SETTING_KEYS)
+            hint = f" Did you mean {guess}?" if guess else ""
+            raise ParseError(
+                f"Unknown setting {_show(match[1])}.{hint} "
+                f"Settings: {', '.join(SETTING_KEYS)}."
+            )
+        if key in changes:
+            raise ParseError(f"{key} is given twice; type it once.")
+        changes[key] = spec.convert(match[2])
+    return Settings(tuple(changes.items()))
+
+
+_FORMAT_ALIASES = {"markdown": "md", "text": "txt"}
+
+
+def _parse_export(rest: str) -> Export:
+    export_format: str | None = None
+    story_id: int | None = None
+    for token in _tokens(rest):
+        if not token.closed:
+            raise _usage_error("export", "Unclosed quote.")
+        item = _export_item(token.value)
+        if isinstance(item, int):
+            if story_id is not None:
+                raise _usage_error("export", "Give at most one story id.")
+            story_id = item
+        else:
+            if export_format is not None:
+                raise _usage_error("export", "Give at most one format.")
+            export_format = item
+    return Export(export_format or "md", story_id)
+
+
+def _export_item(word: str) -> str | int:
+    """One export word: a format (`epub`, `format:epub`) or an id (`12`, `#12`, `id:12`)."""
+    key, colon, value = word.strip().lower().partition(":")
+    if not colon:  # a bare word: an id if it looks like one, else a format
+        key, value = ("id" if _ID.fullmatch(key) else "format"), key
+    if key == "id":
+        story_id = _positive_int(value)
+        if story_id is None:
+            raise _usage_error("export", f"A story id is a number like 12 (got {_show(word)}).")
+        return story_id
+    fmt = _FORMAT_ALIASES.get(value, value)
+    if key == "format" and fmt in EXPORT_FORMATS:
+        return fmt
+    guess = _suggest(fmt, EXPORT_FORMATS)
+    hint = f" Did you mean {guess}?" if guess else ""
+    raise _usage_error(
+        "export",
+        f"Unknown export format {_show(word)}.{hint} Formats: {', '.join(EXPORT_FORMATS)}.",
+    )
+
+
+def _parse_help(rest: str) -> Help:
+    words = rest.split()
+    if len(words) > 1:
+        raise _usage_error("help", "Ask about one command at a time.")
+    return Help(_help_topic(words[0]) if words else None)
+
+
+def _no_text(kind: type[Command]) -> Callable[[str], Command]:
+    """A parser for a subcommand that takes no text: extra words are an error, not ignored."""
+
+    def parse_no_text(rest: str) -> Command:
+        if rest.strip():
+            raise ParseError(f"/story {kind.name} takes no text. Type just /story {kind.name}.")
+        return kind()
+
+    return parse_no_text
+
+
+_PARSERS: dict[str, Callable[[str], Command]] = {
+    "start": _parse_start,
+    "add": _parse_add,
+    "continue": _parse_continue,
+    "memory": lambda rest: _parse_memo(Memory, rest),
+    "note": lambda rest: _parse_memo(Note, rest),
+    "lore": _parse_lore,
+    "settings": _parse_settings,
+    "export": _parse_export,
+    "help": _parse_help,
+    **{kind.name: _no_text(kind) for kind in (Retry, Undo, Join, Leave, Status, End, ListStories)},
+}
+
+_PREFIX = re.compile(r"/?story(?=\s|\Z)", re.IGNORECASE)
+_WORD = re.compile(r"\S+")
+
+
+def parse(text: str) -> Command:
+    """Parse one ``/story`` command line; with or without the ``/story`` word itself.
+
+    Slack hands over the text after ``/story``, the console the whole line; both work. Empty
+    input is a request for help. Raises only :class:`ParseError`.
+    """
+    text = text.strip()
+    if prefix := _PREFIX.match(text):
+        text = text[prefix.end() :].lstrip()
+    word = _WORD.match(text)
+    if word is None:
+        return Help()
+    name = word.group().lower()
+    parser = _PARSERS.get(name)
+    if parser is None:
+        guess = _suggest(name, _PARSERS)
+        hint = f" Did you mean /story {guess}?" if guess else ""
+        raise ParseError(
+            f"Unknown command {_show(word.group())}.{hint} Type /story help for the list."
+        )
+    return parser(text[word.end() :])

@@ -1,0 +1,142 @@
+"""The bot's turns end to end: the real queue, the tiny real model, a real database."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from sqlalchemy import select, update
+
+from bot import commands as c
+from bot.app import App, open_app
+from bot.config import Config
+from bot.identity import Actor, ChannelRef
+from storage.models import GenerationJob, JobStatus, Passage, PassageStatus
+from tests.conftest import TurnRecorder
+
+CHANNEL = ChannelRef("test", "guild", "tavern")
+ALICE = Actor("u-alice", "Alice")
+BOB = Actor("u-bob", "Bob")
+
+
+async def stored(app: App) -> list[Passage]:
+    async with app.db.read() as tx:
+        return list((await tx.execute(select(Passage).order_by(Passage.seq))).scalars())
+
+
+async def test_the_bot_answers_a_human_passage(app: tuple[App, TurnRecorder]) -> None:
+    running, turns = app
+    started = await running.sessions.handle(CHANNEL, ALICE, c.parse('/story start "Tavern" The door creaked open.'))
+    result = await turns.wait(started.job_id)
+    assert result is not None and result.ok and result.passage is not None
+    assert result.passage.by_bot and result.passage.text and result.passage.number == 2
+    passages = await stored(running)
+    assert [(p.author_kind, p.status) for p in passages] == [("human", "canonical"), ("bot", "canonical")]
+    assert passages[1].requested_by_id == ALICE.user_id
+    assert passages[1].generation["temperature"] == running.config.model.temperature
+    # Streaming delivered growing text before the final passage.
+    assert turns.progress[started.job_id]
+
+
+async def test_retry_replaces_the_bot_passage_and_keeps_the_old_one(app: tuple[App, TurnRecorder]) -> None:
+    running, turns = app
+    started = await running.sessions.handle(CHANNEL, ALICE, c.parse('/story start "Tavern" A stranger arrived.'))
+    first = await turns.wait(started.job_id)
+    retry = await running.sessions.handle(CHANNEL, BOB, c.Retry())
+    assert retry.ok
+    second = await turns.wait(retry.job_id)
+    assert second is not None and second.passage is not None
+    passages = {p.id: p for p in await stored(running)}
+    old, new = passages[first.passage.id], passages[second.passage.id]
+    assert old.status == PassageStatus.SUPERSEDED and new.status == PassageStatus.CANONICAL
+    assert new.replaces_id == old.id
+    status = await running.sessions.handle(CHANNEL, ALICE, c.Status())
+    assert "2 passages" in status.text
+
+
+async def test_continue_with_a_direction_reaches_the_bot(app: tuple[App, TurnRecorder]) -> None:
+    running, turns = app
+    await running.sessions.handle(CHANNEL, ALICE, c.parse('/story start "Free" mode:free It was late.'))
+    asked = await running.sessions.handle(CHANNEL, BOB, c.parse("/story continue the ship arrives"))
+    result = await turns.wait(asked.job_id)
+    assert result is not None and result.ok
+    bot_passage = (await stored(running))[-1]
+    assert bot_passage.direction == "the ship arrives" and bot_passage.author_kind == "bot"
+
+
+async def test_undo_while_the_bot_writes_drops_its_passage(config: Config, tmp_path: Path) -> None:
+    """A turn withdrawn mid-generation never lands, however late the model finishes."""
+    slow = replace(config, model=replace(config.model, max_new_tokens=200, min_new_tokens=200))
+    turns = TurnRecorder()
+    async with open_app(slow) as running:
+        running.queue.add_listener(turns)
+        started = await running.sessions.handle(CHANNEL, ALICE, c.parse('/story start "Undo" Once.'))
+        while not turns.progress.get(started.job_id):
+            await asyncio.sleep(0.01)
+        assert (await running.sessions.handle(CHANNEL, ALICE, c.Undo())).ok
+        assert await turns.wait(started.job_id) is None
+        assert [p.status for p in await stored(running)] == [PassageStatus.UNDONE]
+
+
+async def test_an_unloadable_model_is_one_clear_line_in_the_channel(config: Config, tmp_path: Path) -> None:
+    missing = replace(config, model=replace(config.model, name=str(tmp_path / "no-such-model")))
+    turns = TurnRecorder()
+    async with open_app(missing) as running:
+        running.queue.add_listener(turns)
+        started = await running.sessions.handle(CHANNEL, ALICE, c.parse('/story start "X" Hello there.'))
+        result = await turns.wait(started.job_id)
+    assert result is not None and not result.ok
+    assert "\n" not in result.text and "STORYBOT_MODEL_NAME" in result.text
+    # The human passage is kept, and the story goes on without the bot.
+    async with open_app(missing) as running:
+        status = await running.sessions.handle(CHANNEL, ALICE, c.Status())
+    assert "Hello there." in status.text
+
+
+async def test_a_restart_loses_nothing_and_reruns_an_interrupted_turn(config: Config) -> None:
+    async with open_app(config) as first:
+        turns = TurnRecorder()
+        first.queue.add_listener(turns)
+        await first.sessions.handle(CHANNEL, ALICE, c.parse('/story start "Restart" mode:free'))
+        for line in ["One.", "Two.", "Three."]:
+            assert (await first.sessions.handle(CHANNEL, BOB, c.Add(line))).ok
+        await first.sessions.handle(CHANNEL, ALICE, c.Memory("Remember the lighthouse."))
+        asked = await first.sessions.handle(CHANNEL, ALICE, c.Continue())
+        await turns.wait(asked.job_id)
+        # Simulate a crash mid-turn: a job left "running" as a killed process leaves it.
+        async with first.db.write() as tx:
+            await tx.execute(
+                update(GenerationJob).where(GenerationJob.id == asked.job_id).values(status=JobStatus.RUNNING)
+            )
+            await tx.execute(update(Passage).where(Passage.job_id == asked.job_id).values(status="undone"))
+
+    turns = TurnRecorder()
+    async with open_app(config) as second:
+        second.queue.add_listener(turns)
+        rerun = await turns.wait(asked.job_id)
+        assert rerun is not None and rerun.ok
+        texts = [p.text for p in await stored(second) if p.status == PassageStatus.CANONICAL]
+        assert texts[:3] == ["One.", "Two.", "Three."] and len(texts) == 4
+        memory = await second.sessions.handle(CHANNEL, ALICE, c.Memory(None))
+        assert "lighthouse" in memory.text
+        async with second.db.read() as tx:
+            job = (await tx.execute(select(GenerationJob).where(GenerationJob.id == asked.job_id))).scalar_one()
+        assert job.status == JobStatus.DONE and job.attempts == 2
+
+
+async def test_the_event_loop_stays_free_while_the_model_writes(config: Config) -> None:
+    slow = replace(config, model=replace(config.model, max_new_tokens=200, min_new_tokens=200))
+    turns = TurnRecorder()
+    async with open_app(slow) as running:
+        running.queue.add_listener(turns)
+        started = await running.sessions.handle(CHANNEL, ALICE, c.parse('/story start "Busy" Go.'))
+        while not turns.progress.get(started.job_id):
+            await asyncio.sleep(0.01)
+        # Other commands are answered promptly while generation runs.
+        began = time.monotonic()
+        status = await running.sessions.handle(CHANNEL, BOB, c.Status())
+        assert status.ok and "The bot is writing." in status.text
+        assert time.monotonic() - began < 1.0
+        await turns.wait(started.job_id)
