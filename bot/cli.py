@@ -8,6 +8,9 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+
 from bot.config import Config, ConfigError, load_config
 
 
@@ -27,7 +30,7 @@ def _configure_logging(config: Config) -> None:
         stream=sys.stderr,
     )
     # Libraries that chat at INFO about HTTP requests and weights drown the story out.
-    for noisy in ("httpx", "urllib3", "filelock", "huggingface_hub", "transformers"):
+    for noisy in ("httpx", "urllib3", "filelock", "huggingface_hub", "transformers", "alembic"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
 
 
@@ -63,7 +66,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         asyncio.run(runners[args.command](config))
     except KeyboardInterrupt:
         return 130
+    except (OSError, ValueError, SQLAlchemyError) as error:
+        # A database that is down or a URL that is wrong: say which, without a traceback.
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        print(f"storybot: cannot use the database {_safe_url(config)}: {reason}", file=sys.stderr)
+        return 1
     return 0
+
+
+def _safe_url(config: Config) -> str:
+    try:
+        return make_url(config.database.url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "(unparseable database.url)"
 
 
 if __name__ == "__main__":

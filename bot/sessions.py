@@ -98,9 +98,20 @@ class SessionManager:
     # ------------------------------------------------------------------ entry point
 
     async def handle(
-        self, channel: ChannelRef, actor: Actor, command: c.Command, *, event_id: str | None = None
+        self,
+        channel: ChannelRef,
+        actor: Actor,
+        command: c.Command,
+        *,
+        event_id: str | None = None,
+        story_id: int | None = None,
     ) -> Result:
-        """Apply one command. ``event_id`` (a platform delivery id) makes redelivery a no-op."""
+        """Apply one command.
+
+        ``event_id`` (a platform delivery id) makes a redelivered event a no-op. ``story_id``
+        is set by buttons under a passage: the command then applies only while that story is
+        still the channel's running one, so a stale button changes nothing.
+        """
         handler = self._handlers[type(command)]
         try:
             async with self.db.write() as tx:
@@ -108,6 +119,8 @@ class SessionManager:
                     if await q.event_seen(tx, channel.platform, event_id):
                         return Result("Already done.", private=True, duplicate=True)
                     tx.add(ProcessedEvent(platform=channel.platform, event_id=event_id, created_at=self.clock()))
+                if story_id is not None:
+                    await self._require_running(tx, channel, story_id)
                 result = await handler(tx, channel, actor, command)
         except UserError as error:
             return Result.error(str(error))
@@ -139,6 +152,11 @@ class SessionManager:
         if story is None:
             raise UserError("No story is running in this channel. Start one with /story start \"Title\".")
         return story
+
+    async def _require_running(self, tx: AsyncSession, channel: ChannelRef, story_id: int) -> None:
+        story = await q.active_story(tx, channel.key)
+        if story is None or story.id != story_id:
+            raise UserError("That story has ended, so this button does nothing now. Type /story status.")
 
     def _is_moderator(self, story: Story, actor: Actor) -> bool:
         return actor.is_moderator or actor.user_id == story.starter_id

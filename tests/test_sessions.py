@@ -329,3 +329,14 @@ async def test_help(rules: SessionManager) -> None:
     assert full.private and "/story add" in full.text and "/story lore" in full.text
     one = await run(rules, ALICE, "/story help undo")
     assert one.text.startswith("/story undo")
+
+
+async def test_a_button_of_an_ended_story_changes_nothing(rules: SessionManager) -> None:
+    started = await run(rules, ALICE, '/story start "Old" mode:free')
+    await run(rules, ALICE, "/story add The old story.")
+    await run(rules, ALICE, "/story end")
+    await run(rules, ALICE, '/story start "New" mode:free')
+    await run(rules, ALICE, "/story add The new story.")
+    stale = await rules.handle(CHANNEL, ALICE, c.Undo(), story_id=started.story_id)
+    assert not stale.ok and "ended" in stale.text
+    assert await texts(rules) == ["The old story.", "The new story."]

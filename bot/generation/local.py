@@ -7,14 +7,18 @@ once; a model that cannot be loaded becomes one ``ModelUnavailable`` line, never
 from __future__ import annotations
 
 import logging
+import socket
 import threading
 from collections.abc import Sequence
 from itertools import groupby
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import torch
+from huggingface_hub import constants as hf_constants
 from transformers import AutoModelForCausalLM, AutoTokenizer, StoppingCriteria, StoppingCriteriaList
+from transformers.utils import logging as transformers_logging
 
 from bot.config import ModelConfig
 from bot.generation.backend import GenerationRequest, ModelUnavailable, Sampling
@@ -62,18 +66,8 @@ class LocalBackend:
             if self.config.threads > 0:
                 torch.set_num_threads(self.config.threads)
             log.info("loading model %s on %s", self.model_name, self.device)
-            try:
-                tokenizer = AutoTokenizer.from_pretrained(
-                    self.model_name, local_files_only=self.config.local_files_only
-                )
-                model = AutoModelForCausalLM.from_pretrained(
-                    self.model_name,
-                    dtype=pick_dtype(self.config.dtype, self.device),
-                    local_files_only=self.config.local_files_only,
-                )
-            except Exception as error:  # the hub and loaders raise many kinds; all mean "cannot load"
-                log.debug("model load failed", exc_info=True)
-                raise ModelUnavailable(_explain_load_failure(self.model_name, error)) from None
+            transformers_logging.disable_progress_bar()  # a bar per load clutters chat logs
+            tokenizer, model = self._from_pretrained()
             model.to(self.device).eval()
             tokenizer.padding_side = "left"
             if tokenizer.pad_token_id is None:
@@ -81,6 +75,36 @@ class LocalBackend:
             self._tokenizer, self._model = tokenizer, model
             self._context_length = self.config.context_length or _model_context_length(model, tokenizer)
             log.info("model %s ready (context %d tokens)", self.model_name, self._context_length)
+
+    def _from_pretrained(self) -> tuple[Any, Any]:
+        """Cache or local folder first; the hub only when that fails and it can be reached.
+
+        Offline, the hub client retries each file for about a minute before giving up; a
+        quick connection check turns that into an immediate, clear answer.
+        """
+        try:
+            return self._load_files(local_only=True)
+        except Exception as error:  # the loaders raise many kinds; all mean "not here"
+            if self.config.local_files_only or _looks_local(self.model_name):
+                raise ModelUnavailable(_explain_load_failure(self.model_name, error)) from None
+        if not _hub_reachable():
+            raise ModelUnavailable(
+                f"Could not download model {self.model_name!r}: the Hugging Face hub cannot be reached "
+                "(no internet?). Set STORYBOT_MODEL_NAME=/path/to/local/model."
+            )
+        log.info("downloading model %s from the hub", self.model_name)
+        try:
+            return self._load_files(local_only=False)
+        except Exception as error:
+            log.debug("model download failed", exc_info=True)
+            raise ModelUnavailable(_explain_load_failure(self.model_name, error)) from None
+
+    def _load_files(self, *, local_only: bool) -> tuple[Any, Any]:
+        tokenizer = AutoTokenizer.from_pretrained(self.model_name, local_files_only=local_only)
+        model = AutoModelForCausalLM.from_pretrained(
+            self.model_name, dtype=pick_dtype(self.config.dtype, self.device), local_files_only=local_only
+        )
+        return tokenizer, model
 
     @property
     def context_length(self) -> int:
@@ -175,8 +199,22 @@ def _model_context_length(model: Any, tokenizer: Any) -> int:
     return limit if 0 < limit < 1_000_000 else FALLBACK_CONTEXT_LENGTH
 
 
+def _looks_local(name: str) -> bool:
+    return name.startswith((".", "/", "~")) or Path(name).expanduser().exists()
+
+
+def _hub_reachable(timeout: float = 5.0) -> bool:
+    url = urlsplit(hf_constants.ENDPOINT)
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        socket.create_connection((url.hostname or "", port), timeout=timeout).close()
+    except OSError:
+        return False
+    return True
+
+
 def _explain_load_failure(name: str, error: Exception) -> str:
-    looks_local = name.startswith((".", "/", "~")) or Path(name).expanduser().exists()
+    looks_local = _looks_local(name)
     if looks_local and not Path(name).expanduser().is_dir():
         return f"Model folder {name!r} does not exist. Set STORYBOT_MODEL_NAME to a folder that holds a saved model."
     if looks_local:

@@ -1,0 +1,104 @@
+"""`storybot console` as a user runs it: a whole session piped through stdin of the real program."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+SCRIPT = """\
+/story start "The Lighthouse" genre:mystery
+The keeper climbed the stairs at dusk.
+/as Bob
+The lamp was cold, and the sea was loud.
+/story frobnicate
+/as Alice
+She lit the wick and waited.
+/story retry
+/story undo
+/story status
+/story end
+"""
+
+
+def storybot_command() -> list[str]:
+    """The installed console script, as `make run` starts it."""
+    script = Path(sys.executable).with_name("storybot")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "bot.cli"]
+
+
+def run_console(tmp_path: Path, model_dir: Path, script: str, **extra_env: str) -> subprocess.CompletedProcess[str]:
+    env = {
+        **os.environ,
+        "STORYBOT_DATABASE_URL": f"sqlite:///{tmp_path / 'console.db'}",
+        "STORYBOT_MODEL_NAME": str(model_dir),
+        "STORYBOT_MODEL_LOCAL_FILES_ONLY": "true",
+        "STORYBOT_MODEL_MAX_NEW_TOKENS": "16",
+        "STORYBOT_CONSOLE_USER": "Alice",
+        **extra_env,
+    }
+    return subprocess.run(
+        [*storybot_command(), "console"],
+        input=script,
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=240,
+    )
+
+
+def test_a_whole_session_through_the_console(tmp_path: Path, tiny_model_dir: Path) -> None:
+    done = run_console(tmp_path, tiny_model_dir, SCRIPT)
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    assert "Alice started “The Lighthouse” (mystery), alternate mode." in out
+    assert "(now writing as Bob)" in out
+    assert "! Unknown command 'frobnicate'" in out
+    # Three bot answers and one rewrite, each printed as it was stored.
+    assert out.count("storybot ▸ ") == 4
+    assert "The bot is rewriting its last passage" in out
+    assert "Withdrew passage 6 by storybot" in out
+    assert "“The Lighthouse” — alternate mode, 5 passages" in out
+    assert "The End." in out
+    assert "Traceback" not in done.stderr
+
+    with sqlite3.connect(tmp_path / "console.db") as db:
+        rows = db.execute("SELECT author_name, author_kind, status, text FROM passages ORDER BY seq").fetchall()
+        story = db.execute("SELECT title, status FROM stories").fetchall()
+    assert story == [("The Lighthouse", "finished")]
+    canonical = [(name, kind) for name, kind, status, _ in rows if status == "canonical"]
+    assert canonical == [
+        ("Alice", "human"),
+        ("storybot", "bot"),
+        ("Bob", "human"),
+        ("storybot", "bot"),
+        ("Alice", "human"),
+    ]
+    assert [status for _, kind, status, _ in rows if kind == "bot"] == ["canonical", "canonical", "superseded", "undone"]
+    humans = [text for _, kind, _, text in rows if kind == "human"]
+    assert humans == ["The keeper climbed the stairs at dusk.", "The lamp was cold, and the sea was loud.",
+                      "She lit the wick and waited."]
+    # Every bot passage that was shown is the one stored.
+    for _, kind, _, text in rows:
+        if kind == "bot":
+            assert f"storybot ▸ {text}" in out
+
+
+def test_an_unloadable_model_is_one_line_and_the_story_goes_on(tmp_path: Path, tiny_model_dir: Path) -> None:
+    script = '/story start "Offline"\nA human line.\n/story status\n'
+    done = run_console(tmp_path, tiny_model_dir, script, STORYBOT_MODEL_NAME=str(tmp_path / "missing-model"))
+    assert done.returncode == 0, done.stderr
+    errors = [line for line in done.stdout.splitlines() if line.startswith("! ")]
+    assert len(errors) == 1 and "STORYBOT_MODEL_NAME" in errors[0]
+    assert "1 passages" in done.stdout
+    assert "Traceback" not in done.stderr
+
+
+def test_a_bad_setting_is_one_line_naming_the_key(tmp_path: Path, tiny_model_dir: Path) -> None:
+    done = run_console(tmp_path, tiny_model_dir, "", STORYBOT_MODEL_TEMPERATURE="hot")
+    assert done.returncode == 2
+    assert done.stderr.strip().count("\n") == 0
+    assert "model.temperature" in done.stderr and "STORYBOT_MODEL_TEMPERATURE" in done.stderr
