@@ -24,10 +24,16 @@ class App:
     queue: GenerationQueue
 
 
-def local_backend_factory(config: Config) -> Callable[[str], Backend]:
+def configured_backend_factory(config: Config) -> Callable[[str], Backend]:
+    """Model name -> the backend ``model.backend`` chooses: this process, or an OpenAI-compatible server."""
+
     def make(model_name: str) -> Backend:
         # Imported here: torch and transformers take seconds to import, and commands such as
         # `storybot migrate` never need them.
+        if config.model.backend == "openai":
+            from bot.generation.openai_backend import OpenAIBackend
+
+            return OpenAIBackend(config, model_name)
         from bot.generation.local import LocalBackend
 
         return LocalBackend(config.model, model_name)
@@ -44,7 +50,7 @@ async def open_app(
     try:
         await db.migrate()
         sessions = SessionManager(db, config)
-        queue = GenerationQueue(sessions, config, backend_factory or local_backend_factory(config))
+        queue = GenerationQueue(sessions, config, backend_factory or configured_backend_factory(config))
         await queue.start()
         try:
             yield App(config, db, sessions, queue)

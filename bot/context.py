@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 PASSAGE_SEPARATOR = "\n\n"
 
@@ -42,32 +42,76 @@ class PromptLimits:
     lore_max_tokens: int = 256
     note_depth: int = 3
     lore_scan_passages: int = 10  # how far back a lore key counts as "recent"
+    # When old passages must go, the window's start moves in steps of this many passages, so
+    # the prompt's head stays the same for several turns and the channel's cache is reused.
+    window_step: int = 8
 
 
 def build_prompt(story: StorySnapshot, limits: PromptLimits, count_tokens: Callable[[str], int]) -> str:
-    """The prompt for the bot's next passage; never more than ``limits.budget_tokens`` tokens."""
-    head = _preamble(story)
-    tail = _direction(story.direction)
-    note = f"[Author's note: {story.note.strip()}]" if story.note.strip() else ""
-    fixed = count_tokens(head + tail + note)
-    if fixed > limits.budget_tokens:
-        # Memory, note and direction are capped in length by the rules; only a tiny model
-        # context can get here. Drop the optional parts rather than fail the turn.
-        head, note = _title_line(story), ""
-        fixed = count_tokens(head + tail)
-    lore = _triggered_lore(story, limits, min(limits.lore_max_tokens, limits.budget_tokens - fixed), count_tokens)
-    lore_text = "".join(f"[{item.text.strip()}]\n" for item in lore)
-    if lore_text:
-        lore_text += "\n"
-    remaining = limits.budget_tokens - fixed - count_tokens(lore_text)
-    passages = _recent_passages(story.passages, remaining, count_tokens)
+    """The prompt for the bot's next passage; never more than ``limits.budget_tokens`` tokens.
+
+    Layout: preamble and memory | older passages | triggered lore | author's note | the last
+    ``note_depth`` passages | direction. Lore and the note sit near the end, where they change
+    nothing above them, so everything up to them is byte-stable from turn to turn.
+    """
+    parts = _Parts(
+        head=_preamble(story),
+        note=f"[Author's note: {story.note.strip()}]" if story.note.strip() else "",
+        tail=_direction(story.direction),
+    )
+    while count_tokens(parts.fixed()) > limits.budget_tokens and parts.drop_optional(story):
+        pass  # only a tiny context gets here: memory and note are capped in length by the rules
+    parts.lore = _triggered_lore(
+        story, limits, min(limits.lore_max_tokens, limits.budget_tokens - count_tokens(parts.fixed())), count_tokens
+    )
+    parts.passages = _window(story.passages, limits, limits.budget_tokens - count_tokens(parts.fixed()), count_tokens)
     while True:
-        prompt = head + lore_text + _join_with_note(passages, note, limits.note_depth) + tail
+        prompt = parts.render(limits.note_depth)
         # Token counts of pieces do not always add up exactly (merges across a boundary), so
-        # the assembled prompt is checked and the oldest passage dropped until it fits.
-        if count_tokens(prompt) <= limits.budget_tokens or not passages:
+        # the assembled prompt is checked, and the least needed part dropped until it fits.
+        if count_tokens(prompt) <= limits.budget_tokens or not parts.drop_one(story):
             return prompt
-        passages = passages[1:]
+
+
+@dataclass
+class _Parts:
+    head: str
+    note: str
+    tail: str
+    lore: list[LoreItem] = field(default_factory=list)
+    passages: list[str] = field(default_factory=list)
+
+    def lore_block(self) -> str:
+        return "".join(f"[{item.text.strip()}]\n" for item in self.lore)
+
+    def fixed(self) -> str:
+        """Everything but the passages, as it will be rendered."""
+        return self.render(note_depth=0, with_passages=False)
+
+    def render(self, note_depth: int, *, with_passages: bool = True) -> str:
+        inserts = [text for text in (self.lore_block().rstrip("\n"), self.note) if text]
+        parts = list(self.passages) if with_passages else []
+        parts[max(len(parts) - note_depth, 0) : max(len(parts) - note_depth, 0)] = inserts
+        return self.head + "".join(part.strip() + PASSAGE_SEPARATOR for part in parts) + self.tail
+
+    def drop_one(self, story: StorySnapshot) -> bool:
+        """Drop the oldest passage, else an optional part; False when nothing is left to drop."""
+        if self.passages:
+            self.passages.pop(0)
+            return True
+        return self.drop_optional(story)
+
+    def drop_optional(self, story: StorySnapshot) -> bool:
+        """Drop the least recent lore, else the note, else the memory; False when bare."""
+        if self.lore:
+            self.lore.pop()
+        elif self.note:
+            self.note = ""
+        elif self.head != _title_line(story):
+            self.head = _title_line(story)
+        else:
+            return False
+        return True
 
 
 def _title_line(story: StorySnapshot) -> str:
@@ -88,25 +132,24 @@ def _direction(direction: str | None) -> str:
     return f"[Next: {direction.strip()}]\n\n" if direction and direction.strip() else ""
 
 
-def _join_with_note(passages: Sequence[str], note: str, depth: int) -> str:
-    parts = list(passages)
-    if note:
-        parts.insert(max(len(parts) - depth, 0), note)
-    return "".join(part.strip() + PASSAGE_SEPARATOR for part in parts)
+def _window(
+    passages: Sequence[str], limits: PromptLimits, budget: int, count_tokens: Callable[[str], int]
+) -> list[str]:
+    """The newest whole passages that fit the budget, starting at a multiple of ``window_step``.
 
-
-def _recent_passages(passages: Sequence[str], budget: int, count_tokens: Callable[[str], int]) -> list[str]:
-    """The newest passages whose tokens fit the budget; cut only at passage boundaries."""
-    chosen: list[str] = []
+    Only whole passages are kept, and when the story no longer fits, the start jumps forward a
+    step at a time rather than one passage a turn, so consecutive prompts share their head.
+    """
     used = 0
-    for passage in reversed(passages):
-        cost = count_tokens(passage.strip() + PASSAGE_SEPARATOR)
-        if used + cost > budget:
+    first = len(passages)
+    for index in range(len(passages) - 1, -1, -1):
+        used += count_tokens(passages[index].strip() + PASSAGE_SEPARATOR)
+        if used > budget:
             break
-        chosen.append(passage)
-        used += cost
-    chosen.reverse()
-    return chosen
+        first = index
+    if first > 0 and limits.window_step > 1:
+        first = min(-(-first // limits.window_step) * limits.window_step, len(passages) - 1)
+    return list(passages[first:]) if passages and first < len(passages) else []
 
 
 def _triggered_lore(

@@ -35,7 +35,8 @@ class GenerationRequest:
 
     ``on_text`` receives the whole text generated so far, from the worker thread, as it grows.
     ``stop_texts`` end the passage where they appear (a participant's name as a chat speaker);
-    ``cancelled`` stops generation at the next token.
+    ``cancelled`` stops generation at the next token. ``cache_key`` (the channel) lets a
+    backend reuse the work done for the channel's previous prompt.
     """
 
     prompt: str
@@ -43,6 +44,7 @@ class GenerationRequest:
     stop_texts: tuple[str, ...] = ()
     on_text: Callable[[str], None] | None = None
     cancelled: threading.Event = field(default_factory=threading.Event)
+    cache_key: str | None = None
 
 
 class Backend(Protocol):

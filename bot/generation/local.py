@@ -10,18 +10,19 @@ import logging
 import socket
 import threading
 from collections.abc import Sequence
-from itertools import groupby
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import torch
 from huggingface_hub import constants as hf_constants
-from transformers import AutoModelForCausalLM, AutoTokenizer, StoppingCriteria, StoppingCriteriaList
+from transformers import AutoModelForCausalLM, AutoTokenizer
 from transformers.utils import logging as transformers_logging
 
 from bot.config import ModelConfig
-from bot.generation.backend import GenerationRequest, ModelUnavailable, Sampling
+from bot.generation.backend import GenerationRequest, ModelUnavailable
+from bot.generation.decoding import Decoder, cache_is_mergeable
+from bot.generation.prefix_cache import PrefixCache
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +56,9 @@ class LocalBackend:
         self.model_name = model_name or config.name
         self.device = pick_device(config.device)
         self._lock = threading.Lock()
+        self._generate_lock = threading.Lock()
+        self._mergeable = False
+        self._decoder: Decoder | None = None
         self._model: Any = None
         self._tokenizer: Any = None
         self._context_length = 0
@@ -69,10 +73,11 @@ class LocalBackend:
             transformers_logging.disable_progress_bar()  # a bar per load clutters chat logs
             tokenizer, model = self._from_pretrained()
             model.to(self.device).eval()
-            tokenizer.padding_side = "left"
-            if tokenizer.pad_token_id is None:
-                tokenizer.pad_token = tokenizer.eos_token
             self._tokenizer, self._model = tokenizer, model
+            self._mergeable = cache_is_mergeable(model)
+            cache_bytes = self.config.prefix_cache_mb * 1024 * 1024
+            prefix_cache = PrefixCache(cache_bytes) if cache_bytes and self._mergeable else None
+            self._decoder = Decoder(model, tokenizer, self.device, prefix_cache)
             self._context_length = self.config.context_length or _model_context_length(model, tokenizer)
             log.info("model %s ready (context %d tokens)", self.model_name, self._context_length)
 
@@ -115,79 +120,19 @@ class LocalBackend:
         self.load()
         return len(self._tokenizer(text, add_special_tokens=False)["input_ids"])
 
-    def generate(self, requests: Sequence[GenerationRequest]) -> list[str]:
-        """Requests with the same sampling settings run as one left-padded batch."""
+    @property
+    def batches(self) -> bool:
+        """Whether requests of several channels can share one batch (plain full-attention caches)."""
         self.load()
-        results: dict[int, str] = {}
-        order = sorted(range(len(requests)), key=lambda i: repr(requests[i].sampling))
-        for _, group in groupby(order, key=lambda i: repr(requests[i].sampling)):
-            indices = list(group)
-            texts = self._generate_batch([requests[i] for i in indices])
-            results.update(zip(indices, texts))
-        return [results[i] for i in range(len(requests))]
+        return self._mergeable
 
-    def _generate_batch(self, requests: list[GenerationRequest]) -> list[str]:
-        sampling = requests[0].sampling
-        tokenizer = self._tokenizer
-        encoded = tokenizer([r.prompt for r in requests], return_tensors="pt", padding=True,
-                            add_special_tokens=False).to(self.device)
-        prompt_length = encoded["input_ids"].shape[1]
-        watcher = _StreamAndStop(tokenizer, requests, prompt_length)
-        with torch.inference_mode():
-            output = self._model.generate(
-                **encoded,
-                **_sampling_kwargs(sampling, tokenizer),
-                stopping_criteria=StoppingCriteriaList([watcher]),
-                pad_token_id=tokenizer.pad_token_id,
-            )
-        return [watcher.decode(row) for row in output]
-
-
-class _StreamAndStop(StoppingCriteria):
-    """Called after every generated token: streams each row's text, stops rows that are done.
-
-    A row stops when its request was cancelled or when one of its stop texts appears; the
-    library then pads it while the other rows go on.
-    """
-
-    def __init__(self, tokenizer: Any, requests: list[GenerationRequest], prompt_length: int) -> None:
-        self.tokenizer = tokenizer
-        self.requests = requests
-        self.prompt_length = prompt_length
-        self._last_text = [""] * len(requests)
-
-    def decode(self, row: torch.Tensor) -> str:
-        return self.tokenizer.decode(row[self.prompt_length :], skip_special_tokens=True)
-
-    def __call__(self, input_ids: torch.LongTensor, scores: Any, **kwargs: Any) -> torch.BoolTensor:
-        done = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
-        for index, request in enumerate(self.requests):
-            text = self.decode(input_ids[index])
-            if request.on_text is not None and text != self._last_text[index]:
-                request.on_text(text)
-            self._last_text[index] = text
-            if request.cancelled.is_set() or any(stop in text for stop in request.stop_texts):
-                done[index] = True
-        return done
-
-
-def _sampling_kwargs(sampling: Sampling, tokenizer: Any) -> dict[str, Any]:
-    greedy = sampling.temperature <= 0
-    kwargs: dict[str, Any] = {
-        "do_sample": not greedy,
-        "max_new_tokens": sampling.max_new_tokens,
-        "min_new_tokens": min(sampling.min_new_tokens, sampling.max_new_tokens),
-        "repetition_penalty": sampling.repetition_penalty,
-    }
-    if not greedy:
-        kwargs.update(temperature=sampling.temperature, top_k=sampling.top_k, top_p=sampling.top_p)
-    if sampling.no_repeat_ngram_size:
-        kwargs["no_repeat_ngram_size"] = sampling.no_repeat_ngram_size
-    if sampling.bad_words:
-        # With and without a leading space: BPE tokenizers encode the two differently.
-        words = {variant for word in sampling.bad_words for variant in (word, " " + word)}
-        kwargs["bad_words_ids"] = [tokenizer(w, add_special_tokens=False)["input_ids"] for w in sorted(words)]
-    return kwargs
+    def generate(self, requests: Sequence[GenerationRequest]) -> list[str]:
+        """Continue every prompt, batched; each request keeps its own sampling and stop rules."""
+        self.load()
+        with self._generate_lock:
+            if self._mergeable:
+                return self._decoder.run(requests)
+            return [self._decoder.run([request])[0] for request in requests]
 
 
 def _model_context_length(model: Any, tokenizer: Any) -> int:

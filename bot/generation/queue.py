@@ -23,7 +23,7 @@ from typing import Protocol
 from bot.config import Config
 from bot.context import PromptLimits, build_prompt
 from bot.generation.backend import Backend, GenerationRequest, ModelUnavailable, Sampling
-from bot.generation.text import clean_passage, speaker_stops
+from bot.generation.text import clean_passage, speaker_stops, visible_text
 from bot.results import Result
 from bot.sessions import BOT_NAME, JobSpec, SessionManager
 
@@ -45,8 +45,16 @@ class TurnListener(Protocol):
 
 @dataclass
 class _Running:
+    """A job being written: how to stop it, and where its text streams."""
+
     spec: JobSpec
     cancelled: threading.Event
+    stream: _Throttle
+    timed_out: bool = False
+
+    def time_out(self) -> None:
+        self.timed_out = True
+        self.cancelled.set()
 
 
 class GenerationQueue:
@@ -116,75 +124,106 @@ class GenerationQueue:
         while True:
             await self._wake.wait()
             self._wake.clear()
-            while specs := await self.sessions.claim_jobs(limit=1):
+            # Oldest first, and a channel never has two open jobs: so every waiting channel
+            # gets a slot in the next batch before any channel gets a second turn.
+            while specs := await self.sessions.claim_jobs(limit=self.config.generation.max_batch):
+                by_model: dict[str, list[JobSpec]] = {}
                 for spec in specs:
-                    await self._run_job(spec)
+                    by_model.setdefault(str(spec.settings["model"]), []).append(spec)
+                for model_name, batch in by_model.items():
+                    await self._run_batch(model_name, batch)
 
     async def _stop_cancelled(self) -> None:
         for job_id, running in list(self._running.items()):
             if not await self.sessions.job_is_open(job_id):
                 running.cancelled.set()
 
-    async def _run_job(self, spec: JobSpec) -> None:
-        cancelled = threading.Event()
-        self._running[spec.job_id] = _Running(spec, cancelled)
-        await self._notify("turn_started", spec)
-        stream = _Throttle(self.config.generation.stream_interval_s)
-        pump = asyncio.create_task(self._pump(spec, stream))
+    async def _run_batch(self, model_name: str, specs: list[JobSpec]) -> None:
         loop = asyncio.get_running_loop()
-
-        def on_text(text: str) -> None:  # worker thread
-            loop.call_soon_threadsafe(stream.put, text)
-
+        runs = [_Running(spec, threading.Event(), _Throttle(self.config.generation.stream_interval_s))
+                for spec in specs]
+        for run in runs:
+            self._running[run.spec.job_id] = run
+            await self._notify("turn_started", run.spec)
+        pumps = [asyncio.create_task(self._pump(run)) for run in runs]
+        timers: list[asyncio.TimerHandle] = []
+        backend = self.backend(model_name)
         try:
-            # Loading (a download, the first time) is not part of the turn's time limit.
-            await asyncio.to_thread(self.backend(str(spec.settings["model"])).load)
-            text = await asyncio.wait_for(
-                asyncio.to_thread(self._write_passage, spec, on_text, cancelled),
-                timeout=self.config.generation.job_timeout_s,
-            )
-        except asyncio.TimeoutError:
-            cancelled.set()
-            result = await self.sessions.fail_job(
-                spec.job_id, "The bot took too long to write; try /story continue again."
-            )
+            # Loading (a download, the first time) is not part of a turn's time limit.
+            await asyncio.to_thread(backend.load)
+            timers = [loop.call_later(self.config.generation.job_timeout_s, run.time_out) for run in runs]
+            texts = await asyncio.to_thread(self._write_passages, backend, runs, loop)
+            results = [await self._store(run, text) for run, text in zip(runs, texts)]
         except ModelUnavailable as error:
-            result = await self.sessions.fail_job(spec.job_id, str(error))
+            results = [await self.sessions.fail_job(run.spec.job_id, str(error)) for run in runs]
         except Exception:
-            log.exception("bot turn %d failed", spec.job_id)
-            result = await self.sessions.fail_job(spec.job_id, "The bot hit an internal error; try again.")
-        else:
-            if cancelled.is_set():
-                result = None
-            elif not text:
-                result = await self.sessions.fail_job(
-                    spec.job_id, "The bot could not think of anything; try /story continue with a direction."
-                )
-            else:
-                result = await self.sessions.finish_job(spec.job_id, text, self._generation_record(spec))
+            log.exception("bot turns %s failed", [run.spec.job_id for run in runs])
+            results = [await self.sessions.fail_job(run.spec.job_id, "The bot hit an internal error; try again.")
+                       for run in runs]
         finally:
-            self._running.pop(spec.job_id, None)
-            stream.close()
-        await pump
-        await self._notify("turn_finished", spec, result)
+            for timer in timers:
+                timer.cancel()
+            for run in runs:
+                self._running.pop(run.spec.job_id, None)
+                run.stream.close()
+        await asyncio.gather(*pumps)
+        for run, result in zip(runs, results):
+            await self._notify("turn_finished", run.spec, result)
 
-    def _write_passage(self, spec: JobSpec, on_text: Callable[[str], None], cancelled: threading.Event) -> str:
-        """Worker thread: build the prompt, generate, clean; one more try if the passage is empty."""
-        backend = self.backend(str(spec.settings["model"]))
+    async def _store(self, run: _Running, text: str) -> Result | None:
+        if run.timed_out:
+            return await self.sessions.fail_job(
+                run.spec.job_id, "The bot took too long to write; try /story continue again."
+            )
+        if run.cancelled.is_set():
+            return None
+        if not text:
+            return await self.sessions.fail_job(
+                run.spec.job_id, "The bot could not think of anything; try /story continue with a direction."
+            )
+        return await self.sessions.finish_job(run.spec.job_id, text, self._generation_record(run.spec))
+
+    def _write_passages(self, backend: Backend, runs: list[_Running], loop: asyncio.AbstractEventLoop) -> list[str]:
+        """Worker thread: build the prompts, generate them as one batch, clean the texts.
+
+        A passage that comes out empty after cleaning gets one more try.
+        """
+        requests = [self._request(backend, run, loop) for run in runs]
+        texts = [""] * len(runs)
+        pending = list(range(len(runs)))
+        for _ in range(EMPTY_PASSAGE_ATTEMPTS):
+            raw = backend.generate([requests[i] for i in pending])
+            for i, text in zip(pending, raw):
+                texts[i] = clean_passage(text, requests[i].stop_texts)
+            pending = [i for i in pending if not texts[i] and not runs[i].cancelled.is_set()]
+            if not pending:
+                break
+        return texts
+
+    def _request(self, backend: Backend, run: _Running, loop: asyncio.AbstractEventLoop) -> GenerationRequest:
+        spec = run.spec
         sampling = self._sampling(spec)
         limits = PromptLimits(
             budget_tokens=max(backend.context_length - sampling.max_new_tokens, 1),
             lore_max_tokens=self.config.story.lore_max_tokens,
             note_depth=self.config.story.note_depth,
         )
-        prompt = build_prompt(spec.story, limits, backend.count_tokens)
+
         stops = speaker_stops((*spec.speaker_names, BOT_NAME))
-        for _ in range(EMPTY_PASSAGE_ATTEMPTS):
-            request = GenerationRequest(prompt, sampling, stops, on_text, cancelled)
-            text = clean_passage(backend.generate([request])[0], stops)
-            if text or cancelled.is_set():
-                return text
-        return ""
+
+        def on_text(text: str) -> None:  # worker thread
+            shown = visible_text(text, stops).strip()
+            if shown:
+                loop.call_soon_threadsafe(run.stream.put, shown)
+
+        return GenerationRequest(
+            prompt=build_prompt(spec.story, limits, backend.count_tokens),
+            sampling=sampling,
+            stop_texts=stops,
+            on_text=on_text,
+            cancelled=run.cancelled,
+            cache_key=spec.channel.key,
+        )
 
     def _sampling(self, spec: JobSpec) -> Sampling:
         model = self.config.model
@@ -204,9 +243,9 @@ class GenerationQueue:
         """What is stored with the passage so an export can say how it was written."""
         return {**spec.settings, "backend": self.config.model.backend}
 
-    async def _pump(self, spec: JobSpec, stream: _Throttle) -> None:
-        async for text in stream:
-            await self._notify("turn_progress", spec, text)
+    async def _pump(self, run: _Running) -> None:
+        async for text in run.stream:
+            await self._notify("turn_progress", run.spec, text)
 
     async def _notify(self, event: str, *args: object) -> None:
         for listener in self._listeners:

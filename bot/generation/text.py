@@ -19,13 +19,18 @@ def speaker_stops(names: Iterable[str]) -> tuple[str, ...]:
 
 
 def cut_at_stops(text: str, stops: Iterable[str]) -> str:
-    """Everything before the first stop text."""
-    end = len(text)
+    """Everything before the first stop text.
+
+    The prompt ends with a blank line, so the output starts on a new line: a stop text that
+    begins with a newline also counts at the very start.
+    """
+    lined = "\n" + text
+    end = len(lined)
     for stop in stops:
-        found = text.find(stop)
+        found = lined.find(stop)
         if found != -1:
             end = min(end, found)
-    return text[:end]
+    return lined[1:end] if end else ""
 
 
 def trim_to_sentence(text: str) -> str:
@@ -37,10 +42,14 @@ def trim_to_sentence(text: str) -> str:
     return text[: ends[-1].end()].strip()
 
 
-def clean_passage(raw: str, stops: Iterable[str]) -> str:
-    """The passage to store: cut at a speaker line or an echoed [bracket note], then at a sentence end."""
+def visible_text(raw: str, stops: Iterable[str]) -> str:
+    """What may be shown while the passage is still being written: no speaker lines, echoed
+    [bracket notes] or unprintable characters. (The last sentence may still be unfinished.)"""
     text = _UNPRINTABLE.sub("", cut_at_stops(raw, stops))
     bracket = re.search(r"(?:^|\n)\s*\[", text)
-    if bracket:
-        text = text[: bracket.start()]
-    return trim_to_sentence(text)
+    return text[: bracket.start()] if bracket else text
+
+
+def clean_passage(raw: str, stops: Iterable[str]) -> str:
+    """The passage to store: the visible text, ending at a sentence end."""
+    return trim_to_sentence(visible_text(raw, stops))

@@ -1,0 +1,1 @@
+"""Reproducible benchmarks that print figures; see README, Performance."""

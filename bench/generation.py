@@ -1,0 +1,248 @@
+"""Generation benchmark: batching, prefix cache, streaming latency, event-loop lag, memory.
+
+    python -m bench.generation [--quick] [--json] [--model FOLDER]
+
+Without ``--model`` it builds a GPT-2-small-sized model (124M parameters, random weights, a
+50257-token byte-level BPE tokenizer) once into ~/.cache/storybot/bench-gpt2-small and loads it
+through the product's own loading code. Throughput and latency are measured through the whole
+product path (story rules, SQLite, the generation queue, the local backend); the prefix-cache
+figures call the backend directly, so they isolate the cache.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import resource
+import statistics
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from bot import commands as c
+from bot.app import open_app
+from bot.config import Config, load_config
+from bot.generation.backend import GenerationRequest, Sampling
+from bot.generation.local import LocalBackend
+from bot.identity import Actor, ChannelRef
+from bot.sessions import JobSpec
+
+DEFAULT_MODEL_DIR = Path.home() / ".cache" / "storybot" / "bench-gpt2-small"
+CHANNEL_COUNTS = (1, 4, 8)
+
+
+def build_model(folder: Path) -> None:
+    """A randomly initialised GPT-2 small and a 50257-token tokenizer trained on made-up words."""
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
+
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=50257,
+        special_tokens=["<|endoftext|>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tokenizer.train_from_iterator(_made_up_text(40000), trainer=trainer)
+    fast = PreTrainedTokenizerFast(tokenizer_object=tokenizer, eos_token="<|endoftext|>", bos_token="<|endoftext|>")
+    torch.manual_seed(0)
+    model = GPT2LMHeadModel(GPT2Config(vocab_size=fast.vocab_size, n_positions=1024))
+    folder.mkdir(parents=True, exist_ok=True)
+    fast.save_pretrained(folder)
+    model.save_pretrained(folder)
+
+
+def _made_up_text(lines: int, seed: int = 0) -> list[str]:
+    rng = random.Random(seed)
+    consonants, vowels = "bcdfghjklmnprstvwz", "aeiou"
+    syllables = [a + b + (rng.choice(consonants) if rng.random() < 0.5 else "") for a in consonants for b in vowels]
+    words = ["".join(rng.choice(syllables) for _ in range(rng.randint(1, 4))) for _ in range(lines * 12)]
+    return [" ".join(words[i * 12 : (i + 1) * 12]) + "." for i in range(lines)]
+
+
+def bench_config(model_dir: Path, db_path: Path, new_tokens: int, max_batch: int) -> Config:
+    empty = db_path.with_suffix(".toml")
+    empty.write_text("")
+    return load_config(
+        empty,
+        env={
+            "STORYBOT_DATABASE_URL": f"sqlite+aiosqlite:///{db_path}",
+            "STORYBOT_MODEL_NAME": str(model_dir),
+            "STORYBOT_MODEL_LOCAL_FILES_ONLY": "true",
+            "STORYBOT_MODEL_MAX_NEW_TOKENS": str(new_tokens),
+            "STORYBOT_MODEL_MIN_NEW_TOKENS": str(new_tokens),
+            "STORYBOT_GENERATION_MAX_BATCH": str(max_batch),
+            "STORYBOT_GENERATION_STREAM_INTERVAL_S": "0",
+            "STORYBOT_STORY_PASSAGES_PER_MINUTE": "0",
+            "STORYBOT_LOGGING_LEVEL": "WARNING",
+        },
+    )
+
+
+class _Timings:
+    """Queue listener: when each channel's turn first streamed and when it finished."""
+
+    def __init__(self) -> None:
+        self.first_text: dict[int, float] = {}
+        self.finished: dict[int, asyncio.Event] = {}
+
+    async def turn_started(self, job: JobSpec) -> None:
+        self.finished.setdefault(job.job_id, asyncio.Event())
+
+    async def turn_progress(self, job: JobSpec, text: str) -> None:
+        self.first_text.setdefault(job.job_id, time.perf_counter())
+
+    async def turn_finished(self, job: JobSpec, result: object) -> None:
+        self.finished.setdefault(job.job_id, asyncio.Event()).set()
+
+
+async def _loop_lag(samples: list[float], stop: asyncio.Event) -> None:
+    """Sleep 10 ms again and again; record how late each wake-up is."""
+    while not stop.is_set():
+        began = time.perf_counter()
+        await asyncio.sleep(0.010)
+        samples.append(max(0.0, time.perf_counter() - began - 0.010))
+
+
+async def channels_at_once(config: Config, channels: int, rounds: int) -> dict[str, object]:
+    """``channels`` stories each ask the bot for a passage at the same moment; ``rounds`` times."""
+    timings = _Timings()
+    lag: list[float] = []
+    ttft: list[float] = []
+    elapsed = 0.0
+    async with open_app(config) as app:
+        app.queue.add_listener(timings)
+        await app.queue.warm_up()
+        refs = [ChannelRef("bench", "w", f"channel-{i}") for i in range(channels)]
+        actor = Actor("bench", "Bench")
+        for index, ref in enumerate(refs):
+            await app.sessions.handle(ref, actor, c.parse(f'/story start "Bench {index}" mode:free'))
+            await app.sessions.handle(ref, actor, c.Add(" ".join(_made_up_text(4, seed=index))))
+        stop = asyncio.Event()
+        lag_task = asyncio.create_task(_loop_lag(lag, stop))
+        for _ in range(rounds):
+            began = time.perf_counter()
+            results = await asyncio.gather(*(app.sessions.handle(ref, actor, c.Continue()) for ref in refs))
+            job_ids = [r.job_id for r in results if r.job_id is not None]
+            for job_id in job_ids:
+                await timings.finished.setdefault(job_id, asyncio.Event()).wait()
+            elapsed += time.perf_counter() - began
+            ttft += [timings.first_text[j] - began for j in job_ids if j in timings.first_text]
+        stop.set()
+        await lag_task
+    tokens = channels * rounds * config.model.max_new_tokens
+    return {"tokens_per_s": tokens / elapsed, "ttft": ttft, "loop_lag": lag}
+
+
+def prefix_cache_turn(model_dir: Path, prompt_tokens: int, tail_tokens: int, new_tokens: int) -> dict[str, float]:
+    """One turn of a long story, with and without the channel's cached prompt prefix."""
+    config = load_config(Path("/dev/null"), env={"STORYBOT_MODEL_NAME": str(model_dir),
+                                                  "STORYBOT_MODEL_LOCAL_FILES_ONLY": "true"})
+    cached_backend = LocalBackend(config.model)
+    plain_backend = LocalBackend(replace(config.model, prefix_cache_mb=0))
+    words = " ".join(_made_up_text(400, seed=7)).split()
+    previous = _prompt_of(cached_backend, words, prompt_tokens - tail_tokens)
+    current = _prompt_of(cached_backend, words, prompt_tokens)
+    assert current.startswith(previous)
+    sampling = Sampling(max_new_tokens=new_tokens, min_new_tokens=new_tokens)
+
+    def turn(backend: LocalBackend, prompt: str, key: str | None) -> tuple[float, float]:
+        first: list[float] = []
+        began = time.perf_counter()
+        request = GenerationRequest(prompt, sampling, on_text=lambda _: first.append(time.perf_counter()),
+                                    cache_key=key)
+        backend.generate([request])
+        return first[0] - began, time.perf_counter() - began
+
+    turn(cached_backend, previous, "story")  # the channel's previous turn fills its cache
+    cached_ttft, cached_total = turn(cached_backend, current, "story")
+    turn(plain_backend, previous, None)  # same warm-up work for fairness
+    plain_ttft, plain_total = turn(plain_backend, current, None)
+    return {
+        "prompt_tokens": cached_backend.count_tokens(current),
+        "ttft_cached_ms": cached_ttft * 1000,
+        "ttft_uncached_ms": plain_ttft * 1000,
+        "turn_cached_ms": cached_total * 1000,
+        "turn_uncached_ms": plain_total * 1000,
+    }
+
+
+def _prompt_of(backend: LocalBackend, words: list[str], tokens: int) -> str:
+    """The longest run of the words, from the start, that stays within ``tokens`` tokens."""
+    low, high = 1, len(words)
+    while low < high:
+        middle = (low + high + 1) // 2
+        if backend.count_tokens(" ".join(words[:middle])) <= tokens:
+            low = middle
+        else:
+            high = middle - 1
+    return " ".join(words[:low])
+
+
+def _percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    if len(values) == 1:
+        return values[0]
+    return statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1]
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.generation", description=__doc__.splitlines()[0])
+    parser.add_argument("--model", type=Path, help="a local model folder (default: a random GPT-2 small)")
+    parser.add_argument("--quick", action="store_true", help="fewer tokens: finishes in about two minutes")
+    parser.add_argument("--json", action="store_true", help="print one JSON object on the last line")
+    args = parser.parse_args(argv)
+
+    model_dir = args.model or DEFAULT_MODEL_DIR
+    if args.model is None and not (model_dir / "config.json").exists():
+        print(f"building the benchmark model in {model_dir} (once)…", flush=True)
+        build_model(model_dir)
+    new_tokens = 16 if args.quick else 64
+    rounds = 1 if args.quick else 2
+    report: dict[str, object] = {"model": str(model_dir), "new_tokens": new_tokens, "quick": args.quick}
+    tokens_per_s: dict[str, dict[str, float]] = {"batched": {}, "sequential": {}}
+    ttft: list[float] = []
+    lag: list[float] = []
+    with tempfile.TemporaryDirectory() as folder:
+        for channels in CHANNEL_COUNTS:
+            for mode, max_batch in (("batched", 8), ("sequential", 1)):
+                config = bench_config(model_dir, Path(folder) / f"{mode}-{channels}.db", new_tokens, max_batch)
+                figures = asyncio.run(channels_at_once(config, channels, rounds))
+                tokens_per_s[mode][str(channels)] = round(float(figures["tokens_per_s"]), 1)  # type: ignore[arg-type]
+                print(f"{channels} channel(s), {mode:10}: {figures['tokens_per_s']:8.1f} tokens/s", flush=True)
+                if channels == 8 and mode == "batched":
+                    ttft, lag = figures["ttft"], figures["loop_lag"]  # type: ignore[assignment]
+    cache = prefix_cache_turn(model_dir, prompt_tokens=900, tail_tokens=60, new_tokens=12 if args.quick else 48)
+    report.update(
+        tokens_per_s=tokens_per_s["batched"],
+        tokens_per_s_sequential=tokens_per_s["sequential"],
+        batching_speedup_8=round(tokens_per_s["batched"]["8"] / tokens_per_s["sequential"]["8"], 2),
+        prefix_cache_ttft_speedup=round(cache["ttft_uncached_ms"] / cache["ttft_cached_ms"], 2),
+        prefix_cache_turn_speedup=round(cache["turn_uncached_ms"] / cache["turn_cached_ms"], 2),
+        prefix_cache={k: round(v, 1) for k, v in cache.items()},
+        ttft_p50_ms=round(_percentile(ttft, 50) * 1000, 1),
+        ttft_p95_ms=round(_percentile(ttft, 95) * 1000, 1),
+        loop_lag_p99_ms=round(_percentile(lag, 99) * 1000, 2),
+        peak_rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+    )
+    print(f"batching speedup, 8 channels: {report['batching_speedup_8']}x")
+    print(f"prefix cache, {cache['prompt_tokens']:.0f}-token prompt: time to first token "
+          f"{cache['ttft_uncached_ms']:.0f} ms -> {cache['ttft_cached_ms']:.0f} ms "
+          f"({report['prefix_cache_ttft_speedup']}x); whole turn {cache['turn_uncached_ms']:.0f} ms -> "
+          f"{cache['turn_cached_ms']:.0f} ms ({report['prefix_cache_turn_speedup']}x)")
+    print(f"time to first streamed text, 8 channels: p50 {report['ttft_p50_ms']} ms, p95 {report['ttft_p95_ms']} ms")
+    print(f"event-loop lag while generating: p99 {report['loop_lag_p99_ms']} ms")
+    print(f"peak resident memory: {report['peak_rss_mb']} MB")
+    if args.json:
+        print(json.dumps(report))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,250 @@
+"""Batched decoding with per-row sampling, streaming, stopping and prefix reuse.
+
+``model.generate`` takes one set of sampling settings for a whole batch and keeps finished rows
+in it until the longest one ends. Story channels each have their own settings and passages of
+different lengths, so this small loop does what the bot needs instead:
+
+1. each prompt is prefilled on its own, reusing the channel's cached prefix when there is one;
+2. the rows' caches are left-padded into one batch and decoded together, one token a step;
+3. each row samples with its own temperature/top-k/top-p/penalties, streams its text, and
+   leaves the batch as soon as it is done (end of text, length, a stop text, or cancelled).
+
+Greedy decoding gives the same text batched or alone, with or without the prefix cache: the
+padding is masked out and every row gets its true positions.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from transformers import DynamicCache
+from transformers.cache_utils import DynamicLayer
+
+from bot.generation.backend import GenerationRequest, Sampling
+from bot.generation.prefix_cache import LayerKV, PrefixCache
+
+
+@dataclass
+class _Row:
+    request: GenerationRequest
+    prompt_ids: list[int]
+    seen: torch.Tensor  # vocabulary mask of tokens in prompt and output (repetition penalty)
+    bad_word_ids: list[list[int]]
+    generated: list[int] = field(default_factory=list)
+    ngrams: dict[tuple[int, ...], set[int]] = field(default_factory=dict)
+    text: str = ""
+    done: bool = False
+
+    @property
+    def sampling(self) -> Sampling:
+        return self.request.sampling
+
+    @property
+    def position(self) -> int:
+        """Position of the next token fed to the model (after the last one produced)."""
+        return len(self.prompt_ids) + len(self.generated) - 1
+
+
+class Decoder:
+    """Runs one batch of requests on a loaded causal LM."""
+
+    def __init__(self, model: Any, tokenizer: Any, device: str, prefix_cache: PrefixCache | None) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.device = device
+        self.prefix_cache = prefix_cache
+        self.vocab_size = int(model.get_output_embeddings().weight.shape[0])
+        self.eos_ids = _eos_ids(model, tokenizer)
+
+    @torch.inference_mode()
+    def run(self, requests: Sequence[GenerationRequest]) -> list[str]:
+        rows = [self._row(request) for request in requests]
+        caches: list[DynamicCache] = []
+        for row in rows:
+            cache, logits = self._prefill(row)
+            caches.append(cache)
+            self._accept(row, self._choose(row, logits))
+        active = [i for i, row in enumerate(rows) if not row.done]
+        if len(active) == 1:
+            # Alone, the row keeps its own cache object: no copy, and any cache type works.
+            only = active[0]
+            mask = torch.ones(1, len(rows[only].prompt_ids), dtype=torch.long, device=self.device)
+            self._decode([rows[only]], caches[only], mask)
+        elif active:
+            cache, mask = _merge([_layers(caches[i]) for i in active],
+                                 [len(rows[i].prompt_ids) for i in active], self.device)
+            self._decode([rows[i] for i in active], cache, mask)
+        return [row.text for row in rows]
+
+    # ------------------------------------------------------------------ prefill
+
+    def _bad_word_ids(self, words: Sequence[str]) -> list[list[int]]:
+        """Token sequences of each banned word, with and without a leading space (BPE tells them apart)."""
+        variants = sorted({variant for word in words if word.strip() for variant in (word, " " + word)})
+        return [ids for ids in (self.tokenizer(v, add_special_tokens=False)["input_ids"] for v in variants) if ids]
+
+    def _row(self, request: GenerationRequest) -> _Row:
+        ids = self.tokenizer(request.prompt, add_special_tokens=False)["input_ids"] or [self.eos_ids[0]]
+        seen = torch.zeros(self.vocab_size, dtype=torch.bool, device=self.device)
+        seen[torch.tensor(ids, device=self.device)] = True
+        row = _Row(request=request, prompt_ids=list(ids), seen=seen,
+                   bad_word_ids=self._bad_word_ids(request.sampling.bad_words))
+        n = request.sampling.no_repeat_ngram_size
+        if n:
+            for i in range(len(ids) - n + 1):
+                row.ngrams.setdefault(tuple(ids[i : i + n - 1]), set()).add(ids[i + n - 1])
+        return row
+
+    def _prefill(self, row: _Row) -> tuple[DynamicCache, torch.Tensor]:
+        """Encode the prompt (only its new tail when the channel's prefix is cached)."""
+        key = row.request.cache_key
+        hit = self.prefix_cache.lookup(key, row.prompt_ids) if self.prefix_cache and key else None
+        reused = 0
+        cache = DynamicCache(config=self.model.config)
+        if hit is not None:
+            cached_layers, reused = hit
+            cache = DynamicCache(ddp_cache_data=cached_layers)
+        tail = torch.tensor([row.prompt_ids[reused:]], device=self.device)
+        positions = torch.arange(reused, len(row.prompt_ids), device=self.device).unsqueeze(0)
+        output = self.model(
+            input_ids=tail,
+            attention_mask=torch.ones(1, len(row.prompt_ids), dtype=torch.long, device=self.device),
+            position_ids=positions,
+            cache=cache,
+            use_cache=True,
+        )
+        if self.prefix_cache is not None and key:
+            self.prefix_cache.store(key, row.prompt_ids, _layers(output.cache))
+        return output.cache, output.logits[0, -1]
+
+    # ------------------------------------------------------------------ decode
+
+    def _decode(self, rows: list[_Row], cache: DynamicCache, mask: torch.Tensor) -> None:
+        while rows:
+            last = torch.tensor([[row.generated[-1]] for row in rows], device=self.device)
+            positions = torch.tensor([[row.position] for row in rows], device=self.device)
+            mask = torch.cat([mask, torch.ones(len(rows), 1, dtype=mask.dtype, device=self.device)], dim=1)
+            logits = self.model(
+                input_ids=last, attention_mask=mask, position_ids=positions, cache=cache, use_cache=True
+            ).logits[:, -1]
+            for index, row in enumerate(rows):
+                self._accept(row, self._choose(row, logits[index]))
+            keep = [i for i, row in enumerate(rows) if not row.done]
+            if len(keep) < len(rows):
+                rows = [rows[i] for i in keep]
+                if rows:
+                    cache, mask = _select(cache, mask, keep, self.device)
+
+    def _accept(self, row: _Row, token: int) -> None:
+        """Add a token to the row, stream its text, and decide whether the row is done."""
+        request = row.request
+        if token in self.eos_ids and len(row.generated) >= request.sampling.min_new_tokens:
+            row.done = True
+            return
+        row.generated.append(token)
+        row.seen[token] = True
+        n = request.sampling.no_repeat_ngram_size
+        if n and len(row.generated) + len(row.prompt_ids) >= n:
+            tail = (row.prompt_ids + row.generated)[-n:]
+            row.ngrams.setdefault(tuple(tail[:-1]), set()).add(tail[-1])
+        text = self.tokenizer.decode(row.generated, skip_special_tokens=True)
+        if text != row.text:
+            row.text = text
+            if request.on_text is not None:
+                request.on_text(text)
+        row.done = (
+            len(row.generated) >= request.sampling.max_new_tokens
+            or request.cancelled.is_set()
+            or any(stop in "\n" + text for stop in request.stop_texts)  # output starts a line
+        )
+
+    def _choose(self, row: _Row, logits: torch.Tensor) -> int:
+        """The row's next token under its own sampling settings."""
+        s = row.sampling
+        logits = logits.float().clone()
+        if s.repetition_penalty != 1.0:
+            penalised = torch.where(logits > 0, logits / s.repetition_penalty, logits * s.repetition_penalty)
+            logits = torch.where(row.seen[: logits.shape[0]], penalised, logits)
+        banned = self._banned(row)
+        if banned:
+            logits[torch.tensor(sorted(banned), device=logits.device)] = -math.inf
+        if len(row.generated) < s.min_new_tokens:
+            logits[torch.tensor(self.eos_ids, device=logits.device)] = -math.inf
+        if s.temperature <= 0:
+            return int(torch.argmax(logits))
+        logits = logits / s.temperature
+        if 0 < s.top_k < logits.shape[0]:
+            threshold = torch.topk(logits, s.top_k).values[-1]
+            logits[logits < threshold] = -math.inf
+        if s.top_p < 1.0:
+            ordered, order = torch.sort(logits, descending=True)
+            cumulative = torch.softmax(ordered, dim=-1).cumsum(dim=-1)
+            drop = cumulative - torch.softmax(ordered, dim=-1) > s.top_p  # keep the token that crosses top_p
+            logits[order[drop]] = -math.inf
+        return int(torch.multinomial(torch.softmax(logits, dim=-1), 1))
+
+    def _banned(self, row: _Row) -> set[int]:
+        banned: set[int] = set()
+        n = row.sampling.no_repeat_ngram_size
+        if n:
+            history = row.prompt_ids + row.generated
+            banned |= row.ngrams.get(tuple(history[len(history) - n + 1 :]), set()) if n > 1 else set()
+        for word_ids in row.bad_word_ids:
+            prefix = word_ids[:-1]
+            if not prefix or row.generated[-len(prefix) :] == prefix:
+                banned.add(word_ids[-1])
+        return banned
+
+
+def cache_is_mergeable(model: Any) -> bool:
+    """Only plain full-attention caches can be padded, merged and reused across turns."""
+    probe = DynamicCache(config=model.config)
+    return all(type(layer) is DynamicLayer for layer in probe.layers)
+
+
+def _layers(cache: DynamicCache) -> list[LayerKV]:
+    return [(layer.keys, layer.values) for layer in cache.layers]
+
+
+def _merge(rows: list[list[LayerKV]], lengths: list[int], device: str) -> tuple[DynamicCache, torch.Tensor]:
+    """Left-pad each row's cache to the longest and stack them into one batch."""
+    longest = max(lengths)
+    merged: list[LayerKV] = []
+    for layer in range(len(rows[0])):
+        keys = [_left_pad(row[layer][0], longest) for row in rows]
+        values = [_left_pad(row[layer][1], longest) for row in rows]
+        merged.append((torch.cat(keys, dim=0), torch.cat(values, dim=0)))
+    mask = torch.zeros(len(rows), longest, dtype=torch.long, device=device)
+    for index, length in enumerate(lengths):
+        mask[index, longest - length :] = 1
+    return DynamicCache(ddp_cache_data=merged), mask
+
+
+def _left_pad(tensor: torch.Tensor, length: int) -> torch.Tensor:
+    missing = length - tensor.shape[2]
+    if missing == 0:
+        return tensor
+    pad = tensor.new_zeros(tensor.shape[0], tensor.shape[1], missing, tensor.shape[3])
+    return torch.cat([pad, tensor], dim=2)
+
+
+def _select(
+    cache: DynamicCache, mask: torch.Tensor, keep: list[int], device: str
+) -> tuple[DynamicCache, torch.Tensor]:
+    """Drop finished rows, and the padding columns no remaining row needs any more."""
+    index = torch.tensor(keep, device=device)
+    mask = mask[index]
+    unused = int((mask.cumsum(dim=1) == 0).sum(dim=1).min())
+    layers = [(layer.keys[index][:, :, unused:, :], layer.values[index][:, :, unused:, :]) for layer in cache.layers]
+    return DynamicCache(ddp_cache_data=layers), mask[:, unused:]
+
+
+def _eos_ids(model: Any, tokenizer: Any) -> list[int]:
+    configured = model.generation_config.eos_token_id if model.generation_config else None
+    ids = configured if isinstance(configured, list) else [configured]
+    ids = [i for i in ids if i is not None] or [tokenizer.eos_token_id]
+    return [int(i) for i in ids if i is not None]
