@@ -190,3 +190,32 @@ async def event_seen(tx: AsyncSession, platform: str, event_id: str) -> bool:
         ProcessedEvent.platform == platform, ProcessedEvent.event_id == event_id
     )
     return (await tx.execute(query)).first() is not None
+
+
+async def all_passages(tx: AsyncSession, story_id: int) -> Sequence[Passage]:
+    """Every passage of a story, whatever its status, in story order (for the archive)."""
+    query = select(Passage).where(Passage.story_id == story_id).order_by(Passage.seq)
+    return (await tx.execute(query)).scalars().all()
+
+
+async def all_lore_entries(tx: AsyncSession, story_id: int) -> Sequence[LoreEntry]:
+    """Every lore entry of a story, removed ones included (for the archive)."""
+    query = select(LoreEntry).where(LoreEntry.story_id == story_id).order_by(LoreEntry.number)
+    return (await tx.execute(query)).scalars().all()
+
+
+async def all_stories(tx: AsyncSession) -> Sequence[Story]:
+    return (await tx.execute(select(Story).order_by(Story.id))).scalars().all()
+
+
+async def canonical_texts(tx: AsyncSession) -> dict[int, list[str]]:
+    """The canonical passages' texts of every story, by story id, in one query."""
+    query = (
+        select(Passage.story_id, Passage.text)
+        .where(Passage.status == PassageStatus.CANONICAL)
+        .order_by(Passage.story_id, Passage.seq)
+    )
+    texts: dict[int, list[str]] = {}
+    for story_id, text in await tx.execute(query):
+        texts.setdefault(story_id, []).append(text)
+    return texts

@@ -1,0 +1,118 @@
+"""The archive outside chat: list every story, and bring a JSON export back as a finished story.
+
+An import writes a new story (new row ids) in one transaction, so a bad file changes nothing.
+It does not go through the story rules: the story arrives finished, and nobody's turn is
+affected. Exporting the imported story as JSON gives the file that was imported.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import datetime
+
+from bot.export.model import ChannelInfo, ExportStory, chapter_title, word_count
+from storage import queries as q
+from storage.database import Database
+from storage.models import LoreEntry, Participant, Passage, Story, StoryStatus
+
+
+@dataclass(frozen=True, slots=True)
+class StoryRow:
+    """One line of ``storybot list``."""
+
+    id: int
+    channel: str
+    title: str
+    status: str
+    passages: int
+    words: int
+
+
+async def list_stories(db: Database) -> list[StoryRow]:
+    async with db.read() as tx:
+        stories = await q.all_stories(tx)
+        texts = await q.canonical_texts(tx)
+    rows = []
+    for story in stories:
+        # Counted as the exports count them: chapter headings are not passages.
+        passages = [t for t in texts.get(story.id, []) if chapter_title(t) is None]
+        words = sum(word_count(t) for t in passages)
+        rows.append(StoryRow(story.id, story.channel_key, story.title, story.status, len(passages), words))
+    return rows
+
+
+def parse_channel(text: str) -> ChannelInfo:
+    """``platform:workspace:channel[:thread]``, or a bare name for a console channel."""
+    parts = text.split(":")
+    if len(parts) == 1 and parts[0]:
+        return ChannelInfo("console", "local", parts[0])
+    if len(parts) in (3, 4) and parts[0] and parts[2]:
+        return ChannelInfo(*parts)
+    raise ValueError(
+        f"--channel must be NAME (a console channel) or PLATFORM:WORKSPACE:CHANNEL[:THREAD], got {text!r}"
+    )
+
+
+async def import_story(
+    db: Database, story: ExportStory, *, channel: ChannelInfo | None = None, now: datetime
+) -> int:
+    """Store ``story`` as a new finished story (in ``channel`` if given); returns its id."""
+    if channel is not None:
+        story = replace(story, channel=channel)
+    where = story.channel
+    async with db.write() as tx:
+        row = Story(
+            channel_key=where.key,
+            platform=where.platform,
+            workspace=where.workspace,
+            channel=where.channel,
+            thread=where.thread,
+            title=story.title,
+            genre=story.genre,
+            mode=story.mode,
+            status=StoryStatus.FINISHED,
+            starter_id=story.starter_id,
+            starter_name=story.starter_name,
+            memory=story.memory,
+            note=story.note,
+            settings=dict(story.settings),
+            created_at=story.created_at,
+            turn_started_at=story.created_at,
+            finished_at=story.finished_at or now,
+        )
+        tx.add(row)
+        await tx.flush()
+        passages = [
+            Passage(
+                story_id=row.id,
+                seq=p.number,
+                author_kind=p.author_kind,
+                author_id=p.author_id,
+                author_name=p.author_name,
+                text=p.text,
+                status=p.status,
+                requested_by_id=p.requested_by_id,
+                direction=p.direction,
+                generation=p.generation,
+                created_at=p.created_at,
+                changed_by_id=p.changed_by_id,
+                changed_at=p.changed_at,
+            )
+            for p in story.passages
+        ]
+        tx.add_all(passages)
+        await tx.flush()
+        for passage, source in zip(passages, story.passages, strict=True):
+            if source.replaces is not None:
+                passage.replaces_id = passages[source.replaces - 1].id
+        tx.add_all(
+            Participant(story_id=row.id, user_id=p.user_id, name=p.name, position=p.position, active=p.active,
+                        joined_at=p.joined_at, left_at=p.left_at)
+            for p in story.participants
+        )
+        tx.add_all(
+            LoreEntry(story_id=row.id, number=e.number, keys=list(e.keys), text=e.text, author_id=e.author_id,
+                      removed=e.removed, created_at=e.created_at)
+            for e in story.lore
+        )
+        return row.id
