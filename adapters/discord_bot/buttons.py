@@ -1,0 +1,56 @@
+"""The Continue / Retry / Undo / End buttons under each bot passage.
+
+Each button is a ``DynamicItem`` whose custom id holds the action and the story id
+(``story:retry:12``), so buttons keep working after a restart with no view state kept in
+memory. The story id goes to the core with the command: once that story is no longer the
+channel's running one, the button answers politely and changes nothing.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, cast
+
+import discord
+
+from adapters.discord_bot.runner import CommandRunner
+from bot import commands as c
+
+ACTIONS: dict[str, tuple[str, discord.ButtonStyle, type[c.Command]]] = {
+    "continue": ("Continue", discord.ButtonStyle.primary, c.Continue),
+    "retry": ("Retry", discord.ButtonStyle.secondary, c.Retry),
+    "undo": ("Undo", discord.ButtonStyle.secondary, c.Undo),
+    "end": ("End", discord.ButtonStyle.danger, c.End),
+}
+CUSTOM_ID = r"story:(?P<action>[a-z]+):(?P<story_id>[0-9]{1,18})"
+
+
+class StoryButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=CUSTOM_ID):
+    """One action on one story."""
+
+    def __init__(self, action: str, story_id: int) -> None:
+        label, style, _ = ACTIONS[action]
+        super().__init__(discord.ui.Button(label=label, style=style, custom_id=f"story:{action}:{story_id}"))
+        self.action = action
+        self.story_id = story_id
+
+    @classmethod
+    async def from_custom_id(
+        cls, interaction: discord.Interaction[Any], item: discord.ui.Item[Any], match: re.Match[str], /
+    ) -> StoryButton:
+        action = match["action"]
+        if action not in ACTIONS:  # an id we never made; discord.py reports the error
+            raise ValueError(f"unknown story button action {action!r}")
+        return cls(action, int(match["story_id"]))
+
+    async def callback(self, interaction: discord.Interaction[Any]) -> None:
+        runner = cast(CommandRunner, interaction.client)
+        await runner.run_command(interaction, ACTIONS[self.action][2](), story_id=self.story_id)
+
+
+def passage_buttons(story_id: int) -> discord.ui.View:
+    """The row of buttons under a bot passage of ``story_id``."""
+    view = discord.ui.View(timeout=None)
+    for action in ACTIONS:
+        view.add_item(StoryButton(action, story_id))
+    return view

@@ -1,0 +1,218 @@
+"""The Discord client: interactions and messages in, the core's results out.
+
+Every interaction is acknowledged first (a deferred reply, well inside Discord's 3 seconds),
+then the command goes to the core with the interaction id as its event id, and the answer
+replaces the "thinking…" reply: in the channel for everyone, or only for the asker when the
+result is private or an error. Who may do what is the core's business; the client only says
+who is a moderator here (Manage Messages in the channel).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+from typing import Any
+
+import discord
+from discord import app_commands
+
+from adapters.discord_bot.buttons import StoryButton
+from adapters.discord_bot.render import MESSAGE_LIMIT, NO_PINGS, passage_messages, problem, split_message
+from adapters.discord_bot.slash import StoryCommands
+from adapters.discord_bot.streaming import TurnStreamer
+from bot import commands as c
+from bot.app import App
+from bot.identity import Actor, ChannelRef
+from bot.results import Result
+from bot.sessions import DEFAULT_TITLE
+
+log = logging.getLogger(__name__)
+
+PLATFORM = "discord"
+THREAD_NAME_LIMIT = 100
+
+
+def _shows_privately(command: c.Command) -> bool:
+    """Commands that only show something to the asker: their "thinking…" reply is ephemeral too."""
+    if isinstance(command, (c.Status, c.Help, c.ListStories, c.LoreList, c.Show)):
+        return True
+    if isinstance(command, (c.Memory, c.Note)):
+        return command.text is None
+    return isinstance(command, c.Settings) and not command.changes
+
+
+def _contents(result: Result) -> list[str]:
+    """The messages that show a result: the passage it added (attributed) or its text."""
+    if not result.ok:
+        return split_message(problem(result.text), MESSAGE_LIMIT)
+    if result.passage is not None:
+        return passage_messages(result.passage, result.text)
+    return split_message(result.text or "Done.", MESSAGE_LIMIT)
+
+
+class StoryClient(discord.Client):
+    """One bot user serving every guild it is in; a thread is a channel of its own."""
+
+    def __init__(self, app: App, *, sync: bool = False) -> None:
+        settings = app.config.discord
+        intents = discord.Intents.default()
+        intents.message_content = settings.message_content_thread_turns
+        super().__init__(intents=intents, allowed_mentions=NO_PINGS)
+        self.app = app
+        self.sync_commands = sync
+        self.tree = app_commands.CommandTree(self)
+        self.tree.add_command(StoryCommands())
+        self.tree.on_error = self._command_error  # type: ignore[method-assign]
+        app.queue.add_listener(TurnStreamer(self, settings.stream_edit_interval_s))
+        self._background: set[asyncio.Task[Any]] = set()
+
+    # ------------------------------------------------------------------ start-up
+
+    async def setup_hook(self) -> None:
+        self.add_dynamic_items(StoryButton)
+        if self.sync_commands:
+            await self._sync()
+        warm = asyncio.create_task(self._warm_up(), name="model-warm-up")
+        self._background.add(warm)
+        warm.add_done_callback(self._background.discard)
+
+    async def _sync(self) -> None:
+        guild_ids = self.app.config.discord.guild_ids
+        if not guild_ids:
+            synced = await self.tree.sync()
+            log.info("registered /story globally (%d commands; Discord may take a while to show them)", len(synced))
+            return
+        for guild_id in guild_ids:
+            guild = discord.Object(int(guild_id))
+            self.tree.copy_global_to(guild=guild)
+            await self.tree.sync(guild=guild)
+            log.info("registered /story in guild %s", guild_id)
+
+    async def _warm_up(self) -> None:
+        problem_text = await self.app.queue.warm_up()
+        if problem_text:
+            log.warning("the model is not available: %s", problem_text)
+
+    async def on_ready(self) -> None:
+        log.info("connected to Discord as %s in %d guilds", self.user, len(self.guilds))
+
+    # ------------------------------------------------------------------ who and where
+
+    @staticmethod
+    def _ref(guild_id: int | None, channel: Any, channel_id: int | None) -> ChannelRef:
+        guild = str(guild_id or "")
+        if isinstance(channel, discord.Thread):
+            return ChannelRef(PLATFORM, guild, str(channel.parent_id), str(channel.id))
+        return ChannelRef(PLATFORM, guild, str(channel_id))
+
+    @staticmethod
+    def _actor(user: discord.abc.User, permissions: discord.Permissions) -> Actor:
+        return Actor(str(user.id), user.display_name, is_moderator=permissions.manage_messages)
+
+    # ------------------------------------------------------------------ interactions
+
+    async def run_command(
+        self, interaction: discord.Interaction[Any], command: c.Command, *, story_id: int | None = None
+    ) -> None:
+        private = _shows_privately(command)
+        await interaction.response.defer(ephemeral=private, thinking=True)
+        actor = self._actor(interaction.user, interaction.permissions)
+        channel = self._ref(interaction.guild_id, interaction.channel, interaction.channel_id)
+        event_id = str(interaction.id)
+        try:
+            if isinstance(command, c.Start) and command.thread:
+                await self._start_in_thread(interaction, actor, command, event_id)
+                return
+            result = await self.app.sessions.handle(channel, actor, command, event_id=event_id, story_id=story_id)
+        except Exception:
+            log.exception("/story %s failed", command.name)
+            result = Result.error("Something went wrong on the bot's side; please try again.")
+        await self._answer(interaction, result, deferred_private=private)
+
+    async def _answer(self, interaction: discord.Interaction[Any], result: Result, *, deferred_private: bool) -> None:
+        """Replace the deferred reply with the result; extra messages follow it."""
+        private = result.private or not result.ok
+        contents = _contents(result)
+        files = [discord.File(io.BytesIO(result.attachment.data), result.attachment.filename)] if result.attachment else []
+        if private == deferred_private:
+            first, *rest = contents
+            extra: dict[str, Any] = {"attachments": files} if files else {}
+            await interaction.edit_original_response(content=first, allowed_mentions=NO_PINGS, **extra)
+        else:  # the deferred reply has the wrong visibility: replace it with new messages
+            await interaction.delete_original_response()
+            rest = contents
+        for index, content in enumerate(rest):
+            with_file = {"files": files} if files and private != deferred_private and index == 0 else {}
+            await interaction.followup.send(content, ephemeral=private, allowed_mentions=NO_PINGS, **with_file)
+
+    async def _start_in_thread(
+        self, interaction: discord.Interaction[Any], actor: Actor, command: c.Start, event_id: str
+    ) -> None:
+        """``/story start thread:true``: a new public thread under this channel holds the story."""
+        parent = interaction.channel
+        if not isinstance(parent, discord.TextChannel):
+            await self._answer(
+                interaction,
+                Result.error("A story thread can only be made in a text channel; try thread:false here."),
+                deferred_private=False,
+            )
+            return
+        name = (command.title or DEFAULT_TITLE)[:THREAD_NAME_LIMIT]
+        thread = await parent.create_thread(name=name, type=discord.ChannelType.public_thread)
+        channel = self._ref(interaction.guild_id, thread, thread.id)
+        result = await self.app.sessions.handle(channel, actor, command, event_id=event_id)
+        if not result.ok:
+            await thread.delete()
+            await self._answer(interaction, result, deferred_private=False)
+            return
+        for content in _contents(result):
+            await thread.send(content, allowed_mentions=NO_PINGS)
+        await self._answer(interaction, Result(f"{result.text.splitlines()[0]} The story is in {thread.mention}."),
+                           deferred_private=False)
+
+    async def reject(self, interaction: discord.Interaction[Any], text: str) -> None:
+        if interaction.response.is_done():
+            await interaction.followup.send(problem(text), ephemeral=True, allowed_mentions=NO_PINGS)
+        else:
+            await interaction.response.send_message(problem(text), ephemeral=True, allowed_mentions=NO_PINGS)
+
+    async def _command_error(self, interaction: discord.Interaction[Any], error: app_commands.AppCommandError) -> None:
+        """Errors discord.py meets before our command runs: unknown commands, bad option values."""
+        if isinstance(error, (app_commands.CommandNotFound, app_commands.CommandSignatureMismatch)):
+            text = "This command is not one the bot knows (it may be out of date). Type /story help."
+        elif isinstance(error, app_commands.TransformerError):
+            text = f"{error} Type /story help."
+        else:
+            log.error("/story failed", exc_info=error)
+            text = "Something went wrong on the bot's side; please try again."
+        await self.reject(interaction, " ".join(text.split()))
+
+    # ------------------------------------------------------------------ plain messages in story threads
+
+    async def on_message(self, message: discord.Message) -> None:
+        """With ``message_content_thread_turns``, a message in a story's thread is a ``/story add``."""
+        if not self.app.config.discord.message_content_thread_turns:
+            return
+        thread = message.channel
+        text = message.content.strip()
+        if message.author.bot or not isinstance(thread, discord.Thread) or not text or text.startswith("/"):
+            return
+        channel = self._ref(message.guild.id if message.guild else None, thread, thread.id)
+        if await self.app.sessions.running_story_id(channel) is None:
+            return  # an ordinary thread, or its story has ended: not ours to answer
+        author = message.author
+        permissions = thread.permissions_for(author) if isinstance(author, discord.Member) else discord.Permissions.none()
+        result = await self.app.sessions.handle(
+            channel, self._actor(author, permissions), c.Add(text), event_id=str(message.id)
+        )
+        if not result.ok:
+            await message.reply(problem(result.text), mention_author=False, allowed_mentions=NO_PINGS)
+
+
+class ShardedStoryClient(StoryClient, discord.AutoShardedClient):
+    """The same bot over as many gateway connections (shards) as Discord recommends."""
+
+
+def client_class(sharding: str) -> type[StoryClient]:
+    return ShardedStoryClient if sharding == "auto" else StoryClient

@@ -1,0 +1,208 @@
+"""The ``/story`` app-command group: every subcommand of the grammar, with typed options.
+
+Discord hands over typed values, so nothing here parses a command line; each subcommand builds
+the core's command object, and where the core's parser owns a rule (what ``clear`` means, which
+help topics exist, export formats and ids, setting ranges) the value goes through that rule.
+A value the rules refuse is answered with the parser's one-line error, shown only to the asker.
+"""
+
+import re
+from collections.abc import Callable
+from typing import Any, Optional, cast
+
+import discord
+from discord import app_commands
+
+from adapters.discord_bot.runner import CommandRunner
+from bot import commands as c
+
+# The subcommand words, in help order, read from the grammar's own help text.
+SUBCOMMANDS: tuple[str, ...] = tuple(dict.fromkeys(re.findall(r"^/story (\w+)", c.HELP_TEXT, re.MULTILINE)))
+
+_MODES = [app_commands.Choice(name=mode.value, value=mode.value) for mode in c.Mode]
+_FORMATS = [app_commands.Choice(name=fmt, value=fmt) for fmt in c.EXPORT_FORMATS]
+_TOPICS = [app_commands.Choice(name=word, value=word) for word in SUBCOMMANDS]
+
+
+def _range(key: str, kind: type) -> Any:
+    """An option type bounded like the setting ``key`` (Discord's picker enforces it too)."""
+    spec = c.SETTING_KEYS[key]
+    return app_commands.Range[kind, kind(spec.minimum), kind(spec.maximum)]  # type: ignore[valid-type]
+
+
+async def _run(interaction: discord.Interaction[Any], build: Callable[[], c.Command]) -> None:
+    runner = cast(CommandRunner, interaction.client)
+    try:
+        command = build()
+    except c.ParseError as error:
+        await runner.reject(interaction, str(error))
+        return
+    await runner.run_command(interaction, command)
+
+
+def _start(title: str | None, genre: str | None, mode: str | None, opening: str | None, thread: bool) -> c.Start:
+    genre = genre.strip() if genre else None
+    if genre and len(genre) > c.MAX_GENRE_LENGTH:
+        raise c.ParseError(f"genre can be at most {c.MAX_GENRE_LENGTH} characters (got {len(genre)}).")
+    return c.Start(
+        title=(title or "").strip() or None,
+        genre=genre or None,
+        mode=c.Mode.parse(mode) if mode else None,
+        opening=(opening or "").strip() or None,
+        thread=thread,
+    )
+
+
+def _lore_add(keys: str, text: str) -> c.LoreAdd:
+    names = tuple(dict.fromkeys(key.strip() for key in keys.split(",") if key.strip()))
+    if not names or not text.strip():
+        raise c.ParseError(f"Give the lore entry's keys and its text. Usage: {c.usage('lore')}")
+    return c.LoreAdd(names, text.strip())
+
+
+def _settings(values: dict[str, object]) -> c.Settings:
+    changes = tuple((key, c.SETTING_KEYS[key].convert(str(value))) for key, value in values.items() if value is not None)
+    return c.Settings(changes)
+
+
+class StoryCommands(app_commands.Group):
+    """``/story ...``: write a story together with the bot."""
+
+    def __init__(self) -> None:
+        super().__init__(name="story", description="Write a story together with the bot")
+
+    @app_commands.command(name="start", description="Start a new story in this channel")
+    @app_commands.describe(
+        title="The story's title",
+        genre="A genre, e.g. mystery or fantasy",
+        mode="Turn order: alternate (default), round-robin or free",
+        opening="The first passage, written by you",
+        thread="Run the story in a new thread",
+    )
+    @app_commands.choices(mode=_MODES)
+    async def start(
+        self,
+        interaction: discord.Interaction,
+        title: Optional[app_commands.Range[str, 1, 100]] = None,
+        genre: Optional[app_commands.Range[str, 1, c.MAX_GENRE_LENGTH]] = None,
+        mode: Optional[str] = None,
+        opening: Optional[str] = None,
+        thread: bool = False,
+    ) -> None:
+        await _run(interaction, lambda: _start(title, genre, mode, opening, thread))
+
+    @app_commands.command(name="add", description="Write the next passage yourself")
+    @app_commands.describe(text="Your passage")
+    async def add(self, interaction: discord.Interaction, text: str) -> None:
+        await _run(interaction, lambda: c.parse(f"add {text}"))
+
+    @app_commands.command(name="continue", description="Ask the bot to write next")
+    @app_commands.describe(direction="Where the story should go next (optional)")
+    async def continue_(self, interaction: discord.Interaction, direction: Optional[str] = None) -> None:
+        await _run(interaction, lambda: c.Continue((direction or "").strip() or None))
+
+    @app_commands.command(name="retry", description="Replace the bot's last passage with a new one")
+    async def retry(self, interaction: discord.Interaction) -> None:
+        await _run(interaction, c.Retry)
+
+    @app_commands.command(name="undo", description="Withdraw the last passage (its author or a moderator)")
+    async def undo(self, interaction: discord.Interaction) -> None:
+        await _run(interaction, c.Undo)
+
+    @app_commands.command(name="join", description="Take part in round-robin turns")
+    async def join(self, interaction: discord.Interaction) -> None:
+        await _run(interaction, c.Join)
+
+    @app_commands.command(name="leave", description="Stop taking round-robin turns")
+    async def leave(self, interaction: discord.Interaction) -> None:
+        await _run(interaction, c.Leave)
+
+    @app_commands.command(name="memory", description="Show, set or clear the facts the bot always keeps in mind")
+    @app_commands.describe(text="The facts; 'clear' clears them; leave empty to see them")
+    async def memory(self, interaction: discord.Interaction, text: Optional[str] = None) -> None:
+        await _run(interaction, lambda: c.parse(f"memory {text or ''}"))
+
+    @app_commands.command(name="note", description="Show, set or clear the author's note (style, tone)")
+    @app_commands.describe(text="The note; 'clear' clears it; leave empty to see it")
+    async def note(self, interaction: discord.Interaction, text: Optional[str] = None) -> None:
+        await _run(interaction, lambda: c.parse(f"note {text or ''}"))
+
+    lore = app_commands.Group(name="lore", description="World facts the bot recalls when a key comes up")
+
+    @lore.command(name="add", description="Add a lore entry")
+    @app_commands.describe(keys="Words that bring it up, comma-separated", text="What the bot should know")
+    async def lore_add(self, interaction: discord.Interaction, keys: str, text: str) -> None:
+        await _run(interaction, lambda: _lore_add(keys, text))
+
+    @lore.command(name="list", description="List the lore entries")
+    async def lore_list(self, interaction: discord.Interaction) -> None:
+        await _run(interaction, c.LoreList)
+
+    @lore.command(name="remove", description="Remove a lore entry")
+    @app_commands.describe(number="The entry's number, from /story lore list")
+    async def lore_remove(self, interaction: discord.Interaction, number: app_commands.Range[int, 1]) -> None:
+        await _run(interaction, lambda: c.LoreRemove(number))
+
+    @app_commands.command(name="settings", description="Show or change how the bot writes")
+    @app_commands.describe(**{key: spec.description for key, spec in c.SETTING_KEYS.items()})
+    @app_commands.choices(mode=_MODES)
+    async def settings(
+        self,
+        interaction: discord.Interaction,
+        temperature: Optional[_range("temperature", float)] = None,  # type: ignore[valid-type]
+        length: Optional[_range("length", int)] = None,  # type: ignore[valid-type]
+        top_p: Optional[_range("top_p", float)] = None,  # type: ignore[valid-type]
+        top_k: Optional[_range("top_k", int)] = None,  # type: ignore[valid-type]
+        repetition_penalty: Optional[_range("repetition_penalty", float)] = None,  # type: ignore[valid-type]
+        mode: Optional[str] = None,
+        model: Optional[str] = None,
+    ) -> None:
+        values = {
+            "temperature": temperature, "length": length, "top_p": top_p, "top_k": top_k,
+            "repetition_penalty": repetition_penalty, "mode": mode, "model": model,
+        }
+        await _run(interaction, lambda: _settings(values))
+
+    @app_commands.command(name="status", description="Recent passages, whose turn it is, word count")
+    async def status(self, interaction: discord.Interaction) -> None:
+        await _run(interaction, c.Status)
+
+    @app_commands.command(name="end", description="Finish the story (its starter or a moderator)")
+    async def end(self, interaction: discord.Interaction) -> None:
+        await _run(interaction, c.End)
+
+    @app_commands.command(name="export", description="Download this story, or a finished one by its id")
+    @app_commands.describe(
+        format="File format (default md)",
+        story_id="A finished story's id, from /story list",
+        authors="Name each passage's author (default on)",
+        body="HTML to paste into AO3's work body",
+    )
+    @app_commands.choices(format=_FORMATS)
+    async def export(
+        self,
+        interaction: discord.Interaction,
+        format: Optional[str] = None,
+        story_id: Optional[app_commands.Range[int, 1]] = None,
+        authors: Optional[bool] = None,
+        body: Optional[bool] = None,
+    ) -> None:
+        words = [format or "", str(story_id or "")]
+        words += [f"{key}:{'on' if value else 'off'}" for key, value in (("authors", authors), ("body", body))
+                  if value is not None]
+        await _run(interaction, lambda: c.parse("export " + " ".join(words)))
+
+    @app_commands.command(name="list", description="Finished stories of this channel")
+    async def list_(self, interaction: discord.Interaction) -> None:
+        await _run(interaction, c.ListStories)
+
+    @app_commands.command(name="show", description="A finished story's summary and opening")
+    @app_commands.describe(story_id="The story's id, from /story list")
+    async def show(self, interaction: discord.Interaction, story_id: app_commands.Range[int, 1]) -> None:
+        await _run(interaction, lambda: c.parse(f"show {story_id}"))
+
+    @app_commands.command(name="help", description="The commands, or how to use one")
+    @app_commands.describe(command="The command to explain")
+    @app_commands.choices(command=_TOPICS)
+    async def help(self, interaction: discord.Interaction, command: Optional[str] = None) -> None:
+        await _run(interaction, lambda: c.parse(f"help {command or ''}"))

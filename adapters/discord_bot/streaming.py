@@ -1,0 +1,130 @@
+"""The bot's turns, live in the channel: one message edited as the passage grows.
+
+A queue listener. Each bot turn gets a message when it starts; while the model writes, the
+message is edited with the text so far, at most once per ``discord.stream_edit_interval_s``;
+text past Discord's 2000 characters continues in a new message. The last edit shows the stored
+passage (cleaned, attributed) with the Continue / Retry / Undo / End buttons.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import discord
+
+from adapters.discord_bot.buttons import passage_buttons
+from adapters.discord_bot.render import (
+    NO_PINGS,
+    WITHDRAWN,
+    WRITING,
+    bot_footer,
+    passage_messages,
+    problem,
+    streaming_messages,
+)
+from bot.results import Result
+from bot.sessions import JobSpec
+
+log = logging.getLogger(__name__)
+
+
+class _LiveMessages:
+    """The messages that show one bot turn, and the edits that keep them up to date."""
+
+    def __init__(self, channel: discord.PartialMessageable, interval: float) -> None:
+        self.channel = channel
+        self.interval = interval
+        self.messages: list[discord.Message] = []
+        self.shown: list[str] = []
+        self.latest: str | None = None
+        self.finished = False
+        self.changed = asyncio.Event()
+        self.editor: asyncio.Task[None] | None = None
+        self.lock = asyncio.Lock()  # one show() at a time: sends and edits stay in order
+
+    async def show(self, contents: list[str], view: discord.ui.View | None = None) -> None:
+        """Make the channel show ``contents``: edit what changed, send what is new, drop the rest."""
+        async with self.lock:
+            for index, content in enumerate(contents):
+                last = index == len(contents) - 1
+                extra: dict[str, Any] = {"view": view} if last and view is not None else {}
+                if index == len(self.messages):
+                    self.messages.append(await self.channel.send(content, allowed_mentions=NO_PINGS, **extra))
+                    self.shown.append(content)
+                elif self.shown[index] != content or extra:
+                    await self.messages[index].edit(content=content, allowed_mentions=NO_PINGS, **extra)
+                    self.shown[index] = content
+            for message in self.messages[len(contents) :]:
+                await message.delete()
+            del self.messages[len(contents) :], self.shown[len(contents) :]
+
+    async def edit_loop(self) -> None:
+        """Show the newest text, then rest ``interval``: at most one round of edits per interval."""
+        while True:
+            await self.changed.wait()
+            self.changed.clear()
+            if self.finished:
+                return
+            text, self.latest = self.latest, None
+            if text:
+                try:
+                    await self.show(streaming_messages(text))
+                except discord.HTTPException as error:  # a lost edit is fine: the final one fixes it
+                    log.warning("could not update a streaming message: %s", error)
+            await asyncio.sleep(self.interval)
+
+    async def finish(self) -> None:
+        """Stop streaming; waits for the edit round in flight (and its rest) to end."""
+        self.finished = True
+        self.changed.set()
+        if self.editor is not None:
+            await self.editor
+
+
+class TurnStreamer:
+    """Queue listener that shows the Discord channels' bot turns as they are written."""
+
+    def __init__(self, client: discord.Client, interval: float) -> None:
+        self.client = client
+        self.interval = interval
+        self._turns: dict[int, _LiveMessages] = {}
+
+    def _channel(self, job: JobSpec) -> discord.PartialMessageable:
+        ref = job.channel
+        guild_id = int(ref.workspace) if ref.workspace else None
+        return self.client.get_partial_messageable(int(ref.thread or ref.channel), guild_id=guild_id)
+
+    async def _start(self, job: JobSpec) -> _LiveMessages:
+        live = self._turns.get(job.job_id)
+        if live is None:
+            live = self._turns[job.job_id] = _LiveMessages(self._channel(job), self.interval)
+            await live.show([WRITING])
+            live.editor = asyncio.create_task(live.edit_loop(), name=f"stream-{job.job_id}")
+        return live
+
+    async def turn_started(self, job: JobSpec) -> None:
+        if job.channel.platform == "discord":
+            await self._start(job)
+
+    async def turn_progress(self, job: JobSpec, text: str) -> None:
+        if job.channel.platform != "discord":
+            return
+        live = await self._start(job)
+        live.latest = text
+        live.changed.set()
+
+    async def turn_finished(self, job: JobSpec, result: Result | None) -> None:
+        if job.channel.platform != "discord":
+            return
+        live = await self._start(job)
+        await live.finish()
+        del self._turns[job.job_id]
+        if result is None:
+            await live.show([WITHDRAWN])
+        elif not result.ok:
+            await live.show([problem(result.text)])
+        elif result.passage is not None:
+            passage = result.passage
+            await live.show(passage_messages(passage, bot_footer(job, passage)), passage_buttons(passage.story_id))
