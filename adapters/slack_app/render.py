@@ -1,0 +1,156 @@
+"""How story text looks in Slack: escaping, Block Kit layout, limits, and where long text splits.
+
+Pure functions, no Web API calls. Two rules hold for everything the bot sends:
+
+- Text from people and from the model is escaped with Slack's three entities (``&``, ``<``,
+  ``>``), so it can never form ``<!channel>``, ``<!here>``, ``<!everyone>``, ``<@U…>`` or a link.
+  Sections are ``verbatim`` and messages go out with ``link_names`` off, so a plain ``@here`` stays
+  plain text too.
+- Every section holds at most :data:`SECTION_LIMIT` characters *after* escaping, cut at the last
+  sentence end that fits, and a message carries at most :data:`BLOCKS_PER_MESSAGE` blocks.
+
+Text arriving from Slack (a slash command's text, a message in a story thread) is in Slack's
+markup; :func:`plain_text` turns it back into what the person typed.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from bot.results import PassageView
+
+Block = dict[str, Any]
+
+SECTION_LIMIT = 3000  # characters in a section block's text
+BLOCKS_PER_MESSAGE = 50
+FALLBACK_LIMIT = 3000  # the notification text beside the blocks; Slack cuts it at 40 000
+ACTION_PREFIX = "story_"
+BUTTONS: dict[str, tuple[str, str | None]] = {  # action -> label, style
+    "continue": ("Continue", "primary"),
+    "retry": ("Retry", None),
+    "undo": ("Undo", None),
+    "end": ("End", "danger"),
+}
+
+_ENTITIES = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
+_SENTENCE_BREAK = re.compile(r"[.!?…][\"'”’»)\]*_]*\s+|\n\s*")
+_SPACE = re.compile(r"\s+")
+# Slack markup in incoming text: <@U1|name>, <#C1|general>, <!here>, <https://x|label>.
+_REFERENCE = re.compile(r"<([^<>|]*)(?:\|([^<>]*))?>")
+
+
+def escape(text: str) -> str:
+    """``text`` as Slack shows it literally: ``&``, ``<`` and ``>`` become entities."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def plain_text(markup: str) -> str:
+    """Incoming Slack markup as the person typed it: references by their label, entities decoded."""
+
+    def label(match: re.Match[str]) -> str:
+        target, text = match[1], match[2]
+        if text:
+            prefix = {"@": "@", "#": "#"}.get(target[:1], "")
+            return prefix + text if prefix and not text.startswith(prefix) else text
+        if target.startswith("!"):
+            return "@" + target[1:].split("^")[0]
+        return target
+
+    text = _REFERENCE.sub(label, markup)
+    return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+
+
+def _fitting_length(text: str, limit: int) -> int:
+    """How many characters of ``text`` fit in ``limit`` once escaped."""
+    used = 0
+    for index, char in enumerate(text):
+        used += len(_ENTITIES.get(char, char))
+        if used > limit:
+            return index
+    return len(text)
+
+
+def _cut(text: str, fits: int) -> int:
+    """Where to end a piece of at most ``fits`` characters: a sentence end, else a space.
+
+    Depends only on the text up to ``fits``, so while a passage streams in, a full section's
+    cut never moves.
+    """
+    floor = fits // 4  # a cut this early would leave a stub of a section
+    window = text[: fits + 1]
+    for pattern in (_SENTENCE_BREAK, _SPACE):
+        ends = [m.end() for m in pattern.finditer(window) if floor <= m.end() <= fits]
+        if ends:
+            return ends[-1]
+    return max(fits, 1)
+
+
+def split_text(text: str, limit: int = SECTION_LIMIT) -> list[str]:
+    """``text`` as consecutive pieces whose escaped form is at most ``limit`` characters (at least one)."""
+    pieces: list[str] = []
+    while len(escape(text)) > limit:
+        cut = _cut(text, _fitting_length(text, limit))
+        pieces.append(text[:cut].rstrip())
+        text = text[cut:].lstrip()
+    pieces.append(text)
+    return pieces
+
+
+def _section(mrkdwn: str) -> Block:
+    return {"type": "section", "text": {"type": "mrkdwn", "text": mrkdwn, "verbatim": True}}
+
+
+def _context(mrkdwn: str) -> Block:
+    return {"type": "context", "elements": [{"type": "mrkdwn", "text": mrkdwn, "verbatim": True}]}
+
+
+def text_blocks(text: str, *, byline: str = "") -> list[Block]:
+    """Sections showing ``text`` (escaped), the first one led by ``byline`` in bold."""
+    lead = f"*{escape(byline)}:* " if byline else ""
+    pieces = split_text(text or " ", SECTION_LIMIT - len(lead))
+    return [_section((lead if index == 0 else "") + escape(piece)) for index, piece in enumerate(pieces)]
+
+
+def buttons(story_id: int) -> Block:
+    """Continue / Retry / Undo / End for ``story_id``; the value carries the story id."""
+    elements = []
+    for action, (label, style) in BUTTONS.items():
+        button: Block = {
+            "type": "button",
+            "action_id": ACTION_PREFIX + action,
+            "text": {"type": "plain_text", "text": label},
+            "value": str(story_id),
+        }
+        if style:
+            button["style"] = style
+        elements.append(button)
+    return {"type": "actions", "block_id": f"story-{story_id}", "elements": elements}
+
+
+def passage_blocks(passage: PassageView, footer: str, *, with_buttons: bool) -> list[Block]:
+    """A stored passage: attributed text, a small footer, and the buttons under a bot passage."""
+    blocks = text_blocks(passage.text, byline=passage.author_name)
+    if footer:
+        blocks.append(_context(escape(footer)))
+    if with_buttons:
+        blocks.append(buttons(passage.story_id))
+    return blocks
+
+
+def note_blocks(text: str) -> list[Block]:
+    """A small grey line (the bot is writing, a turn was withdrawn)."""
+    return [_context(escape(text))]
+
+
+def fallback(text: str) -> str:
+    """The plain notification text sent beside blocks: escaped, and short."""
+    one_line = " ".join(text.split())
+    if len(one_line) > FALLBACK_LIMIT // 5:  # room for every character to become an entity
+        one_line = one_line[: FALLBACK_LIMIT // 5 - 1] + "…"
+    return escape(one_line)
+
+
+def batches(blocks: list[Block]) -> list[list[Block]]:
+    """``blocks`` in messages of at most :data:`BLOCKS_PER_MESSAGE` blocks each."""
+    return [blocks[i : i + BLOCKS_PER_MESSAGE] for i in range(0, len(blocks), BLOCKS_PER_MESSAGE)] or [[]]

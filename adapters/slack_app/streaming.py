@@ -1,0 +1,142 @@
+"""The bot's turns, live in Slack: one message, edited with ``chat.update`` as the passage grows.
+
+A queue listener. Each Slack bot turn gets its own task, so a slow or rate-limited Slack never
+holds up the generation queue or other channels: the task posts "storybot is writing…", then
+shows the newest text at most once per ``slack.stream_update_interval_s`` (``chat.update`` is
+rate limited to about 50 calls a minute), and when the turn ends replaces the message with the
+stored passage and its Continue / Retry / Undo / End buttons. An edit that fails while streaming
+is skipped (the next one carries the newer text); the final edit is what must arrive.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from adapters.slack_app import render
+from adapters.slack_app.messages import SLACK_ERRORS, Messages
+from bot.results import Result
+from bot.sessions import BOT_NAME, JobSpec
+
+log = logging.getLogger(__name__)
+
+PLATFORM = "slack"
+WRITING = f"✍️ {BOT_NAME} is writing…"
+WITHDRAWN = f"{BOT_NAME}'s turn was withdrawn."
+
+
+def footer(job: JobSpec, number: int) -> str:
+    """Who asked for the bot's passage: the credit line under it."""
+    if job.kind == "retry":
+        return f"passage {number} · rewritten at {job.requested_by}'s request"
+    return f"passage {number} · asked by {job.requested_by}"
+
+
+def final_blocks(job: JobSpec, result: Result | None) -> tuple[list[render.Block], str]:
+    """What a finished turn's message shows, and its notification text."""
+    if result is None:
+        return render.note_blocks(WITHDRAWN), WITHDRAWN
+    if not result.ok or result.passage is None:
+        text = f"⚠️ {result.text}"
+        return render.text_blocks(text), text
+    passage = result.passage
+    blocks = render.passage_blocks(passage, footer(job, passage.number), with_buttons=True)
+    return blocks, f"{passage.author_name}: {passage.text}"
+
+
+class _LiveTurn:
+    """One bot turn's message and the task that keeps it up to date."""
+
+    def __init__(self, job: JobSpec, messages: Messages, interval: float) -> None:
+        self.job = job
+        self.messages = messages
+        self.interval = interval
+        self.latest: str | None = None
+        self.changed = asyncio.Event()
+        self.done = asyncio.Event()
+        self.result: Result | None = None
+        self.task: asyncio.Task[None] | None = None
+
+    async def run(self) -> None:
+        ref = self.job.channel
+        try:
+            ts = await self.messages.post(ref, render.note_blocks(WRITING), WRITING)
+        except SLACK_ERRORS as error:
+            log.warning("cannot post bot turn %d in %s: %s", self.job.job_id, ref.key, error)
+            return
+        while not self.done.is_set():
+            await self._next_change()
+            text, self.latest = self.latest, None
+            if text and not self.done.is_set():
+                blocks = [*render.text_blocks(text, byline=BOT_NAME), *render.note_blocks(WRITING)]
+                try:
+                    await self.messages.update(ref, ts, blocks, text)
+                except SLACK_ERRORS as error:  # the next edit, or the final one, carries newer text
+                    log.warning("a streaming update of bot turn %d failed: %s", self.job.job_id, error)
+                await self._rest()
+        blocks, text = final_blocks(self.job, self.result)
+        try:
+            await self.messages.update(ref, ts, blocks, text)
+        except SLACK_ERRORS as error:
+            log.error("cannot show the end of bot turn %d in %s: %s", self.job.job_id, ref.key, error)
+
+    async def _next_change(self) -> None:
+        """Wait for new text or the end of the turn."""
+        waiters = [asyncio.ensure_future(self.changed.wait()), asyncio.ensure_future(self.done.wait())]
+        try:
+            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
+        self.changed.clear()
+
+    async def _rest(self) -> None:
+        """Keep to the update rate, but stop resting as soon as the turn ends."""
+        try:
+            await asyncio.wait_for(self.done.wait(), self.interval)
+        except asyncio.TimeoutError:
+            pass
+
+
+class TurnStreamer:
+    """Queue listener that shows Slack channels' bot turns as they are written."""
+
+    def __init__(self, messages: Messages, interval: float) -> None:
+        self.messages = messages
+        self.interval = interval
+        self._turns: dict[int, _LiveTurn] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def _live(self, job: JobSpec) -> _LiveTurn:
+        live = self._turns.get(job.job_id)
+        if live is None:
+            live = self._turns[job.job_id] = _LiveTurn(job, self.messages, self.interval)
+            live.task = asyncio.create_task(live.run(), name=f"slack-turn-{job.job_id}")
+            self._tasks.add(live.task)
+            live.task.add_done_callback(self._tasks.discard)
+        return live
+
+    async def turn_started(self, job: JobSpec) -> None:
+        if job.channel.platform == PLATFORM:
+            self._live(job)
+
+    async def turn_progress(self, job: JobSpec, text: str) -> None:
+        if job.channel.platform == PLATFORM:
+            live = self._live(job)
+            live.latest = text
+            live.changed.set()
+
+    async def turn_finished(self, job: JobSpec, result: Result | None) -> None:
+        if job.channel.platform != PLATFORM:
+            return
+        live = self._live(job)
+        del self._turns[job.job_id]
+        live.result = result
+        live.done.set()
+
+    async def close(self) -> None:
+        """Let the turns being shown finish their last edit (briefly), then stop."""
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=5)
+        for task in set(self._tasks):
+            task.cancel()

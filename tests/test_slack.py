@@ -1,0 +1,353 @@
+"""The Slack app end to end: the real Bolt app, started by the product's own entry code in HTTP
+mode, receives signed requests as Slack sends them and talks to a mock Slack Web API on loopback.
+
+Bot turns come from the ``openai`` backend and a fake OpenAI-compatible server (also on
+loopback), so each test decides what "the model" writes: streamed in pieces, slowly, or with
+text that tries to ping the channel. Nothing reaches Slack or the internet.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import re
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from adapters.slack_app import SlackServer, run_slack, slack_http_server
+from adapters.slack_app.render import SECTION_LIMIT, plain_text, split_text
+from bot.cli import main
+from bot.config import ConfigError
+from tests.conftest import make_config
+from tests.fake_slack import APP_TOKEN, BOT_TOKEN, BOT_USER, SIGNING_SECRET, FakeSlack, SignedSender, start_fake_slack
+from tests.test_openai_backend import FakeOpenAI, fake  # noqa: F401  (``fake``: the model server fixture)
+
+CHANNEL = "C0STORY"
+ALICE, BOB, MOD = "U0ALICE", "U0BOB", "U0MOD"
+PIECES = ["The lamp", " was cold", ", and the sea", " was loud."]
+PASSAGE = "The lamp was cold, and the sea was loud."
+
+
+@dataclass
+class Slack:
+    """One running app and Slack's two sides of it."""
+
+    api: FakeSlack
+    sender: SignedSender
+    server: SlackServer
+    model: FakeOpenAI
+
+
+@pytest.fixture
+async def slack(tmp_path: Path, fake: FakeOpenAI) -> AsyncIterator[Slack]:  # noqa: F811
+    api = FakeSlack(users={
+        ALICE: {"name": "alice", "profile": {"display_name": "Alice"}},
+        BOB: {"name": "bob", "profile": {"display_name": "Bob"}},
+        MOD: {"name": "mod", "profile": {"real_name": "Morgan"}, "is_admin": True},
+    })
+    runner = await start_fake_slack(api)
+    fake.pieces = lambda body: PIECES
+    fake.delay_s = 0.05
+    config = make_config(tmp_path, {
+        "STORYBOT_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'stories.db'}",
+        "STORYBOT_MODEL_BACKEND": "openai",
+        "STORYBOT_MODEL_NAME": str(tmp_path / "no-local-model"),
+        "STORYBOT_MODEL_MAX_NEW_TOKENS": "16",
+        "STORYBOT_OPENAI_BASE_URL": fake.url,
+        "STORYBOT_OPENAI_MODEL": "served-model",
+        "STORYBOT_GENERATION_STREAM_INTERVAL_S": "0",
+        "STORYBOT_STORY_PASSAGES_PER_MINUTE": "0",
+        "STORYBOT_SLACK_BOT_TOKEN": BOT_TOKEN,
+        "STORYBOT_SLACK_SIGNING_SECRET": SIGNING_SECRET,
+        "STORYBOT_SLACK_API_BASE_URL": f"{api.url}/api/",
+        "STORYBOT_SLACK_STREAM_UPDATE_INTERVAL_S": "0.05",
+    })
+    try:
+        async with slack_http_server(config, host="127.0.0.1", port=0) as server:
+            yield Slack(api, SignedSender(server.url, api.url), server, fake)
+    finally:
+        await runner.cleanup()
+
+
+# ---------------------------------------------------------------------- reading what the bot sent
+
+
+def blocks_of(args: dict[str, Any]) -> list[dict[str, Any]]:
+    blocks = args.get("blocks") or []
+    return json.loads(blocks) if isinstance(blocks, str) else blocks
+
+
+def shown(args: dict[str, Any]) -> str:
+    """The text a person sees in a message (sections and context lines), entities decoded."""
+    parts = []
+    for block in blocks_of(args):
+        if block["type"] == "section":
+            parts.append(block["text"]["text"])
+        elif block["type"] == "context":
+            parts.extend(element["text"] for element in block["elements"])
+    return plain_text("\n".join(parts))
+
+
+def buttons(args: dict[str, Any]) -> list[dict[str, Any]]:
+    return [e for b in blocks_of(args) if b["type"] == "actions" for e in b["elements"]]
+
+
+def passages(api: FakeSlack) -> list[tuple[str, dict[str, Any]]]:
+    """Finished bot passages (messages with buttons) as they look now: (ts, latest content), oldest first."""
+    return [(ts, args) for (_, ts), args in sorted(api.messages.items()) if buttons(args)]
+
+
+def ephemerals(api: FakeSlack, user: str) -> list[str]:
+    return [shown(call.args) for call in api.of("chat.postEphemeral") if call.args["user"] == user]
+
+
+def posts(api: FakeSlack) -> list[str]:
+    return [shown(args) for args in api.messages.values()]
+
+
+async def bot_passage(api: FakeSlack, count: int) -> tuple[str, dict[str, Any]]:
+    """Wait for the ``count``-th finished bot passage; returns it."""
+    found = await api.wait_for(lambda: len(passages(api)) >= count and passages(api))
+    return found[count - 1]
+
+
+# ---------------------------------------------------------------------- the tests
+
+
+async def test_a_whole_story_runs_with_commands_buttons_and_streamed_turns(slack: Slack) -> None:
+    api, send = slack.api, slack.sender
+    scripts = [PIECES, [" The beam", " swept", " the rocks."], [" A ship", " answered", " with a horn."]]
+    slack.model.pieces = lambda body: scripts[min(len(slack.model.requests), len(scripts)) - 1]
+
+    sent = await send.command('start "The Lighthouse" The keeper climbed the stairs at dusk.', user=ALICE)
+    assert sent.status == 200 and sent.body == ""  # acknowledged; the work follows
+    ts, first = await bot_passage(api, 1)
+    assert PASSAGE in shown(first) and "passage 2 · asked by Alice" in shown(first)
+    assert any("Alice:* The keeper climbed the stairs at dusk." in json.dumps(a) for a in api.messages.values())
+    updates = [call for call in api.of("chat.update") if call.args["ts"] == ts]
+    streaming = [shown(call.args) for call in updates[:-1]]
+    assert len(streaming) >= 2 and all("is writing" in text for text in streaming)
+    assert any(text.startswith("*storybot:* The lamp was cold") and PASSAGE not in text for text in streaming)
+    assert shown(updates[-1].args).startswith(f"*storybot:* {PASSAGE}")  # the final text, whole
+    labels = [(b["text"]["text"], b["value"]) for b in buttons(first)]
+    story_id = labels[0][1]
+    assert labels == [("Continue", story_id), ("Retry", story_id), ("Undo", story_id), ("End", story_id)]
+
+    await send.command("add The beam swept across the rocks.", user=BOB)
+    ts2, second = await bot_passage(api, 2)
+    assert "The beam swept the rocks." in shown(second)
+
+    assert (await send.click("retry", story_id, user=BOB, channel=CHANNEL, message_ts=ts2)).status == 200
+    _, rewritten = await bot_passage(api, 3)
+    assert "A ship answered with a horn." in shown(rewritten) and "rewritten at Bob's request" in shown(rewritten)
+
+    await send.click("undo", story_id, user=BOB, channel=CHANNEL, message_ts=ts2)
+    await api.wait_for(lambda: any("Withdrew passage 4 by storybot" in text for text in posts(api)))
+
+    await send.command("status", user=BOB)
+    status = (await api.wait_for(lambda: ephemerals(api, BOB)))[-1]
+    assert "“The Lighthouse” — alternate mode, 3 passages" in status and "Contributors: Alice, Bob, storybot." in status
+
+    await send.click("end", story_id, user=BOB, channel=CHANNEL, message_ts=ts)  # not the starter, not an admin
+    refusal = await api.wait_for(lambda: [t for t in ephemerals(api, BOB) if "Only Alice" in t])
+    assert refusal == ["⚠️ Only Alice (who started the story) or a moderator can end the story."]
+    await send.click("end", story_id, user=MOD, channel=CHANNEL, message_ts=ts)  # a workspace admin may
+    await api.wait_for(lambda: any(text.startswith("The End. “The Lighthouse”") for text in posts(api)))
+
+    requests_before = len(slack.model.requests)
+    await send.click("continue", story_id, user=ALICE, channel=CHANNEL, message_ts=ts)  # a stale button
+    stale = await api.wait_for(lambda: [t for t in ephemerals(api, ALICE) if "has ended" in t])
+    assert stale == ["⚠️ That story has ended, so this button does nothing now. Type /story status."]
+    await asyncio.sleep(0.3)
+    assert len(slack.model.requests) == requests_before
+
+    await send.command("export", user=ALICE)
+    completed = await api.wait_for(lambda: api.of("files.completeUploadExternal"))
+    upload = api.of("files.getUploadURLExternal")[0].args
+    assert upload["filename"].endswith(".md") and int(upload["length"]) > 0
+    [(file_id, data)] = api.uploads.items()
+    assert b"The keeper climbed the stairs at dusk." in data and PASSAGE.encode() in data
+    assert completed[0].args["channel_id"] == CHANNEL and file_id in completed[0].args["files"]
+    assert "“The Lighthouse” as md" in plain_text(completed[0].args["initial_comment"])
+
+
+async def test_bad_signatures_and_old_timestamps_get_401_and_change_nothing(slack: Slack) -> None:
+    api, send = slack.api, slack.sender
+    forged = await send.command('start "Forged"', user=ALICE, secret="not-the-secret")
+    stale = await send.command('start "Replayed"', user=ALICE, age_s=6 * 60)
+    assert (forged.status, stale.status) == (401, 401)
+    await send.command("status", user=ALICE)
+    answer = await api.wait_for(lambda: ephemerals(api, ALICE))
+    assert answer == ["⚠️ No story is running in this channel. Start one with /story start \"Title\"."]
+    assert not api.of("chat.postMessage")
+
+
+async def test_a_redelivered_event_or_command_is_applied_once(slack: Slack) -> None:
+    api, send = slack.api, slack.sender
+    await send.command('start thread:true mode:free "Night Watch"', user=ALICE, trigger_id="trigger-start")
+    parent = await api.wait_for(lambda: [ts for (_, ts), a in api.messages.items() if "Night Watch" in shown(a)
+                                         and "every reply is a passage" in shown(a)])
+    thread = parent[0]
+    first = await send.message("The guard lowered her lantern.", user=BOB, channel=CHANNEL, thread_ts=thread,
+                                event_id="Ev0PASSAGE")
+    retried = await send.message("The guard lowered her lantern.", user=BOB, channel=CHANNEL, thread_ts=thread,
+                                 event_id="Ev0PASSAGE", retry_num=1)
+    again = await send.command('start thread:true mode:free "Night Watch"', user=ALICE, trigger_id="trigger-start")
+    assert (first.status, retried.status, again.status) == (200, 200, 200)
+    await api.wait_for(lambda: [a for a in api.messages.values() if a.get("thread_ts") == thread])
+    await send.message(f"<@{BOT_USER}> status", user=BOB, channel=CHANNEL, thread_ts=thread, event_id="Ev0STATUS")
+    status = await api.wait_for(lambda: ephemerals(api, BOB))
+    assert "“Night Watch” — free mode, 1 passages" in status[0]
+    in_thread = [a for a in api.messages.values() if a.get("thread_ts") == thread]
+    assert [shown(a) for a in in_thread] == ["*Bob:* The guard lowered her lantern.\nPassage 1 added."]
+    assert len([a for a in api.messages.values() if "Night Watch" in shown(a)]) == 1  # one story, one thread
+
+
+async def test_nothing_the_bot_sends_can_ping_anyone(slack: Slack) -> None:
+    api, send = slack.api, slack.sender
+    slack.model.pieces = lambda body: ["Then <!channel>", " and <@U123>", " shouted <!everyone>.", " <https://x.test|Go>."]
+    await send.command('start "<!here> party" Hello <!channel> and <@U123|bob>, <!everyone> & <#C1|general>.',
+                       user=ALICE)
+    _, bot = await bot_passage(api, 1)
+    await send.command("memory Remember <!here> and <@U999>.", user=ALICE)
+    await api.wait_for(lambda: "Memory updated." in posts(api))
+    await send.command("memory", user=ALICE)
+    await send.command("status", user=ALICE)
+    await api.wait_for(lambda: len(ephemerals(api, ALICE)) >= 2)
+    assert "Then <!channel> and <@U123> shouted <!everyone>." in shown(bot)  # shown as the model wrote it
+    assert "Memory: Remember <!here> and <@U999>." in ephemerals(api, ALICE)
+    texts = api.sent_texts()
+    assert any("&lt;!channel&gt;" in text for text in texts)
+    assert [text for text in texts if re.search(r"<[!@#]|<https?:", text)] == []
+    for call in api.of("chat.postMessage") + api.of("chat.update") + api.of("chat.postEphemeral"):
+        assert call.args.get("link_names") in (False, None, "0", "false")
+
+
+async def test_every_command_is_answered_within_3_s_while_a_slow_turn_runs(slack: Slack) -> None:
+    api, send = slack.api, slack.sender
+    slack.model.pieces = lambda body: [f" Word{i}" for i in range(7)] + ["."]
+    slack.model.delay_s = 0.5  # a four-second bot turn
+    await send.command('start "Slow" mode:free The night was long.', user=ALICE)
+    story = await api.wait_for(lambda: [a for a in api.messages.values() if "The night was long." in shown(a)])
+    await send.command("continue", user=ALICE)
+    await api.wait_for(lambda: slack.model.in_flight == 1)
+    started = time.monotonic()
+    answers = [
+        await send.command("status", user=BOB),
+        await send.command("add A door creaked.", user=BOB),
+        await send.command("memory The night is cold.", user=ALICE),
+        await send.command("help", user=BOB),
+        await send.command("lore add door The door is old.", user=ALICE),
+        await send.command("bogus words", user=BOB),
+    ]
+    assert time.monotonic() - started < 3.5 and slack.model.in_flight == 1  # all while the model writes
+    assert all(a.status == 200 and a.seconds < 3 for a in answers), [a.seconds for a in answers]
+    assert max(a.seconds for a in answers) < 1.0
+    await api.wait_for(lambda: any("A door creaked." in text for text in posts(api)))
+    assert any("Unknown" in t or "bogus" in t for t in ephemerals(api, BOB))
+    _, turn = await bot_passage(api, 1)
+    assert "Word0 Word1 Word2 Word3 Word4 Word5 Word6." in shown(turn) and story
+
+
+async def test_a_429_from_chat_update_is_waited_out_and_the_final_text_arrives(slack: Slack) -> None:
+    api, send = slack.api, slack.sender
+    api.limit("chat.update", 1)
+    await send.command('start "Storm" The wind rose.', user=ALICE)
+    ts, turn = await bot_passage(api, 1)
+    assert shown(turn).startswith(f"*storybot:* {PASSAGE}")
+    limited = [c for c in api.calls if c.method == "chat.update (429)"]
+    after = [c for c in api.of("chat.update") if c.args["ts"] == ts]
+    assert len(limited) == 1 and after[0].at - limited[0].at >= 1.0  # Retry-After: 1 was honoured
+
+
+async def test_a_long_passage_is_split_into_sections_at_sentence_ends(slack: Slack) -> None:
+    api, send = slack.api, slack.sender
+    sentence = "The <tide> & the moon pulled at the old harbour wall. "
+    text = (sentence * 72).strip()  # 3959 characters, far more once escaped
+    await send.command('start "Tides" mode:free', user=ALICE)
+    await send.command(f"add {text}", user=ALICE)
+    message = await api.wait_for(lambda: [a for a in api.messages.values() if "Passage 1 added." in shown(a)])
+    sections = [b["text"]["text"] for b in blocks_of(message[0]) if b["type"] == "section"]
+    assert len(sections) >= 2 and all(len(s) <= SECTION_LIMIT for s in sections)
+    assert all(s.endswith("wall.") for s in sections)  # each section ends at a sentence end
+    assert plain_text(" ".join(sections)) == f"*Alice:* {text}"
+
+
+def test_split_text_measures_escaped_length_and_prefers_sentences() -> None:
+    text = "Short one. " + "<" * 50 + " end."
+    pieces = split_text(text, limit=60)
+    assert pieces[0] == "Short one."
+    assert "".join(pieces[1:]) == text[len("Short one. "):]  # no space to cut at: a hard cut
+    assert all(len(p.replace("<", "&lt;")) <= 60 for p in pieces)
+
+
+async def test_a_refused_bot_token_stops_the_start_with_one_clear_line(tmp_path: Path) -> None:
+    api = FakeSlack()
+    runner = await start_fake_slack(api)
+    config = make_config(tmp_path, {
+        "STORYBOT_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'stories.db'}",
+        "STORYBOT_SLACK_BOT_TOKEN": "xoxb-revoked",
+        "STORYBOT_SLACK_SIGNING_SECRET": SIGNING_SECRET,
+        "STORYBOT_SLACK_API_BASE_URL": f"{api.url}/api/",
+    })
+    try:
+        with pytest.raises(ConfigError, match=r"^Slack refused slack.bot_token \(invalid_auth\)"):
+            async with slack_http_server(config, host="127.0.0.1", port=0):
+                pass
+    finally:
+        await runner.cleanup()
+
+
+def test_storybot_slack_names_the_missing_token(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    settings = tmp_path / "storybot.toml"
+    settings.write_text("")
+    monkeypatch.setenv("STORYBOT_SLACK_BOT_TOKEN", BOT_TOKEN)
+    monkeypatch.delenv("STORYBOT_SLACK_APP_TOKEN", raising=False)
+    monkeypatch.delenv("STORYBOT_SLACK_SIGNING_SECRET", raising=False)
+    assert main(["--config", str(settings), "slack"]) == 2
+    assert "slack.app_token is empty: set STORYBOT_SLACK_APP_TOKEN" in capsys.readouterr().err
+    assert main(["--config", str(settings), "slack", "--http", "--port", "0"]) == 2
+    assert "slack.signing_secret is empty: set STORYBOT_SLACK_SIGNING_SECRET" in capsys.readouterr().err
+
+
+async def test_storybot_slack_in_socket_mode_acknowledges_and_answers(tmp_path: Path) -> None:
+    api = FakeSlack(users={ALICE: {"name": "alice", "profile": {"display_name": "Alice"}}})
+    runner = await start_fake_slack(api)
+    config = make_config(tmp_path, {
+        "STORYBOT_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'stories.db'}",
+        "STORYBOT_SLACK_BOT_TOKEN": BOT_TOKEN,
+        "STORYBOT_SLACK_APP_TOKEN": APP_TOKEN,
+        "STORYBOT_SLACK_API_BASE_URL": f"{api.url}/api/",
+    })
+    app = asyncio.create_task(run_slack(config))
+    try:
+        fields = SignedSender("", api.url).command_fields('start "By Socket" mode:free The bell rang.', user=ALICE)
+        await api.push("slash_commands", fields, envelope_id="env-1")
+        ack = await api.wait_for(lambda: api.acks)
+        assert ack == [{"envelope_id": "env-1"}]
+        posted = await api.wait_for(lambda: posts(api))
+        assert "*Alice:* The bell rang." in posted[0] and "started “By Socket”" in posted[0]
+    finally:
+        app.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await app
+        await runner.cleanup()
+
+
+async def test_where_the_bot_cannot_post_the_asker_still_hears_why(slack: Slack) -> None:
+    api, send = slack.api, slack.sender
+    api.refused.update({"chat.postMessage": "not_in_channel", "chat.postEphemeral": "channel_not_found"})
+    await send.command("help", user=ALICE, channel="G0PRIVATE")
+    await send.command('start "Hidden"', user=ALICE, channel="G0PRIVATE")
+    answers = await api.wait_for(lambda: len(api.of("response_url")) >= 2 and api.of("response_url"))
+    texts = [plain_text(a.args["text"]) for a in answers]
+    assert all(a.args["response_type"] == "ephemeral" for a in answers)
+    assert any(t.startswith("/story start") for t in texts)  # the help, shown to the asker only
+    assert "⚠️ I can't post in this channel yet: invite me with /invite, then try again." in texts
