@@ -11,12 +11,13 @@ from __future__ import annotations
 import asyncio
 import getpass
 import sys
+from pathlib import Path
 from typing import TextIO
 
 from bot import commands as c
 from bot.app import App
 from bot.identity import Actor, ChannelRef
-from bot.results import Result
+from bot.results import Attachment, Result
 from bot.sessions import BOT_NAME, JobSpec
 
 CONSOLE_HELP = "Lines starting with /story are commands (try /story help); /as NAME switches who is typing; /quit leaves."
@@ -29,6 +30,21 @@ def default_user(configured: str) -> str:
         return getpass.getuser() or "you"
     except Exception:  # no login name in some containers
         return "you"
+
+
+def save_attachment(attachment: Attachment, folder: Path) -> Path:
+    """Write an exported file into ``folder`` under its own name, never over an existing file."""
+    name = Path(attachment.filename).name or "story"
+    stem, dot, suffix = name.partition(".")
+    number = 1
+    while True:
+        path = folder / (name if number == 1 else f"{stem}-{number}{dot}{suffix}")
+        try:
+            with path.open("xb") as file:
+                file.write(attachment.data)
+            return path
+        except FileExistsError:
+            number += 1
 
 
 class ConsoleChannel:
@@ -109,6 +125,11 @@ class ConsoleChannel:
             self._print(f"! {result.text}")
         elif result.text:
             self._print(result.text)
+        if result.attachment is not None:
+            try:
+                self._print(f"Saved {save_attachment(result.attachment, Path.cwd())}")
+            except OSError as error:
+                self._print(f"! Cannot save {result.attachment.filename} here: {error.strerror or error}")
 
     # ------------------------------------------------------------------ queue listener
 

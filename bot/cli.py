@@ -1,4 +1,4 @@
-"""The ``storybot`` command: ``storybot [--config FILE] console|migrate``."""
+"""The ``storybot`` command: ``storybot [--config FILE] console|migrate|discord|slack|export|list|import|bench``."""
 
 from __future__ import annotations
 
@@ -8,10 +8,11 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, SQLAlchemyError
-
 from bot.config import Config, ConfigError, load_config
+from bot.export.cli import add_parsers as add_archive_parsers
+from bot.export.cli import export_command, import_command, list_command
+from bot.results import UserError
+from storage.database import DatabaseUnavailable
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -20,6 +21,17 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     sub.add_parser("console", help="write a story in this terminal (or pipe a script through stdin)")
     sub.add_parser("migrate", help="create or upgrade the database schema, then exit")
+    discord_parser = sub.add_parser("discord", help="run the Discord bot (token: STORYBOT_DISCORD_TOKEN)")
+    discord_parser.add_argument("--sync", action="store_true", help="register /story with Discord (discord.guild_ids, else globally) first")
+    slack_parser = sub.add_parser(
+        "slack", help="run the Slack app: Socket Mode (STORYBOT_SLACK_APP_TOKEN), or HTTP with --http"
+    )
+    slack_parser.add_argument("--http", action="store_true", help="serve POST /slack/events (STORYBOT_SLACK_SIGNING_SECRET)")
+    slack_parser.add_argument("--host", default="0.0.0.0", help="address to listen on with --http (default: 0.0.0.0)")
+    slack_parser.add_argument("--port", type=int, default=3000, help="port to listen on with --http (default: 3000)")
+    add_archive_parsers(sub)
+    # Listed for --help; main() hands everything after "bench" to the benchmark's own parser.
+    sub.add_parser("bench", help="measure generation speed (see `storybot bench --help`)")
     return parser
 
 
@@ -42,6 +54,18 @@ async def _console(config: Config) -> None:
         await ConsoleChannel(app).run()
 
 
+async def _discord(config: Config, *, sync: bool) -> None:
+    from adapters.discord_bot import run_discord
+
+    await run_discord(config, sync=sync)
+
+
+async def _slack(config: Config, *, http: bool, host: str, port: int) -> None:
+    from adapters.slack_app import run_slack
+
+    await run_slack(config, http=http, host=host, port=port)
+
+
 async def _migrate(config: Config) -> None:
     from storage.database import Database
 
@@ -54,6 +78,12 @@ async def _migrate(config: Config) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["bench"]:  # its own options; it builds its own model and database
+        from bench.generation import main as bench_main
+
+        bench_main(argv[1:])
+        return 0
     args = _parser().parse_args(argv)
     try:
         config = load_config(args.config)
@@ -61,24 +91,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"storybot: {error}", file=sys.stderr)
         return 2
     _configure_logging(config)
-    runners = {"console": _console, "migrate": _migrate}
+    runners = {
+        "export": lambda config: export_command(config, args),
+        "list": lambda config: list_command(config, args),
+        "import": lambda config: import_command(config, args),
+        "console": _console,
+        "migrate": _migrate,
+        "discord": lambda config: _discord(config, sync=args.sync),
+        "slack": lambda config: _slack(config, http=args.http, host=args.host, port=args.port),
+    }
     try:
         asyncio.run(runners[args.command](config))
     except KeyboardInterrupt:
         return 130
-    except (OSError, ValueError, SQLAlchemyError) as error:
-        # A database that is down or a URL that is wrong: say which, without a traceback.
-        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-        print(f"storybot: cannot use the database {_safe_url(config)}: {reason}", file=sys.stderr)
+    except UserError as error:  # e.g. an unknown story id, or a file that is not a story export
+        print(f"storybot: {error}", file=sys.stderr)
+        return 1
+    except ConfigError as error:  # a setting only checked when it is used, e.g. discord.token
+        print(f"storybot: {error}", file=sys.stderr)
+        return 2
+    except DatabaseUnavailable as error:
+        print(f"storybot: {error}", file=sys.stderr)
         return 1
     return 0
-
-
-def _safe_url(config: Config) -> str:
-    try:
-        return make_url(config.database.url).render_as_string(hide_password=True)
-    except ArgumentError:
-        return "(unparseable database.url)"
 
 
 if __name__ == "__main__":

@@ -46,6 +46,7 @@ __all__ = [
     "Retry",
     "SettingSpec",
     "Settings",
+    "Show",
     "Start",
     "Status",
     "Undo",
@@ -239,11 +240,24 @@ class Settings(Command):
 
 @dataclass(frozen=True, slots=True)
 class Export(Command):
-    """Export the current story, or the finished story ``story_id``."""
+    """Export the current story, or the finished story ``story_id``.
+
+    ``authors`` names each passage's author; ``body`` asks for HTML to paste into AO3.
+    """
 
     name: ClassVar[str] = "export"
     format: str = "md"
     story_id: int | None = None
+    authors: bool = True
+    body: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Show(Command):
+    """A finished story's summary and opening."""
+
+    name: ClassVar[str] = "show"
+    story_id: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -370,10 +384,11 @@ _HELP: dict[str, tuple[str, str]] = {
     "status": ("/story status", "recent passages, whose turn it is, word count, contributors"),
     "end": ("/story end", "finish the story"),
     "export": (
-        "/story export [md|txt|html|epub|json] [story id]",
-        "download this story, or a finished one by its id",
+        "/story export [md|txt|html|epub|json] [story id] [authors:on|off] [body:on]",
+        "download this story, or a finished one by its id (body:on = HTML to paste into AO3)",
     ),
     "list": ("/story list", "finished stories of this channel"),
+    "show": ("/story show <story id>", "a finished story's summary and opening"),
     "help": ("/story help [command]", "this list, or how to use one command"),
 }
 
@@ -680,12 +695,24 @@ def _parse_settings(rest: str) -> Settings:
 _FORMAT_ALIASES = {"markdown": "md", "text": "txt"}
 
 
+_EXPORT_SWITCHES = ("authors", "body")
+
+
 def _parse_export(rest: str) -> Export:
     export_format: str | None = None
     story_id: int | None = None
+    switches: dict[str, bool] = {}
     for token in _tokens(rest):
         if not token.closed:
             raise _usage_error("export", "Unclosed quote.")
+        key, colon, value = token.value.lower().partition(":")
+        if colon and key in _EXPORT_SWITCHES:
+            if value not in _FLAGS:
+                raise _usage_error("export", f"{key}: is on or off (got {_show(token.value)}).")
+            if key in switches:
+                raise _usage_error("export", f"{key} is given twice.")
+            switches[key] = _FLAGS[value]
+            continue
         item = _export_item(token.value)
         if isinstance(item, int):
             if story_id is not None:
@@ -695,7 +722,19 @@ def _parse_export(rest: str) -> Export:
             if export_format is not None:
                 raise _usage_error("export", "Give at most one format.")
             export_format = item
-    return Export(export_format or "md", story_id)
+    if switches.get("body"):
+        if export_format not in (None, "html"):
+            raise _usage_error("export", "body:on is HTML to paste into AO3; use it with html.")
+        export_format = "html"
+    return Export(export_format or "md", story_id, **switches)
+
+
+def _parse_show(rest: str) -> Show:
+    words = rest.split()
+    story_id = _positive_int(words[0]) if len(words) == 1 else None
+    if story_id is None:
+        raise _usage_error("show", "Give one story id, a number like 12 (see /story list).")
+    return Show(story_id)
 
 
 def _export_item(word: str) -> str | int:
@@ -746,6 +785,7 @@ _PARSERS: dict[str, Callable[[str], Command]] = {
     "lore": _parse_lore,
     "settings": _parse_settings,
     "export": _parse_export,
+    "show": _parse_show,
     "help": _parse_help,
     **{kind.name: _no_text(kind) for kind in (Retry, Undo, Join, Leave, Status, End, ListStories)},
 }

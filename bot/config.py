@@ -24,7 +24,9 @@ __all__ = [
     "ConsoleConfig",
     "DatabaseConfig",
     "DiscordConfig",
+    "ExportConfig",
     "GenerationConfig",
+    "OpenAIConfig",
     "LoggingConfig",
     "ModelConfig",
     "Setting",
@@ -76,7 +78,10 @@ class DatabaseConfig:
 class ModelConfig:
     """Which language model writes the bot's passages, and how it samples."""
 
-    backend: str = _setting("local", "generation backend", choices=("local",))
+    backend: str = _setting(
+        "local", "generation backend: this process, or an OpenAI-compatible server ([openai])",
+        choices=("local", "openai"),
+    )
     name: str = _setting(
         "HuggingFaceTB/SmolLM2-360M", "Hugging Face hub id or a local model folder"
     )
@@ -108,6 +113,36 @@ class ModelConfig:
         (), "other model names `/story settings model:` may choose; empty = only name"
     )
     local_files_only: bool = _setting(False, "never contact the Hugging Face hub")
+    prefix_cache_mb: int = _setting(
+        1024, "memory for each channel's reusable prompt cache (local backend; 0 = off)", min=0
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class OpenAIConfig:
+    """An OpenAI-compatible server (vLLM, llama.cpp, Ollama, TGI, OpenAI) for ``model.backend = "openai"``."""
+
+    base_url: str = _setting("http://127.0.0.1:8000/v1", "the server's API root, ending in /v1")
+    api_key: str = _setting("", "sent as a Bearer token; empty = none", secret=True)
+    endpoint: str = _setting(
+        "completions", "continue the story as raw text, or as a chat message", choices=("completions", "chat")
+    )
+    model: str = _setting("", "the model name the server knows; empty = model.name")
+    timeout_s: float = _setting(
+        60.0, "seconds to wait for the server's next streamed text", min=0, min_exclusive=True
+    )
+    connect_timeout_s: float = _setting(
+        5.0, "seconds to wait for a connection", min=0, min_exclusive=True
+    )
+    retries: int = _setting(
+        2, "retries of a failed request (no connection, 5xx, 429) before any text came", min=0, max=10
+    )
+    retry_backoff_s: float = _setting(
+        0.5, "wait before the first retry; doubled for each further one", min=0
+    )
+    send_extra_sampling: bool = _setting(
+        True, "also send top_k, repetition_penalty, min_tokens, bad_words (vLLM accepts them; OpenAI does not)"
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -115,6 +150,7 @@ class GenerationConfig:
     """How the generation queue treats waiting and running jobs."""
 
     max_pending: int = _setting(64, 'jobs waiting before the bot answers "busy"', min=1)
+    max_batch: int = _setting(8, "bot turns of different channels written together in one batch", min=1, max=64)
     job_timeout_s: float = _setting(
         300.0, "seconds before a bot turn is abandoned", min=0, min_exclusive=True
     )
@@ -159,18 +195,64 @@ class ConsoleConfig:
 
 @dataclasses.dataclass(frozen=True)
 class DiscordConfig:
-    """Discord credentials."""
+    """The Discord bot: credentials, where Discord is, sharding, command sync, streaming."""
 
     token: str = _setting("", "Discord bot token", secret=True)
+    api_base_url: str = _setting(
+        "https://discord.com/api/v10", "REST API root (an HTTP proxy for large bots, or a test server)"
+    )
+    gateway_url: str = _setting(
+        "wss://gateway.discord.gg/", "gateway websocket URL (unsharded; sharded bots ask the API for it)"
+    )
+    sharding: str = _setting(
+        "off", "off = one gateway connection; auto = as many shards as Discord recommends",
+        choices=("off", "auto"),
+    )
+    guild_ids: tuple[str, ...] = _setting(
+        (), "servers (guild ids) that `storybot discord --sync` registers /story in; empty = globally"
+    )
+    message_content_thread_turns: bool = _setting(
+        False, "plain messages in a story's thread count as /story add (needs the Message Content intent)"
+    )
+    stream_edit_interval_s: float = _setting(
+        1.0, "minimum seconds between edits of a message while the bot's passage streams in", min=0
+    )
 
 
 @dataclasses.dataclass(frozen=True)
 class SlackConfig:
-    """Slack credentials: ``app_token`` for Socket Mode, ``signing_secret`` for HTTP mode."""
+    """The Slack app: credentials (``app_token`` for Socket Mode, ``signing_secret`` for HTTP mode),
+    where the Web API is, streaming and rate limits."""
 
     bot_token: str = _setting("", "Slack bot token, xoxb-...", secret=True)
     app_token: str = _setting("", "Slack app-level token, xapp-..., for Socket Mode", secret=True)
     signing_secret: str = _setting("", "Slack signing secret for HTTP mode", secret=True)
+    api_base_url: str = _setting(
+        "https://slack.com/api/", "Web API root, ending in / (an HTTP proxy, or a test server)"
+    )
+    stream_update_interval_s: float = _setting(
+        1.5,
+        "minimum seconds between chat.update calls while a bot passage streams in (Slack allows about 50 a minute)",
+        min=0,
+    )
+    rate_limit_retries: int = _setting(
+        3, "times a Web API call answered 429 is retried, after the Retry-After it names", min=0, max=10
+    )
+    user_cache_s: float = _setting(
+        300.0, "seconds a person's name and admin role (from users.info) are remembered", min=0
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class ExportConfig:
+    """How stories are exported as files (/story export, storybot export)."""
+
+    language: str = _setting(
+        "en", "language of the stories, as a BCP 47 tag (en, fr, zh-Hans, ar); EPUB and HTML declare it"
+    )
+    chapter_passages: int = _setting(
+        10, "EPUB: passages per chapter, where participants marked no chapters", min=1, max=1000
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -187,10 +269,12 @@ class Config:
     database: DatabaseConfig = dataclasses.field(default_factory=DatabaseConfig)
     model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
     generation: GenerationConfig = dataclasses.field(default_factory=GenerationConfig)
+    openai: OpenAIConfig = dataclasses.field(default_factory=OpenAIConfig)
     story: StoryConfig = dataclasses.field(default_factory=StoryConfig)
     console: ConsoleConfig = dataclasses.field(default_factory=ConsoleConfig)
     discord: DiscordConfig = dataclasses.field(default_factory=DiscordConfig)
     slack: SlackConfig = dataclasses.field(default_factory=SlackConfig)
+    export: ExportConfig = dataclasses.field(default_factory=ExportConfig)
     logging: LoggingConfig = dataclasses.field(default_factory=LoggingConfig)
 
 

@@ -11,6 +11,7 @@ records a ``GenerationJob`` row and tells the queue (``on_jobs_changed``) after 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 from collections.abc import Awaitable, Callable
@@ -23,8 +24,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot import commands as c
 from bot.config import Config
 from bot.context import LoreItem, StorySnapshot
+from bot.export import ExportOptions, render
+from bot.export.snapshot import load_story
+from bot.export.summary import summary
 from bot.identity import Actor, ChannelRef
-from bot.results import BusyError, PassageView, Result, UserError
+from bot.results import Attachment, BusyError, PassageView, Result, UserError
 from storage import queries as q
 from storage.database import Database
 from storage.models import (
@@ -46,6 +50,11 @@ BOT_ID = "bot"
 BOT_NAME = "storybot"
 STATUS_RECENT_PASSAGES = 3
 DEFAULT_TITLE = "Untitled story"
+
+# Commands that change nothing: answered from a read transaction, without a lock.
+READ_ONLY_COMMANDS: frozenset[type[c.Command]] = frozenset(
+    {c.Status, c.ListStories, c.Export, c.Show, c.Help, c.LoreList}
+)
 
 Handler = Callable[[AsyncSession, ChannelRef, Actor, c.Command], Awaitable[Result]]
 
@@ -88,6 +97,7 @@ class SessionManager:
             c.End: self._end,
             c.ListStories: self._list,
             c.Export: self._export,
+            c.Show: self._show,
             c.Help: self._help,
         }
 
@@ -110,12 +120,15 @@ class SessionManager:
 
         ``event_id`` (a platform delivery id) makes a redelivered event a no-op. ``story_id``
         is set by buttons under a passage: the command then applies only while that story is
-        still the channel's running one, so a stale button changes nothing.
+        still the channel's running one, so a stale button changes nothing. Commands that only
+        look (status, export, ...) run in a read transaction: on SQLite a long export then
+        never holds up other channels' writes.
         """
         handler = self._handlers[type(command)]
+        reads_only = type(command) in READ_ONLY_COMMANDS
         try:
-            async with self.db.write() as tx:
-                if event_id is not None:
+            async with self.db.read() if reads_only else self.db.write() as tx:
+                if event_id is not None and not reads_only:
                     if await q.event_seen(tx, channel.platform, event_id):
                         return Result("Already done.", private=True, duplicate=True)
                     tx.add(ProcessedEvent(platform=channel.platform, event_id=event_id, created_at=self.clock()))
@@ -147,11 +160,18 @@ class SessionManager:
 
     # ------------------------------------------------------------------ helpers
 
-    async def _story(self, tx: AsyncSession, channel: ChannelRef) -> Story:
-        story = await q.active_story(tx, channel.key, lock=True)
+    async def _story(self, tx: AsyncSession, channel: ChannelRef, *, lock: bool = True) -> Story:
+        story = await q.active_story(tx, channel.key, lock=lock)
         if story is None:
             raise UserError("No story is running in this channel. Start one with /story start \"Title\".")
         return story
+
+    async def running_story_id(self, channel: ChannelRef) -> int | None:
+        """The id of the story running in ``channel``, if any (a read, for adapters that must
+        tell story chatter from other messages, e.g. plain messages in a story's thread)."""
+        async with self.db.read() as tx:
+            story = await q.active_story(tx, channel.key)
+        return story.id if story is not None else None
 
     async def _require_running(self, tx: AsyncSession, channel: ChannelRef, story_id: int) -> None:
         story = await q.active_story(tx, channel.key)
@@ -484,7 +504,7 @@ class SessionManager:
         return Result(f"Lore #{number} added for {', '.join(cmd.keys)}.", story_id=story.id)
 
     async def _lore_list(self, tx: AsyncSession, channel: ChannelRef, actor: Actor, cmd: c.Command) -> Result:
-        story = await self._story(tx, channel)
+        story = await self._story(tx, channel, lock=False)
         entries = await q.lore_entries(tx, story.id)
         if not entries:
             return Result("No lore yet. Add some with /story lore add <key,key> <text>.", private=True,
@@ -540,7 +560,7 @@ class SessionManager:
         return {**defaults, **story.settings}
 
     async def _status(self, tx: AsyncSession, channel: ChannelRef, actor: Actor, cmd: c.Command) -> Result:
-        story = await self._story(tx, channel)
+        story = await self._story(tx, channel, lock=False)
         passages = await q.canonical_passages(tx, story.id)
         words = sum(len(p.text.split()) for p in passages)
         people = list(await q.participants(tx, story.id))
@@ -578,14 +598,55 @@ class SessionManager:
         if not stories:
             return Result("No finished stories in this channel yet.", private=True)
         lines = [f"#{s.id} “{s.title}” — finished {s.finished_at:%Y-%m-%d}" for s in stories if s.finished_at]
-        return Result("Finished stories:\n" + "\n".join(lines), private=True)
+        hint = "/story show <id> shows a story's opening; /story export <format> <id> downloads it."
+        return Result("Finished stories:\n" + "\n".join(lines) + "\n" + hint, private=True)
+
+    async def _archived_story(self, tx: AsyncSession, channel: ChannelRef, story_id: int | None) -> Story:
+        """Story ``story_id`` of this channel; without an id the running one, else the latest finished."""
+        if story_id is not None:
+            story = await q.story_by_id(tx, story_id)
+            if story is None or story.channel_key != channel.key:
+                raise UserError(f"Story #{story_id} is not in this channel's archive. See /story list.")
+            return story
+        story = await q.active_story(tx, channel.key)
+        if story is None:
+            latest = await q.finished_stories(tx, channel.key, limit=1)
+            story = latest[0] if latest else None
+        if story is None:
+            raise UserError("There is no story here to export yet. Start one with /story start \"Title\".")
+        return story
 
     async def _export(self, tx: AsyncSession, channel: ChannelRef, actor: Actor, cmd: c.Command) -> Result:
-        raise UserError("Export is not available in this version yet; the story is kept and can be exported later.")
+        assert isinstance(cmd, c.Export)
+        story = await self._archived_story(tx, channel, cmd.story_id)
+        snapshot = await load_story(tx, story, language=self.config.export.language)
+        options = ExportOptions(
+            authors=cmd.authors, body=cmd.body, chapter_passages=self.config.export.chapter_passages
+        )
+        # Rendering a long story as EPUB takes a moment: keep it off the event loop.
+        file = await asyncio.to_thread(render, snapshot, cmd.format, options)
+        return Result(
+            f"📎 “{story.title}” as {cmd.format} ({max(1, round(len(file.data) / 1024))} KB).",
+            story_id=story.id,
+            attachment=Attachment(file.filename, file.mime_type, file.data),
+        )
+
+    async def _show(self, tx: AsyncSession, channel: ChannelRef, actor: Actor, cmd: c.Command) -> Result:
+        assert isinstance(cmd, c.Show)
+        story = await self._archived_story(tx, channel, cmd.story_id)
+        if story.status != StoryStatus.FINISHED:
+            raise UserError(f"“{story.title}” is still being written; /story status shows where it stands.")
+        snapshot = await load_story(tx, story, language=self.config.export.language)
+        return Result(summary(snapshot, story.id), private=True, story_id=story.id)
 
     async def _help(self, tx: AsyncSession, channel: ChannelRef, actor: Actor, cmd: c.Command) -> Result:
         assert isinstance(cmd, c.Help)
-        return Result(c.usage(cmd.topic) if cmd.topic else c.HELP_TEXT, private=True)
+        if not cmd.topic:
+            return Result(c.HELP_TEXT, private=True)
+        try:
+            return Result(c.usage(cmd.topic), private=True)
+        except c.ParseError as error:  # adapters may build Help(topic) without the parser
+            raise UserError(str(error)) from None
 
     # ------------------------------------------------------------------ the generation queue's side
 

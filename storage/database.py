@@ -17,9 +17,14 @@ from typing import Any
 
 from sqlalchemy import event, text
 from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 log = logging.getLogger(__name__)
+
+
+class DatabaseUnavailable(Exception):
+    """The database cannot be reached or set up; the message is one line and names it (no password)."""
 
 _WRITE_OPTION = "storybot_write"
 _MIGRATION_LOCK_ID = 0x5707B07  # any constant; serialises concurrent migrations on PostgreSQL
@@ -27,14 +32,17 @@ _MIGRATION_LOCK_ID = 0x5707B07  # any constant; serialises concurrent migrations
 
 def normalise_url(url: str) -> URL:
     """Accept the URLs people paste (``sqlite:///x.db``, ``postgresql://...``) and pick async drivers."""
-    parsed = make_url(url)
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise DatabaseUnavailable(f"database.url {url!r} is not a database URL (sqlite:///file.db or postgresql://...)") from None
     backend = parsed.get_backend_name()
     if backend == "sqlite" and parsed.get_driver_name() != "aiosqlite":
         parsed = parsed.set(drivername="sqlite+aiosqlite")
     elif backend == "postgresql" and parsed.get_driver_name() != "asyncpg":
         parsed = parsed.set(drivername="postgresql+asyncpg")
     elif backend not in ("sqlite", "postgresql"):
-        raise ValueError(f"database.url: only sqlite and postgresql are supported, got {backend!r}")
+        raise DatabaseUnavailable(f"database.url: only sqlite and postgresql are supported, got {backend!r}")
     return parsed
 
 
@@ -76,13 +84,22 @@ class Database:
             yield session
 
     async def migrate(self) -> None:
-        """Bring the schema to the newest Alembic revision (safe to call at every start)."""
+        """Bring the schema to the newest Alembic revision (safe to call at every start).
+
+        This is the first contact with the database, so a server that is down or a path that
+        cannot be written is reported here, in one line.
+        """
         from storage.migrate import upgrade_to_head
 
-        async with self.engine.execution_options(**{_WRITE_OPTION: True}).begin() as conn:
-            if not self.is_sqlite:
-                await conn.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": _MIGRATION_LOCK_ID})
-            await conn.run_sync(upgrade_to_head)
+        try:
+            async with self.engine.execution_options(**{_WRITE_OPTION: True}).begin() as conn:
+                if not self.is_sqlite:
+                    await conn.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": _MIGRATION_LOCK_ID})
+                await conn.run_sync(upgrade_to_head)
+        except (OSError, SQLAlchemyError) as error:
+            reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+            shown = self.url.render_as_string(hide_password=True)
+            raise DatabaseUnavailable(f"cannot use the database {shown}: {reason}") from error
 
     async def close(self) -> None:
         await self.engine.dispose()

@@ -57,7 +57,7 @@ def _build_tiny_model(folder: Path) -> None:
     torch.manual_seed(0)
     config = GPT2Config(
         vocab_size=fast.vocab_size,
-        n_positions=256,
+        n_positions=1024,
         n_embd=32,
         n_layer=2,
         n_head=2,

@@ -31,6 +31,7 @@ from bot.commands import (
     ParseError,
     Retry,
     Settings,
+    Show,
     Start,
     Status,
     Undo,
@@ -40,7 +41,7 @@ from bot.commands import (
 
 SUBCOMMANDS = (
     "start", "add", "continue", "retry", "undo", "join", "leave", "memory", "note",
-    "lore", "settings", "status", "end", "export", "list", "help",
+    "lore", "settings", "status", "end", "export", "list", "show", "help",
 )  # fmt: skip
 NO_TEXT = {"retry": Retry, "undo": Undo, "join": Join, "leave": Leave,
            "status": Status, "end": End, "list": ListStories}  # fmt: skip
@@ -495,7 +496,7 @@ def test_help_text_has_one_line_per_subcommand() -> None:
 
 def test_every_command_class_names_a_help_topic() -> None:
     classes = [Start, Add, Continue, Retry, Undo, Join, Leave, Status, End, ListStories,
-               Memory, Note, LoreAdd, LoreList, LoreRemove, Settings, Export, Help]  # fmt: skip
+               Memory, Note, LoreAdd, LoreList, LoreRemove, Settings, Export, Show, Help]  # fmt: skip
     for cls in classes:
         assert issubclass(cls, Command)
         assert cls.name in SUBCOMMANDS
