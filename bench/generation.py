@@ -22,6 +22,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+from bench.models import build_random_gpt2
 from bot import commands as c
 from bot.app import open_app
 from bot.config import Config, load_config
@@ -36,26 +37,7 @@ CHANNEL_COUNTS = (1, 4, 8)
 
 def build_model(folder: Path) -> None:
     """A randomly initialised GPT-2 small and a 50257-token tokenizer trained on made-up words."""
-    import torch
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
-
-    tokenizer = Tokenizer(models.BPE())
-    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tokenizer.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=50257,
-        special_tokens=["<|endoftext|>"],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    tokenizer.train_from_iterator(_made_up_text(40000), trainer=trainer)
-    fast = PreTrainedTokenizerFast(tokenizer_object=tokenizer, eos_token="<|endoftext|>", bos_token="<|endoftext|>")
-    torch.manual_seed(0)
-    model = GPT2LMHeadModel(GPT2Config(vocab_size=fast.vocab_size, n_positions=1024))
-    folder.mkdir(parents=True, exist_ok=True)
-    fast.save_pretrained(folder)
-    model.save_pretrained(folder)
+    build_random_gpt2(folder, _made_up_text(40000), vocab_size=50257, n_positions=1024)
 
 
 def _made_up_text(lines: int, seed: int = 0) -> list[str]:
@@ -110,20 +92,24 @@ async def _loop_lag(samples: list[float], stop: asyncio.Event) -> None:
         samples.append(max(0.0, time.perf_counter() - began - 0.010))
 
 
-async def channels_at_once(config: Config, channels: int, rounds: int) -> dict[str, object]:
-    """``channels`` stories each ask the bot for a passage at the same moment; ``rounds`` times."""
+async def channels_at_once(
+    config: Config, backend: LocalBackend, channels: int, rounds: int, story_lines: int
+) -> dict[str, object]:
+    """``channels`` stories each ask the bot for a passage at the same moment; ``rounds`` times.
+
+    ``backend`` is loaded once and shared by all runs, so no run pays for loading the model.
+    """
     timings = _Timings()
     lag: list[float] = []
     ttft: list[float] = []
     elapsed = 0.0
-    async with open_app(config) as app:
+    async with open_app(config, backend_factory=lambda _name: backend) as app:
         app.queue.add_listener(timings)
-        await app.queue.warm_up()
         refs = [ChannelRef("bench", "w", f"channel-{i}") for i in range(channels)]
         actor = Actor("bench", "Bench")
         for index, ref in enumerate(refs):
             await app.sessions.handle(ref, actor, c.parse(f'/story start "Bench {index}" mode:free'))
-            await app.sessions.handle(ref, actor, c.Add(" ".join(_made_up_text(4, seed=index))))
+            await app.sessions.handle(ref, actor, c.Add(" ".join(_made_up_text(story_lines, seed=index))))
         stop = asyncio.Event()
         lag_task = asyncio.create_task(_loop_lag(lag, stop))
         for _ in range(rounds):
@@ -162,7 +148,6 @@ def prefix_cache_turn(model_dir: Path, prompt_tokens: int, tail_tokens: int, new
 
     turn(cached_backend, previous, "story")  # the channel's previous turn fills its cache
     cached_ttft, cached_total = turn(cached_backend, current, "story")
-    turn(plain_backend, previous, None)  # same warm-up work for fairness
     plain_ttft, plain_total = turn(plain_backend, current, None)
     return {
         "prompt_tokens": cached_backend.count_tokens(current),
@@ -206,15 +191,21 @@ def main(argv: list[str] | None = None) -> None:
         build_model(model_dir)
     new_tokens = 16 if args.quick else 64
     rounds = 1 if args.quick else 2
-    report: dict[str, object] = {"model": str(model_dir), "new_tokens": new_tokens, "quick": args.quick}
+    story_lines = 2 if args.quick else 4  # each channel's story so far: ~75 or ~150 tokens
+    report: dict[str, object] = {"model": str(model_dir), "new_tokens": new_tokens, "quick": args.quick,
+                                 "rounds": rounds}
     tokens_per_s: dict[str, dict[str, float]] = {"batched": {}, "sequential": {}}
     ttft: list[float] = []
     lag: list[float] = []
     with tempfile.TemporaryDirectory() as folder:
+        backend: LocalBackend | None = None
         for channels in CHANNEL_COUNTS:
             for mode, max_batch in (("batched", 8), ("sequential", 1)):
                 config = bench_config(model_dir, Path(folder) / f"{mode}-{channels}.db", new_tokens, max_batch)
-                figures = asyncio.run(channels_at_once(config, channels, rounds))
+                if backend is None:  # no prefix cache here: these runs measure batching alone
+                    backend = LocalBackend(replace(config.model, prefix_cache_mb=0))
+                    backend.load()
+                figures = asyncio.run(channels_at_once(config, backend, channels, rounds, story_lines))
                 tokens_per_s[mode][str(channels)] = round(float(figures["tokens_per_s"]), 1)  # type: ignore[arg-type]
                 print(f"{channels} channel(s), {mode:10}: {figures['tokens_per_s']:8.1f} tokens/s", flush=True)
                 if channels == 8 and mode == "batched":

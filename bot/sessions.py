@@ -473,21 +473,25 @@ class SessionManager:
 
     async def _memory(self, tx: AsyncSession, channel: ChannelRef, actor: Actor, cmd: c.Command) -> Result:
         assert isinstance(cmd, c.Memory)
-        story = await self._story(tx, channel)
-        if cmd.text is None:
-            shown = story.memory or "(empty) — set it with /story memory <facts the bot should always know>"
-            return Result(f"Memory: {shown}", private=True, story_id=story.id)
-        story.memory = self._check_length(cmd.text, self.config.story.max_memory_chars, "The memory")
-        return Result("Memory cleared." if not story.memory else "Memory updated.", story_id=story.id)
+        return await self._story_text(tx, channel, "memory", cmd.text, self.config.story.max_memory_chars,
+                                      "Memory", "facts the bot should always know")
 
     async def _note(self, tx: AsyncSession, channel: ChannelRef, actor: Actor, cmd: c.Command) -> Result:
         assert isinstance(cmd, c.Note)
+        return await self._story_text(tx, channel, "note", cmd.text, self.config.story.max_note_chars,
+                                      "Author's note", "style, tone, what to aim for")
+
+    async def _story_text(
+        self, tx: AsyncSession, channel: ChannelRef, field: str, text: str | None, limit: int, label: str, hint: str
+    ) -> Result:
+        """Show (``text`` None), clear ("") or set the story's memory or author's note."""
         story = await self._story(tx, channel)
-        if cmd.text is None:
-            shown = story.note or "(empty) — set it with /story note <style, tone, what to aim for>"
-            return Result(f"Author's note: {shown}", private=True, story_id=story.id)
-        story.note = self._check_length(cmd.text, self.config.story.max_note_chars, "The author's note")
-        return Result("Author's note cleared." if not story.note else "Author's note updated.", story_id=story.id)
+        if text is None:
+            shown = getattr(story, field) or f"(empty) — set it with /story {field} <{hint}>"
+            return Result(f"{label}: {shown}", private=True, story_id=story.id)
+        value = self._check_length(text, limit, f"The {label.lower()}")
+        setattr(story, field, value)
+        return Result(f"{label} {'updated' if value else 'cleared'}.", story_id=story.id)
 
     async def _lore_add(self, tx: AsyncSession, channel: ChannelRef, actor: Actor, cmd: c.Command) -> Result:
         assert isinstance(cmd, c.LoreAdd)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from bench.models import build_random_gpt2
 from bot.app import App, open_app
 from bot.config import Config, load_config
 from bot.results import Result
@@ -38,33 +39,7 @@ He opened the letter slowly. Inside was a map, a key, and a single word: remembe
 
 
 def _build_tiny_model(folder: Path) -> None:
-    import torch
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
-
-    tokenizer = Tokenizer(models.BPE())
-    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tokenizer.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=400,
-        special_tokens=["<|endoftext|>"],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-    )
-    tokenizer.train_from_iterator(CORPUS.splitlines() * 4, trainer=trainer)
-    fast = PreTrainedTokenizerFast(tokenizer_object=tokenizer, eos_token="<|endoftext|>", bos_token="<|endoftext|>")
-    fast.save_pretrained(folder)
-
-    torch.manual_seed(0)
-    config = GPT2Config(
-        vocab_size=fast.vocab_size,
-        n_positions=1024,
-        n_embd=32,
-        n_layer=2,
-        n_head=2,
-        bos_token_id=fast.eos_token_id,
-        eos_token_id=fast.eos_token_id,
-    )
-    GPT2LMHeadModel(config).save_pretrained(folder)
+    build_random_gpt2(folder, CORPUS.splitlines() * 4, vocab_size=400, n_positions=1024, n_embd=32, n_layer=2, n_head=2)
 
 
 @pytest.fixture(scope="session")

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-from bot.export.model import ChannelInfo, ExportLore, ExportParticipant, ExportPassage, ExportStory
+from bot.export.model import ExportLore, ExportParticipant, ExportPassage, ExportStory
+from bot.identity import ChannelRef
 
 START = datetime(2024, 5, 1, 18, 30, 0, 123456, tzinfo=timezone.utc)
 
@@ -57,7 +58,7 @@ def tricky_story(language: str = "en") -> ExportStory:
         starter_name="Alice",
         created_at=START,
         finished_at=_at(60),
-        channel=ChannelInfo("console", "local", "harbour"),
+        channel=ChannelRef("console", "local", "harbour"),
         memory="The lighthouse is haunted.",
         note="Keep it eerie.",
         settings={"temperature": 0.8},

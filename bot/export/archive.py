@@ -10,7 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-from bot.export.model import ChannelInfo, ExportStory, chapter_title, word_count
+from bot.export.model import ExportStory, chapter_title, word_count
+from bot.identity import ChannelRef
 from storage import queries as q
 from storage.database import Database
 from storage.models import LoreEntry, Participant, Passage, Story, StoryStatus
@@ -41,20 +42,20 @@ async def list_stories(db: Database) -> list[StoryRow]:
     return rows
 
 
-def parse_channel(text: str) -> ChannelInfo:
+def parse_channel(text: str) -> ChannelRef:
     """``platform:workspace:channel[:thread]``, or a bare name for a console channel."""
     parts = text.split(":")
     if len(parts) == 1 and parts[0]:
-        return ChannelInfo("console", "local", parts[0])
+        return ChannelRef("console", "local", parts[0])
     if len(parts) in (3, 4) and parts[0] and parts[2]:
-        return ChannelInfo(*parts)
+        return ChannelRef(*parts)
     raise ValueError(
         f"--channel must be NAME (a console channel) or PLATFORM:WORKSPACE:CHANNEL[:THREAD], got {text!r}"
     )
 
 
 async def import_story(
-    db: Database, story: ExportStory, *, channel: ChannelInfo | None = None, now: datetime
+    db: Database, story: ExportStory, *, channel: ChannelRef | None = None, now: datetime
 ) -> int:
     """Store ``story`` as a new finished story (in ``channel`` if given); returns its id."""
     if channel is not None:

@@ -20,12 +20,12 @@ from bot.export.model import (
     MODES,
     PASSAGE_STATUSES,
     STORY_STATUSES,
-    ChannelInfo,
     ExportLore,
     ExportParticipant,
     ExportPassage,
     ExportStory,
 )
+from bot.identity import ChannelRef
 
 FORMAT = "storybot-story"
 FORMAT_VERSION = 1
@@ -261,7 +261,7 @@ def loads(data: bytes | str) -> ExportStory:
         starter_name=starter.get("name", str),
         created_at=r.time("created_at"),
         finished_at=r.time("finished_at", optional=True),
-        channel=ChannelInfo(
+        channel=ChannelRef(
             platform=channel.get("platform", str),
             workspace=channel.get("workspace", str, optional=True, default=""),
             channel=channel.get("channel", str),

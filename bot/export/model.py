@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from bot.identity import ChannelRef
+
 CANONICAL = "canonical"
 SUPERSEDED = "superseded"
 UNDONE = "undone"
@@ -50,23 +52,6 @@ def chapter_title(text: str) -> str | None:
         return None
     match = _CHAPTER_MARK.fullmatch(text)
     return match[1].strip() if match else None
-
-
-@dataclass(frozen=True, slots=True)
-class ChannelInfo:
-    """Where the story was written; an import puts the story back in this channel."""
-
-    platform: str
-    workspace: str
-    channel: str
-    thread: str = ""
-
-    @property
-    def key(self) -> str:
-        parts = [self.platform, self.workspace, self.channel]
-        if self.thread:
-            parts.append(self.thread)
-        return ":".join(parts)
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,7 +135,7 @@ class ExportStory:
     starter_name: str
     created_at: datetime
     finished_at: datetime | None
-    channel: ChannelInfo
+    channel: ChannelRef  # where it was written; an import puts the story back there
     memory: str = ""
     note: str = ""
     settings: dict[str, Any] = field(default_factory=dict)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.export.model import ChannelInfo, ExportLore, ExportParticipant, ExportPassage, ExportStory
+from bot.export.model import ExportLore, ExportParticipant, ExportPassage, ExportStory
+from bot.identity import ChannelRef
 from storage import queries as q
 from storage.models import Story
 
@@ -49,7 +50,7 @@ async def load_story(tx: AsyncSession, story: Story, *, language: str) -> Export
         starter_name=story.starter_name,
         created_at=story.created_at,
         finished_at=story.finished_at,
-        channel=ChannelInfo(story.platform, story.workspace, story.channel, story.thread),
+        channel=ChannelRef(story.platform, story.workspace, story.channel, story.thread),
         memory=story.memory,
         note=story.note,
         settings=dict(story.settings or {}),

@@ -56,9 +56,13 @@ class Decoder:
         self.model = model
         self.tokenizer = tokenizer
         self.device = device
-        self.prefix_cache = prefix_cache
         self.vocab_size = int(model.get_output_embeddings().weight.shape[0])
         self.eos_ids = _eos_ids(model, tokenizer)
+        # Plain full-attention models get growing caches that can be merged, split and reused;
+        # any other cache type (sliding windows, ...) is left to the library, one row at a time.
+        self.mergeable = cache_is_mergeable(model)
+        self.num_layers = len(DynamicCache(config=model.config).layers)
+        self.prefix_cache = prefix_cache if self.mergeable else None
 
     @torch.inference_mode()
     def run(self, requests: Sequence[GenerationRequest]) -> list[str]:
@@ -104,10 +108,10 @@ class Decoder:
         key = row.request.cache_key
         hit = self.prefix_cache.lookup(key, row.prompt_ids) if self.prefix_cache and key else None
         reused = 0
-        cache = DynamicCache(config=self.model.config)
+        cache = growing_cache(self.num_layers) if self.mergeable else DynamicCache(config=self.model.config)
         if hit is not None:
             cached_layers, reused = hit
-            cache = DynamicCache(ddp_cache_data=cached_layers)
+            cache = growing_cache(self.num_layers, cached_layers)
         tail = torch.tensor([row.prompt_ids[reused:]], device=self.device)
         positions = torch.arange(reused, len(row.prompt_ids), device=self.device).unsqueeze(0)
         output = self.model(
@@ -116,9 +120,11 @@ class Decoder:
             position_ids=positions,
             cache=cache,
             use_cache=True,
+            logits_to_keep=1,  # only the last position's logits are needed: skips most of the LM head
         )
         if self.prefix_cache is not None and key:
-            self.prefix_cache.store(key, row.prompt_ids, _layers(output.cache))
+            # A copy: the live cache's storage has spare room the stored entry should not keep.
+            self.prefix_cache.store(key, row.prompt_ids, [(k.clone(), v.clone()) for k, v in _layers(output.cache)])
         return output.cache, output.logits[0, -1]
 
     # ------------------------------------------------------------------ decode
@@ -129,7 +135,8 @@ class Decoder:
             positions = torch.tensor([[row.position] for row in rows], device=self.device)
             mask = torch.cat([mask, torch.ones(len(rows), 1, dtype=mask.dtype, device=self.device)], dim=1)
             logits = self.model(
-                input_ids=last, attention_mask=mask, position_ids=positions, cache=cache, use_cache=True
+                input_ids=last, attention_mask=mask, position_ids=positions, cache=cache, use_cache=True,
+                logits_to_keep=1,
             ).logits[:, -1]
             for index, row in enumerate(rows):
                 self._accept(row, self._choose(row, logits[index]))
@@ -176,16 +183,17 @@ class Decoder:
             logits[torch.tensor(self.eos_ids, device=logits.device)] = -math.inf
         if s.temperature <= 0:
             return int(torch.argmax(logits))
-        logits = logits / s.temperature
+        # Sample among the top-k candidates only (sorting 50 values, not the whole vocabulary,
+        # matters on a CPU when eight rows sample every step).
         if 0 < s.top_k < logits.shape[0]:
-            threshold = torch.topk(logits, s.top_k).values[-1]
-            logits[logits < threshold] = -math.inf
+            values, candidates = torch.topk(logits / s.temperature, s.top_k)
+        else:
+            values, candidates = torch.sort(logits / s.temperature, descending=True)
         if s.top_p < 1.0:
-            ordered, order = torch.sort(logits, descending=True)
-            cumulative = torch.softmax(ordered, dim=-1).cumsum(dim=-1)
-            drop = cumulative - torch.softmax(ordered, dim=-1) > s.top_p  # keep the token that crosses top_p
-            logits[order[drop]] = -math.inf
-        return int(torch.multinomial(torch.softmax(logits, dim=-1), 1))
+            probabilities = torch.softmax(values, dim=-1)
+            keep = probabilities.cumsum(dim=-1) - probabilities <= s.top_p  # keeps the token that crosses top_p
+            values, candidates = values[keep], candidates[keep]
+        return int(candidates[torch.multinomial(torch.softmax(values, dim=-1), 1)])
 
     def _banned(self, row: _Row) -> set[int]:
         banned: set[int] = set()
@@ -198,6 +206,51 @@ class Decoder:
             if not prefix or row.generated[-len(prefix) :] == prefix:
                 banned.add(word_ids[-1])
         return banned
+
+
+class GrowingLayer(DynamicLayer):
+    """A full-attention cache layer whose storage doubles when full.
+
+    ``DynamicLayer`` appends each token with ``torch.cat``, copying the whole cache every step;
+    on a CPU that copy costs more than the model's matmuls once a story is a few hundred tokens
+    long. Here a token is written into spare room, and the cache is copied only when it doubles.
+    Positions below the current length are never written again, so views handed out earlier
+    (a stored prefix) keep their contents.
+    """
+
+    _view: torch.Tensor | None = None
+
+    def update(
+        self, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any, **kwargs: Any
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        if not self.is_initialized:
+            self.lazy_initialization(key_states, value_states)
+        length, new = self.get_seq_length(), key_states.shape[-2]
+        if self._view is not self.keys or self._key_room.shape[-2] < length + new:
+            capacity = max(64, 2 * (length + new))
+            self._key_room = _with_room(self.keys, key_states, length, capacity)
+            self._value_room = _with_room(self.values, value_states, length, capacity)
+        self._key_room[:, :, length : length + new] = key_states
+        self._value_room[:, :, length : length + new] = value_states
+        self.keys = self._view = self._key_room[:, :, : length + new]
+        self.values = self._value_room[:, :, : length + new]
+        return self.keys, self.values
+
+
+def _with_room(old: torch.Tensor, like: torch.Tensor, length: int, capacity: int) -> torch.Tensor:
+    room = like.new_empty(like.shape[0], like.shape[1], capacity, like.shape[3])
+    if length:
+        room[:, :, :length] = old
+    return room
+
+
+def growing_cache(num_layers: int, layers: list[LayerKV] | None = None) -> DynamicCache:
+    """A cache of ``GrowingLayer``s, filled with ``layers`` when given."""
+    cache = DynamicCache()
+    cache.layers = [GrowingLayer() for _ in range(num_layers)]
+    for layer, (keys, values) in zip(cache.layers, layers or []):
+        layer.update(keys, values)
+    return cache
 
 
 def cache_is_mergeable(model: Any) -> bool:
@@ -221,7 +274,7 @@ def _merge(rows: list[list[LayerKV]], lengths: list[int], device: str) -> tuple[
     mask = torch.zeros(len(rows), longest, dtype=torch.long, device=device)
     for index, length in enumerate(lengths):
         mask[index, longest - length :] = 1
-    return DynamicCache(ddp_cache_data=merged), mask
+    return growing_cache(len(merged), merged), mask
 
 
 def _left_pad(tensor: torch.Tensor, length: int) -> torch.Tensor:
@@ -240,7 +293,7 @@ def _select(
     mask = mask[index]
     unused = int((mask.cumsum(dim=1) == 0).sum(dim=1).min())
     layers = [(layer.keys[index][:, :, unused:, :], layer.values[index][:, :, unused:, :]) for layer in cache.layers]
-    return DynamicCache(ddp_cache_data=layers), mask[:, unused:]
+    return growing_cache(len(layers), layers), mask[:, unused:]
 
 
 def _eos_ids(model: Any, tokenizer: Any) -> list[int]:

@@ -21,7 +21,7 @@ from transformers.utils import logging as transformers_logging
 
 from bot.config import ModelConfig
 from bot.generation.backend import GenerationRequest, ModelUnavailable
-from bot.generation.decoding import Decoder, cache_is_mergeable
+from bot.generation.decoding import Decoder
 from bot.generation.prefix_cache import PrefixCache
 
 log = logging.getLogger(__name__)
@@ -57,7 +57,6 @@ class LocalBackend:
         self.device = pick_device(config.device)
         self._lock = threading.Lock()
         self._generate_lock = threading.Lock()
-        self._mergeable = False
         self._decoder: Decoder | None = None
         self._model: Any = None
         self._tokenizer: Any = None
@@ -74,9 +73,8 @@ class LocalBackend:
             tokenizer, model = self._from_pretrained()
             model.to(self.device).eval()
             self._tokenizer, self._model = tokenizer, model
-            self._mergeable = cache_is_mergeable(model)
             cache_bytes = self.config.prefix_cache_mb * 1024 * 1024
-            prefix_cache = PrefixCache(cache_bytes) if cache_bytes and self._mergeable else None
+            prefix_cache = PrefixCache(cache_bytes) if cache_bytes else None
             self._decoder = Decoder(model, tokenizer, self.device, prefix_cache)
             self._context_length = self.config.context_length or _model_context_length(model, tokenizer)
             log.info("model %s ready (context %d tokens)", self.model_name, self._context_length)
@@ -120,17 +118,11 @@ class LocalBackend:
         self.load()
         return len(self._tokenizer(text, add_special_tokens=False)["input_ids"])
 
-    @property
-    def batches(self) -> bool:
-        """Whether requests of several channels can share one batch (plain full-attention caches)."""
-        self.load()
-        return self._mergeable
-
     def generate(self, requests: Sequence[GenerationRequest]) -> list[str]:
         """Continue every prompt, batched; each request keeps its own sampling and stop rules."""
         self.load()
         with self._generate_lock:
-            if self._mergeable:
+            if self._decoder.mergeable:
                 return self._decoder.run(requests)
             return [self._decoder.run([request])[0] for request in requests]
 

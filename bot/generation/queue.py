@@ -123,6 +123,9 @@ class GenerationQueue:
     async def _work(self) -> None:
         while True:
             await self._wake.wait()
+            # Channels that ask at nearly the same moment (a burst of commits a few ms apart)
+            # should share one batch rather than the first one running alone.
+            await asyncio.sleep(self.config.generation.batch_window_ms / 1000)
             self._wake.clear()
             # Oldest first, and a channel never has two open jobs: so every waiting channel
             # gets a slot in the next batch before any channel gets a second turn.
