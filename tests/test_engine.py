@@ -189,3 +189,31 @@ def _job_status(db_path: Path) -> str | None:
     except sqlite3.OperationalError:  # the schema is still being created
         return None
     return row[0] if row else None
+
+
+async def test_turns_asked_for_a_moment_apart_share_one_batch(config: Config) -> None:
+    """The batch window lets a burst of requests (commits a few ms apart) run together."""
+    first, second = ChannelRef("t", "w", "one"), ChannelRef("t", "w", "two")
+    events: list[str] = []
+
+    class Events(TurnRecorder):
+        async def turn_started(self, job: JobSpec) -> None:
+            events.append(f"start {job.channel.channel}")
+            await super().turn_started(job)
+
+        async def turn_finished(self, job: JobSpec, result: object) -> None:
+            events.append(f"finish {job.channel.channel}")
+            await super().turn_finished(job, result)  # type: ignore[arg-type]
+
+    turns = Events()
+    # A wide window, so a slow test machine cannot push the second request past it.
+    windowed = replace(config, generation=replace(config.generation, batch_window_ms=600))
+    async with open_app(windowed) as app:
+        app.queue.add_listener(turns)
+        await _start_free_stories(app.sessions, [first, second])
+        asked = await app.sessions.handle(first, ALICE, c.Continue())
+        await asyncio.sleep(0.02)
+        also = await app.sessions.handle(second, ALICE, c.Continue())
+        await turns.wait(asked.job_id)
+        await turns.wait(also.job_id)
+    assert events[:2] == ["start one", "start two"]
