@@ -199,12 +199,13 @@ def main(argv: list[str] | None = None) -> None:
     lag: list[float] = []
     with tempfile.TemporaryDirectory() as folder:
         backend: LocalBackend | None = None
-        for channels in CHANNEL_COUNTS:
+        for channels in (1, 8) if args.quick else CHANNEL_COUNTS:
             for mode, max_batch in (("batched", 8), ("sequential", 1)):
                 config = bench_config(model_dir, Path(folder) / f"{mode}-{channels}.db", new_tokens, max_batch)
                 if backend is None:  # no prefix cache here: these runs measure batching alone
                     backend = LocalBackend(replace(config.model, prefix_cache_mb=0))
-                    backend.load()
+                    # One untimed turn, so first-use costs (thread pools, allocator) count nowhere.
+                    backend.generate([GenerationRequest("Warm up.", Sampling(max_new_tokens=2, min_new_tokens=2))])
                 figures = asyncio.run(channels_at_once(config, backend, channels, rounds, story_lines))
                 tokens_per_s[mode][str(channels)] = round(float(figures["tokens_per_s"]), 1)  # type: ignore[arg-type]
                 print(f"{channels} channel(s), {mode:10}: {figures['tokens_per_s']:8.1f} tokens/s", flush=True)
