@@ -150,10 +150,7 @@ class GenerationConfig:
     """How the generation queue treats waiting and running jobs."""
 
     max_pending: int = _setting(64, 'jobs waiting before the bot answers "busy"', min=1)
-    max_batch: int = _setting(8, "bot turns of different channels written together in one batch", min=1, max=64)
-    batch_window_ms: int = _setting(
-        150, "after a turn is asked for, wait this long for others to share its batch", min=0, max=1000
-    )
+    max_batch: int = _setting(8, "bot turns of different channels written together, at most", min=1, max=64)
     job_timeout_s: float = _setting(
         300.0, "seconds before a bot turn is abandoned", min=0, min_exclusive=True
     )

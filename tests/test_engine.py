@@ -58,6 +58,29 @@ def test_prefix_cache_reuses_the_story_and_never_changes_the_text(backends: tupl
     assert decoder.prefix_cache.hits - hits_before == len(STORY) - 1
 
 
+def test_requests_that_arrive_mid_batch_join_it_and_keep_their_text(backends: tuple[LocalBackend, LocalBackend]) -> None:
+    """A row that joins a running batch (shorter or longer than its cache) writes what it would alone."""
+    _, backend = backends
+    long = replace(GREEDY, max_new_tokens=40, min_new_tokens=40)
+    prompts = {"first": STORY[0], "short": STORY[3], "long": "\n\n".join(STORY)}
+    alone = {name: backend.generate([GenerationRequest(prompt, GREEDY)])[0] for name, prompt in prompts.items()}
+    alone["first"] = backend.generate([GenerationRequest(prompts["first"], long)])[0]
+    finished: list[tuple[str, str]] = []
+
+    def request(name: str, sampling: Sampling = GREEDY) -> GenerationRequest:
+        return GenerationRequest(prompts[name], sampling, on_done=lambda text: finished.append((name, text)))
+
+    steps = 0
+
+    def more() -> list[GenerationRequest]:
+        nonlocal steps
+        steps += 1
+        return {3: [request("short")], 6: [request("long")]}.get(steps, [])
+
+    assert backend.generate([request("first", long)], more) == [alone["first"]]
+    assert finished == [("short", alone["short"]), ("long", alone["long"]), ("first", alone["first"])]
+
+
 def test_rows_in_one_batch_keep_their_own_settings_and_leave_when_done(backends: tuple[LocalBackend, LocalBackend]) -> None:
     _, backend = backends
     short = replace(GREEDY, max_new_tokens=4, min_new_tokens=4)
@@ -191,29 +214,28 @@ def _job_status(db_path: Path) -> str | None:
     return row[0] if row else None
 
 
-async def test_turns_asked_for_a_moment_apart_share_one_batch(config: Config) -> None:
-    """The batch window lets a burst of requests (commits a few ms apart) run together."""
-    first, second = ChannelRef("t", "w", "one"), ChannelRef("t", "w", "two")
-    events: list[str] = []
+async def test_a_short_turn_asked_mid_passage_is_not_held_back_by_a_long_one(config: Config) -> None:
+    """Continuous batching: the second channel's turn joins the running batch and is stored first."""
+    long_story, short_story = ChannelRef("t", "w", "long"), ChannelRef("t", "w", "short")
+    finished: list[str] = []
 
-    class Events(TurnRecorder):
-        async def turn_started(self, job: JobSpec) -> None:
-            events.append(f"start {job.channel.channel}")
-            await super().turn_started(job)
-
+    class Finishes(TurnRecorder):
         async def turn_finished(self, job: JobSpec, result: object) -> None:
-            events.append(f"finish {job.channel.channel}")
+            finished.append(job.channel.channel)
             await super().turn_finished(job, result)  # type: ignore[arg-type]
 
-    turns = Events()
-    # A wide window, so a slow test machine cannot push the second request past it.
-    windowed = replace(config, generation=replace(config.generation, batch_window_ms=600))
-    async with open_app(windowed) as app:
+    turns = Finishes()
+    no_early_end = replace(config, model=replace(config.model, min_new_tokens=1024))  # length decides
+    async with open_app(no_early_end) as app:
         app.queue.add_listener(turns)
-        await _start_free_stories(app.sessions, [first, second])
-        asked = await app.sessions.handle(first, ALICE, c.Continue())
-        await asyncio.sleep(0.02)
-        also = await app.sessions.handle(second, ALICE, c.Continue())
-        await turns.wait(asked.job_id)
-        await turns.wait(also.job_id)
-    assert events[:2] == ["start one", "start two"]
+        await _start_free_stories(app.sessions, [long_story, short_story])
+        await app.sessions.handle(long_story, ALICE, c.parse("/story settings length:600"))
+        await app.sessions.handle(short_story, ALICE, c.parse("/story settings length:16"))
+        long_turn = await app.sessions.handle(long_story, ALICE, c.Continue())
+        while not turns.progress.get(long_turn.job_id):  # the long passage is being written
+            await asyncio.sleep(0.01)
+        short_turn = await app.sessions.handle(short_story, ALICE, c.Continue())
+        short_result = await turns.wait(short_turn.job_id)
+        long_result = await turns.wait(long_turn.job_id)
+    assert finished == ["short", "long"]
+    assert short_result is not None and short_result.ok and long_result is not None and long_result.ok

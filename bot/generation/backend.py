@@ -1,8 +1,10 @@
 """The small interface every generation backend implements.
 
-Backends are blocking and run in the queue's worker thread, never on the event loop. They take
-a batch of requests so that a backend that can batch (the local one) does, and one that cannot
-simply loops.
+Backends are blocking and run in a worker thread, never on the event loop. They take a batch of
+requests, and while it runs they ask for more (``more``) so that a request arriving mid-batch
+joins it at the next step instead of waiting for the whole batch: continuous batching. Each
+request reports its own text the moment it is finished (``on_done``), so a short passage is not
+held back by a long one beside it.
 """
 
 from __future__ import annotations
@@ -36,7 +38,8 @@ class GenerationRequest:
     ``on_text`` receives the whole text generated so far, from the worker thread, as it grows.
     ``stop_texts`` end the passage where they appear (a participant's name as a chat speaker);
     ``cancelled`` stops generation at the next token. ``cache_key`` (the channel) lets a
-    backend reuse the work done for the channel's previous prompt.
+    backend reuse the work done for the channel's previous prompt. ``on_done`` receives the
+    final raw text once, from the worker thread, as soon as this request is finished.
     """
 
     prompt: str
@@ -45,6 +48,7 @@ class GenerationRequest:
     on_text: Callable[[str], None] | None = None
     cancelled: threading.Event = field(default_factory=threading.Event)
     cache_key: str | None = None
+    on_done: Callable[[str], None] | None = None
 
 
 class Backend(Protocol):
@@ -59,5 +63,12 @@ class Backend(Protocol):
 
     def count_tokens(self, text: str) -> int: ...
 
-    def generate(self, requests: Sequence[GenerationRequest]) -> list[str]:
-        """Continue every prompt; return the raw generated text of each, in order."""
+    def generate(
+        self, requests: Sequence[GenerationRequest], more: Callable[[], Sequence[GenerationRequest]] | None = None
+    ) -> list[str]:
+        """Continue every prompt; return the raw generated text of each, in order.
+
+        ``more``, when given, is asked again and again while the batch runs for requests that
+        join it; their texts reach them only through ``on_done``. The call returns once every
+        request it took is finished and ``more`` has nothing left.
+        """

@@ -1,26 +1,30 @@
-"""Batched decoding with per-row sampling, streaming, stopping and prefix reuse.
+"""Batched decoding with per-row sampling, streaming, stopping, prefix reuse and joining.
 
-``model.generate`` takes one set of sampling settings for a whole batch and keeps finished rows
-in it until the longest one ends. Story channels each have their own settings and passages of
-different lengths, so this small loop does what the bot needs instead:
+``model.generate`` takes one set of sampling settings for a whole batch, keeps finished rows in
+it until the longest one ends, and cannot take a new row once it has started. Story channels
+each have their own settings and passages of different lengths, and ask at any moment, so this
+small loop does what the bot needs instead:
 
 1. each prompt is prefilled on its own, reusing the channel's cached prefix when there is one;
 2. the rows' caches are left-padded into one batch and decoded together, one token a step;
 3. each row samples with its own temperature/top-k/top-p/penalties, streams its text, and
-   leaves the batch as soon as it is done (end of text, length, a stop text, or cancelled).
+   leaves the batch as soon as it is done (end of text, length, a stop text, or cancelled);
+4. between steps, requests that arrived meanwhile are prefilled and padded into the running
+   batch (continuous batching), so a turn asked mid-passage starts at once.
 
-Greedy decoding gives the same text batched or alone, with or without the prefix cache: the
-padding is masked out and every row gets its true positions.
+Greedy decoding gives the same text batched or alone, joined late or not, with or without the
+prefix cache: the padding is masked out and every row gets its true positions.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from transformers import DynamicCache
 from transformers.cache_utils import DynamicLayer
 
@@ -49,8 +53,22 @@ class _Row:
         return len(self.prompt_ids) + len(self.generated) - 1
 
 
+@dataclass
+class _Batch:
+    """Rows decoded together: their left-padded cache and its attention mask (0 = padding)."""
+
+    rows: list[_Row]
+    cache: DynamicCache
+    mask: torch.Tensor
+
+
+def _finish(row: _Row) -> None:
+    if row.request.on_done is not None:
+        row.request.on_done(row.text)
+
+
 class Decoder:
-    """Runs one batch of requests on a loaded causal LM."""
+    """Runs batches of requests on a loaded causal LM."""
 
     def __init__(self, model: Any, tokenizer: Any, device: str, prefix_cache: PrefixCache | None) -> None:
         self.model = model
@@ -65,24 +83,19 @@ class Decoder:
         self.prefix_cache = prefix_cache if self.mergeable else None
 
     @torch.inference_mode()
-    def run(self, requests: Sequence[GenerationRequest]) -> list[str]:
-        rows = [self._row(request) for request in requests]
-        caches: list[DynamicCache] = []
-        for row in rows:
-            cache, logits = self._prefill(row)
-            caches.append(cache)
-            self._accept(row, self._choose(row, logits))
-        active = [i for i, row in enumerate(rows) if not row.done]
-        if len(active) == 1:
-            # Alone, the row keeps its own cache object: no copy, and any cache type works.
-            only = active[0]
-            mask = torch.ones(1, len(rows[only].prompt_ids), dtype=torch.long, device=self.device)
-            self._decode([rows[only]], caches[only], mask)
-        elif active:
-            cache, mask = _merge([_layers(caches[i]) for i in active],
-                                 [len(rows[i].prompt_ids) for i in active], self.device)
-            self._decode([rows[i] for i in active], cache, mask)
-        return [row.text for row in rows]
+    def run(
+        self, requests: Sequence[GenerationRequest], more: Callable[[], Sequence[GenerationRequest]] | None = None
+    ) -> list[str]:
+        """Write every request, and every request ``more`` hands over between steps."""
+        first = [self._row(request) for request in requests]
+        arriving, batch = first, None
+        while arriving or batch is not None:
+            if arriving:
+                batch = self._join(batch, arriving)
+            if batch is not None:
+                batch = self._step(batch)
+            arriving = [self._row(request) for request in more()] if more is not None else []
+        return [row.text for row in first]
 
     # ------------------------------------------------------------------ prefill
 
@@ -129,22 +142,52 @@ class Decoder:
 
     # ------------------------------------------------------------------ decode
 
-    def _decode(self, rows: list[_Row], cache: DynamicCache, mask: torch.Tensor) -> None:
-        while rows:
-            last = torch.tensor([[row.generated[-1]] for row in rows], device=self.device)
-            positions = torch.tensor([[row.position] for row in rows], device=self.device)
-            mask = torch.cat([mask, torch.ones(len(rows), 1, dtype=mask.dtype, device=self.device)], dim=1)
-            logits = self.model(
-                input_ids=last, attention_mask=mask, position_ids=positions, cache=cache, use_cache=True,
-                logits_to_keep=1,
-            ).logits[:, -1]
-            for index, row in enumerate(rows):
-                self._accept(row, self._choose(row, logits[index]))
-            keep = [i for i, row in enumerate(rows) if not row.done]
-            if len(keep) < len(rows):
-                rows = [rows[i] for i in keep]
-                if rows:
-                    cache, mask = _select(cache, mask, keep, self.device)
+    def _join(self, batch: _Batch | None, rows: list[_Row]) -> _Batch | None:
+        """Prefill the new rows, choose their first tokens, and pad the unfinished ones into the batch."""
+        started: list[tuple[_Row, DynamicCache]] = []
+        for row in rows:
+            cache, logits = self._prefill(row)
+            self._accept(row, self._choose(row, logits))
+            if row.done:
+                _finish(row)
+            else:
+                started.append((row, cache))
+        if not started:
+            return batch
+        if batch is None and len(started) == 1:
+            # Alone, the row keeps its own cache object: no copy, and any cache type works.
+            row, cache = started[0]
+            return _Batch([row], cache, self._ones(len(row.prompt_ids)))
+        groups = [] if batch is None else [(_layers(batch.cache), batch.mask)]
+        groups += [(_layers(cache), self._ones(len(row.prompt_ids))) for row, cache in started]
+        cache, mask = _merge(groups)
+        return _Batch([*(batch.rows if batch else []), *(row for row, _ in started)], cache, mask)
+
+    def _step(self, batch: _Batch) -> _Batch | None:
+        """One new token for every row; finished rows leave. None when no row is left."""
+        rows = batch.rows
+        last = torch.tensor([[row.generated[-1]] for row in rows], device=self.device)
+        positions = torch.tensor([[row.position] for row in rows], device=self.device)
+        mask = torch.cat([batch.mask, torch.ones(len(rows), 1, dtype=batch.mask.dtype, device=self.device)], dim=1)
+        logits = self.model(
+            input_ids=last, attention_mask=mask, position_ids=positions, cache=batch.cache, use_cache=True,
+            logits_to_keep=1,
+        ).logits[:, -1]
+        for index, row in enumerate(rows):
+            self._accept(row, self._choose(row, logits[index]))
+        keep = [i for i, row in enumerate(rows) if not row.done]
+        for row in rows:
+            if row.done:
+                _finish(row)
+        if len(keep) == len(rows):
+            return _Batch(rows, batch.cache, mask)
+        if not keep:
+            return None
+        cache, mask = _select(batch.cache, mask, keep, self.device)
+        return _Batch([rows[i] for i in keep], cache, mask)
+
+    def _ones(self, length: int) -> torch.Tensor:
+        return torch.ones(1, length, dtype=torch.long, device=self.device)
 
     def _accept(self, row: _Row, token: int) -> None:
         """Add a token to the row, stream its text, and decide whether the row is done."""
@@ -263,26 +306,21 @@ def _layers(cache: DynamicCache) -> list[LayerKV]:
     return [(layer.keys, layer.values) for layer in cache.layers]
 
 
-def _merge(rows: list[list[LayerKV]], lengths: list[int], device: str) -> tuple[DynamicCache, torch.Tensor]:
-    """Left-pad each row's cache to the longest and stack them into one batch."""
-    longest = max(lengths)
-    merged: list[LayerKV] = []
-    for layer in range(len(rows[0])):
-        keys = [_left_pad(row[layer][0], longest) for row in rows]
-        values = [_left_pad(row[layer][1], longest) for row in rows]
-        merged.append((torch.cat(keys, dim=0), torch.cat(values, dim=0)))
-    mask = torch.zeros(len(rows), longest, dtype=torch.long, device=device)
-    for index, length in enumerate(lengths):
-        mask[index, longest - length :] = 1
+def _merge(groups: list[tuple[list[LayerKV], torch.Tensor]]) -> tuple[DynamicCache, torch.Tensor]:
+    """Left-pad each group of rows (its cache layers and mask) to the longest and stack them."""
+    longest = max(mask.shape[1] for _, mask in groups)
+    merged = [
+        (torch.cat([_left_pad(layers[i][0], longest) for layers, _ in groups]),
+         torch.cat([_left_pad(layers[i][1], longest) for layers, _ in groups]))
+        for i in range(len(groups[0][0]))
+    ]
+    mask = torch.cat([F.pad(mask, (longest - mask.shape[1], 0)) for _, mask in groups])
     return growing_cache(len(merged), merged), mask
 
 
 def _left_pad(tensor: torch.Tensor, length: int) -> torch.Tensor:
-    missing = length - tensor.shape[2]
-    if missing == 0:
-        return tensor
-    pad = tensor.new_zeros(tensor.shape[0], tensor.shape[1], missing, tensor.shape[3])
-    return torch.cat([pad, tensor], dim=2)
+    """Zero key/value columns before the oldest position (masked out, so never attended to)."""
+    return F.pad(tensor, (0, 0, length - tensor.shape[2], 0))
 
 
 def _select(

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import socket
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -118,12 +118,18 @@ class LocalBackend:
         self.load()
         return len(self._tokenizer(text, add_special_tokens=False)["input_ids"])
 
-    def generate(self, requests: Sequence[GenerationRequest]) -> list[str]:
-        """Continue every prompt, batched; each request keeps its own sampling and stop rules."""
+    def generate(
+        self, requests: Sequence[GenerationRequest], more: Callable[[], Sequence[GenerationRequest]] | None = None
+    ) -> list[str]:
+        """Continue every prompt, batched; each request keeps its own sampling and stop rules.
+
+        A model whose cache cannot be padded and merged (sliding-window attention, ...) writes
+        one request at a time and takes nothing from ``more``: the caller's next call gets those.
+        """
         self.load()
         with self._generate_lock:
             if self._decoder.mergeable:
-                return self._decoder.run(requests)
+                return self._decoder.run(requests, more)
             return [self._decoder.run([request])[0] for request in requests]
 
 

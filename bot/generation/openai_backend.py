@@ -9,7 +9,7 @@ the work done for the channel's previous turn.
 Choices this module makes (see also the ``[openai]`` settings):
 
 - Requests of one ``generate`` call are sent at once, one thread each, so a batch reaches the
-  server's continuous batching together.
+  server's continuous batching together; requests that arrive meanwhile are sent as they come.
 - Failures before any text arrived (no connection, timeouts, HTTP 5xx and 429) are retried with
   exponential backoff, then become one ``ModelUnavailable`` line. Once text has streamed, a
   dropped connection ends the passage with the text received: that text is already on people's
@@ -34,7 +34,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -57,6 +57,7 @@ CHAT_INSTRUCTION = (
     "no notes, no commentary."
 )
 _SUPERVISE_INTERVAL_S = 0.05
+_MAX_STREAMS = 64  # the most rows generation.max_batch allows in flight
 _MAX_RETRY_AFTER_S = 30.0
 _MAX_DETAIL_CHARS = 200
 _EXTRA_SAMPLING_FIELDS = ("top_k", "repetition_penalty", "min_tokens", "bad_words")
@@ -164,25 +165,44 @@ class OpenAIBackend:
         self.load()
         return self._count(text)
 
-    def generate(self, requests: Sequence[GenerationRequest]) -> list[str]:
-        """Send every request at once; this thread watches for cancellations while they stream."""
+    def generate(
+        self, requests: Sequence[GenerationRequest], more: Callable[[], Sequence[GenerationRequest]] | None = None
+    ) -> list[str]:
+        """Send every request at once, and each one ``more`` hands over as it arrives; this thread
+        watches for cancellations while they stream."""
         self.load()
-        streams = [_Stream(request) for request in requests]
-        with ThreadPoolExecutor(max_workers=max(len(streams), 1), thread_name_prefix="openai-stream") as pool:
-            futures = [pool.submit(self._run, stream) for stream in streams]
-            pending = set(futures)
-            while pending:
-                _, pending = wait(pending, timeout=_SUPERVISE_INTERVAL_S)
-                for stream in streams:
+        running: dict[Future[str], _Stream] = {}
+        error: BaseException | None = None
+        with ThreadPoolExecutor(max_workers=_MAX_STREAMS, thread_name_prefix="openai-stream") as pool:
+
+            def send(batch: Sequence[GenerationRequest]) -> list[Future[str]]:
+                streams = [_Stream(request) for request in batch]
+                futures = [pool.submit(self._run, stream) for stream in streams]
+                running.update(zip(futures, streams))
+                return futures
+
+            first = send(requests)
+            while running:
+                finished, _ = wait(running, timeout=_SUPERVISE_INTERVAL_S, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    del running[future]
+                    error = error or future.exception()
+                for stream in running.values():
                     if stream.request.cancelled.is_set():
                         stream.abort()
-            return [future.result() for future in futures]
+                if more is not None and error is None:
+                    send(more())
+        if error is not None:
+            raise error
+        return [future.result() for future in first]
 
     # ------------------------------------------------------------------ one request
 
     def _run(self, stream: _Stream) -> str:
         body = self._body(stream.request)
         self._with_retries(lambda: self._stream_once(stream, body), stream.request.cancelled)
+        if stream.request.on_done is not None:
+            stream.request.on_done(stream.text)
         return stream.text
 
     def _with_retries(self, attempt: Callable[[], T], cancelled: threading.Event | None) -> T | None:

@@ -5,9 +5,11 @@ could lose: at start, jobs left running are set back to pending and run again; a
 is stored by ``SessionManager.finish_job``, which stores it only while the job is still running
 (so a cancelled or already-finished job never adds a passage).
 
-Model work runs in a worker thread (``asyncio.to_thread``): the event loop only waits on it,
-so chat interactions are answered while the model writes. Text streams back to listeners
-at most once per ``stream_interval_s``.
+Each claimed job is one ``_turn`` task. Model work runs in the backend's worker thread
+(``Batcher``): the event loop only waits on it, so chat interactions are answered while the
+model writes. A turn claimed while others are being written joins their batch at the next
+step, and each turn is stored the moment its own passage is done. Text streams back to
+listeners at most once per ``stream_interval_s``.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from typing import Protocol
 from bot.config import Config
 from bot.context import PromptLimits, build_prompt
 from bot.generation.backend import Backend, GenerationRequest, ModelUnavailable, Sampling
+from bot.generation.batcher import Batcher
 from bot.generation.text import clean_passage, speaker_stops, visible_text
 from bot.results import Result
 from bot.sessions import BOT_NAME, JobSpec, SessionManager
@@ -67,11 +70,12 @@ class GenerationQueue:
         self.sessions = sessions
         self.config = config
         self._backend_factory = backend_factory
-        self._backends: dict[str, Backend] = {}
+        self._batchers: dict[str, Batcher] = {}
         self._listeners: list[TurnListener] = []
         self._wake = asyncio.Event()
         self._running: dict[int, _Running] = {}
         self._worker: asyncio.Task[None] | None = None
+        self._turns: set[asyncio.Task[None]] = set()
         self._watchers: set[asyncio.Task[None]] = set()
         sessions.on_jobs_changed(self.wake)
 
@@ -97,18 +101,20 @@ class GenerationQueue:
         """Stop taking jobs; a turn being written is abandoned and re-run at the next start."""
         for running in self._running.values():
             running.cancelled.set()
-        if self._worker is not None:
-            self._worker.cancel()
-            try:
-                await self._worker
-            except asyncio.CancelledError:
-                pass
+        tasks = [task for task in (self._worker, *self._turns) if task is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         self._worker = None
 
     def backend(self, model_name: str) -> Backend:
-        if model_name not in self._backends:
-            self._backends[model_name] = self._backend_factory(model_name)
-        return self._backends[model_name]
+        return self._batcher(model_name).backend
+
+    def _batcher(self, model_name: str) -> Batcher:
+        if model_name not in self._batchers:
+            backend = self._backend_factory(model_name)
+            self._batchers[model_name] = Batcher(backend, self.config.generation.max_batch)
+        return self._batchers[model_name]
 
     async def warm_up(self) -> str | None:
         """Load the default model now; returns the one-line problem if it cannot be loaded."""
@@ -121,57 +127,52 @@ class GenerationQueue:
     # ------------------------------------------------------------------ the worker
 
     async def _work(self) -> None:
+        max_batch = self.config.generation.max_batch
         while True:
             await self._wake.wait()
-            # Channels that ask at nearly the same moment (a burst of commits a few ms apart)
-            # should share one batch rather than the first one running alone.
-            await asyncio.sleep(self.config.generation.batch_window_ms / 1000)
             self._wake.clear()
             # Oldest first, and a channel never has two open jobs: so every waiting channel
-            # gets a slot in the next batch before any channel gets a second turn.
-            while specs := await self.sessions.claim_jobs(limit=self.config.generation.max_batch):
-                by_model: dict[str, list[JobSpec]] = {}
+            # gets a slot before any channel gets a second turn.
+            while len(self._running) < max_batch and (
+                specs := await self.sessions.claim_jobs(limit=max_batch - len(self._running))
+            ):
                 for spec in specs:
-                    by_model.setdefault(str(spec.settings["model"]), []).append(spec)
-                for model_name, batch in by_model.items():
-                    await self._run_batch(model_name, batch)
+                    run = _Running(spec, threading.Event(), _Throttle(self.config.generation.stream_interval_s))
+                    self._running[spec.job_id] = run
+                    task = asyncio.create_task(self._turn(run), name=f"bot-turn-{spec.job_id}")
+                    self._turns.add(task)
+                    task.add_done_callback(self._turns.discard)
 
     async def _stop_cancelled(self) -> None:
         for job_id, running in list(self._running.items()):
             if not await self.sessions.job_is_open(job_id):
                 running.cancelled.set()
 
-    async def _run_batch(self, model_name: str, specs: list[JobSpec]) -> None:
-        loop = asyncio.get_running_loop()
-        runs = [_Running(spec, threading.Event(), _Throttle(self.config.generation.stream_interval_s))
-                for spec in specs]
-        for run in runs:
-            self._running[run.spec.job_id] = run
-            await self._notify("turn_started", run.spec)
-        pumps = [asyncio.create_task(self._pump(run)) for run in runs]
-        timers: list[asyncio.TimerHandle] = []
-        backend = self.backend(model_name)
+    async def _turn(self, run: _Running) -> None:
+        """Write one job's passage and store it (or its error); then make room for the next job."""
+        await self._notify("turn_started", run.spec)
+        pump = asyncio.create_task(self._pump(run))
+        timer: asyncio.TimerHandle | None = None
+        batcher = self._batcher(str(run.spec.settings["model"]))
         try:
             # Loading (a download, the first time) is not part of a turn's time limit.
-            await asyncio.to_thread(backend.load)
-            timers = [loop.call_later(self.config.generation.job_timeout_s, run.time_out) for run in runs]
-            texts = await asyncio.to_thread(self._write_passages, backend, runs, loop)
-            results = [await self._store(run, text) for run, text in zip(runs, texts)]
+            await asyncio.to_thread(batcher.backend.load)
+            loop = asyncio.get_running_loop()
+            timer = loop.call_later(self.config.generation.job_timeout_s, run.time_out)
+            result = await self._store(run, await self._write_passage(batcher, run, loop))
         except ModelUnavailable as error:
-            results = [await self.sessions.fail_job(run.spec.job_id, str(error)) for run in runs]
+            result = await self.sessions.fail_job(run.spec.job_id, str(error))
         except Exception:
-            log.exception("bot turns %s failed", [run.spec.job_id for run in runs])
-            results = [await self.sessions.fail_job(run.spec.job_id, "The bot hit an internal error; try again.")
-                       for run in runs]
+            log.exception("bot turn %s failed", run.spec.job_id)
+            result = await self.sessions.fail_job(run.spec.job_id, "The bot hit an internal error; try again.")
         finally:
-            for timer in timers:
+            if timer is not None:
                 timer.cancel()
-            for run in runs:
-                self._running.pop(run.spec.job_id, None)
-                run.stream.close()
-        await asyncio.gather(*pumps)
-        for run, result in zip(runs, results):
-            await self._notify("turn_finished", run.spec, result)
+            self._running.pop(run.spec.job_id, None)
+            run.stream.close()
+            self._wake.set()
+        await pump
+        await self._notify("turn_finished", run.spec, result)
 
     async def _store(self, run: _Running, text: str) -> Result | None:
         if run.timed_out:
@@ -186,22 +187,16 @@ class GenerationQueue:
             )
         return await self.sessions.finish_job(run.spec.job_id, text, self._generation_record(run.spec))
 
-    def _write_passages(self, backend: Backend, runs: list[_Running], loop: asyncio.AbstractEventLoop) -> list[str]:
-        """Worker thread: build the prompts, generate them as one batch, clean the texts.
-
-        A passage that comes out empty after cleaning gets one more try.
-        """
-        requests = [self._request(backend, run, loop) for run in runs]
-        texts = [""] * len(runs)
-        pending = list(range(len(runs)))
+    async def _write_passage(self, batcher: Batcher, run: _Running, loop: asyncio.AbstractEventLoop) -> str:
+        """The cleaned passage; one that comes out empty after cleaning gets one more try."""
+        # Building the prompt counts tokens, which can take a while for a long story.
+        request = await asyncio.to_thread(self._request, batcher.backend, run, loop)
+        text = ""
         for _ in range(EMPTY_PASSAGE_ATTEMPTS):
-            raw = backend.generate([requests[i] for i in pending])
-            for i, text in zip(pending, raw):
-                texts[i] = clean_passage(text, requests[i].stop_texts)
-            pending = [i for i in pending if not texts[i] and not runs[i].cancelled.is_set()]
-            if not pending:
+            text = clean_passage(await batcher.generate(request), request.stop_texts)
+            if text or run.cancelled.is_set():
                 break
-        return texts
+        return text
 
     def _request(self, backend: Backend, run: _Running, loop: asyncio.AbstractEventLoop) -> GenerationRequest:
         spec = run.spec
