@@ -333,6 +333,22 @@ async def test_one_call_sends_its_requests_at_once(fake: FakeOpenAI, tmp_path: P
     assert time.monotonic() - started < 1.5  # one after another would take 1.8 s
 
 
+async def test_a_request_handed_over_mid_call_is_sent_at_once_and_answered_on_its_own(
+    fake: FakeOpenAI, tmp_path: Path
+) -> None:
+    fake.pieces = lambda body: [body["prompt"].split()[-1], " replied."]
+    fake.delay_s = 0.3
+    backend = await ready(backend_for(tmp_path, fake.url))
+    done: list[str] = []
+    first, joining = request("Story of Ann"), request("Story of Bob")
+    first.on_done = joining.on_done = done.append
+    offers = [[joining]]
+    texts = await asyncio.to_thread(backend.generate, [first], lambda: offers.pop() if offers else [])
+    assert texts == ["Ann replied."]  # a joined request's text goes to its on_done only
+    assert sorted(done) == ["Ann replied.", "Bob replied."]
+    assert fake.max_in_flight == 2
+
+
 async def test_context_length_comes_from_the_server_unless_configured(fake: FakeOpenAI, tmp_path: Path) -> None:
     assert await asyncio.to_thread(lambda: backend_for(tmp_path, fake.url).context_length) == 2048
     configured = backend_for(tmp_path, fake.url, model_context_length="1000")
