@@ -87,7 +87,8 @@ class ModelConfig:
     )
     device: str = _setting("auto", "where the model runs", choices=("auto", "cpu", "cuda", "mps"))
     dtype: str = _setting(
-        "auto", "weight precision", choices=("auto", "float32", "float16", "bfloat16")
+        "auto", "weight precision; auto = half on CUDA, bfloat16 on CPUs with AVX-512 BF16, else float32",
+        choices=("auto", "float32", "float16", "bfloat16")
     )
     threads: int = _setting(0, "torch CPU threads; 0 = torch's default", min=0)
     context_length: int = _setting(

@@ -36,9 +36,13 @@ ALICE = Actor("u-alice", "Alice")
 
 @pytest.fixture(scope="module")
 def backends(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[LocalBackend, LocalBackend]:
-    """The same model twice: with the per-channel prefix cache, and without it."""
+    """The same model twice: with the per-channel prefix cache, and without it.
+
+    In float32: the tests compare texts exactly, and bfloat16 may round a batch differently.
+    """
     config = make_config(tmp_path_factory.mktemp("engine"), {"STORYBOT_MODEL_NAME": str(tiny_model_dir),
-                                                             "STORYBOT_MODEL_LOCAL_FILES_ONLY": "true"})
+                                                             "STORYBOT_MODEL_LOCAL_FILES_ONLY": "true",
+                                                             "STORYBOT_MODEL_DTYPE": "float32"})
     cached, plain = LocalBackend(config.model), LocalBackend(replace(config.model, prefix_cache_mb=0))
     cached.load()
     plain.load()

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import torch
 
 from bot.config import Config
 from bot.generation.backend import GenerationRequest, ModelUnavailable, Sampling
@@ -50,7 +51,10 @@ def tiny_config(folder: Path, model_dir: Path | str, **env: str) -> Config:
 
 @pytest.fixture(scope="module")
 def backend(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalBackend]:
-    loaded = LocalBackend(tiny_config(tmp_path_factory.mktemp("backend-config"), tiny_model_dir).model)
+    # float32: these tests compare texts exactly, and in bfloat16 (the default on CPUs that
+    # compute it) a batch of three may round differently from a batch of one.
+    config = tiny_config(tmp_path_factory.mktemp("backend-config"), tiny_model_dir, STORYBOT_MODEL_DTYPE="float32")
+    loaded = LocalBackend(config.model)
     loaded.load()
     yield loaded
 
@@ -150,11 +154,31 @@ def test_generation_stops_at_max_new_tokens(backend: LocalBackend, fluent_prompt
         assert len(steps) <= max_new_tokens
 
 
+def test_precision_is_bfloat16_by_default_only_where_the_cpu_computes_it(tiny_model_dir: Path, tmp_path: Path) -> None:
+    default = LocalBackend(tiny_config(tmp_path, tiny_model_dir, STORYBOT_MODEL_DEVICE="cpu").model)
+    default.load()
+    native = torch.cpu._is_avx512_bf16_supported()
+    assert default._model.dtype == (torch.bfloat16 if native else torch.float32)
+    assert run(default, PROMPTS[0], greedy(8, 8))  # writes in either precision
+
+
 def test_sampling_at_a_temperature_also_works(backend: LocalBackend) -> None:
     sampling = Sampling(temperature=1.0, top_k=20, top_p=0.9, max_new_tokens=8, min_new_tokens=2)
     texts = backend.generate([GenerationRequest(prompt, sampling) for prompt in PROMPTS])
     assert len(texts) == len(PROMPTS)
     assert all(isinstance(text, str) for text in texts)
+
+
+def test_top_k_and_top_p_narrow_each_rows_choice_in_a_mixed_batch(backend: LocalBackend) -> None:
+    """Sampling with top_k=1, or a top_p below the top token's share, can only pick the top token:
+    so those rows write exactly their greedy text, next to a freely sampled row."""
+    greedy_texts = [run(backend, prompt, greedy(12, 12)) for prompt in PROMPTS[:2]]
+    only_top_k = Sampling(temperature=1.5, top_k=1, top_p=1.0, max_new_tokens=12, min_new_tokens=12)
+    only_top_p = Sampling(temperature=1.5, top_k=0, top_p=1e-6, max_new_tokens=12, min_new_tokens=12)
+    free = Sampling(temperature=1.5, top_k=0, top_p=1.0, max_new_tokens=12, min_new_tokens=12)
+    texts = backend.generate([GenerationRequest(PROMPTS[0], only_top_k), GenerationRequest(PROMPTS[1], only_top_p),
+                              GenerationRequest(PROMPTS[2], free)])
+    assert texts[:2] == greedy_texts and texts[2]
 
 
 def test_text_streams_as_it_grows(backend: LocalBackend, fluent_prompt: str) -> None:

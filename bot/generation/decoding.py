@@ -147,7 +147,7 @@ class Decoder:
         started: list[tuple[_Row, DynamicCache]] = []
         for row in rows:
             cache, logits = self._prefill(row)
-            self._accept(row, self._choose(row, logits))
+            self._accept(row, self._choose([row], logits.unsqueeze(0))[0])
             if row.done:
                 _finish(row)
             else:
@@ -173,8 +173,8 @@ class Decoder:
             input_ids=last, attention_mask=mask, position_ids=positions, cache=batch.cache, use_cache=True,
             logits_to_keep=1,
         ).logits[:, -1]
-        for index, row in enumerate(rows):
-            self._accept(row, self._choose(row, logits[index]))
+        for row, token in zip(rows, self._choose(rows, logits)):
+            self._accept(row, token)
         keep = [i for i, row in enumerate(rows) if not row.done]
         for row in rows:
             if row.done:
@@ -212,34 +212,48 @@ class Decoder:
             or any(stop in "\n" + text for stop in request.stop_texts)  # output starts a line
         )
 
-    def _choose(self, row: _Row, logits: torch.Tensor) -> int:
-        """The row's next token under its own sampling settings."""
-        s = row.sampling
-        logits = logits.float().clone()
-        if s.repetition_penalty != 1.0:
-            penalised = torch.where(logits > 0, logits / s.repetition_penalty, logits * s.repetition_penalty)
-            logits = torch.where(row.seen[: logits.shape[0]], penalised, logits)
-        banned = self._banned(row)
+    def _choose(self, rows: list[_Row], logits: torch.Tensor) -> list[int]:
+        """Each row's next token under its own sampling settings, for all rows at once.
+
+        One set of tensor operations over the batch rather than one per row: on a CPU, eight
+        rows sampled one by one cost about a tenth of a decoding step.
+        """
+        logits = logits.float().clone()  # (rows, vocabulary)
+        vocabulary, device = logits.shape[1], logits.device
+        penalty = torch.tensor([[row.sampling.repetition_penalty] for row in rows], device=device)
+        if bool((penalty != 1.0).any()):
+            seen = torch.stack([row.seen[:vocabulary] for row in rows])
+            logits = torch.where(seen, torch.where(logits > 0, logits / penalty, logits * penalty), logits)
+        banned = [(i, token) for i, row in enumerate(rows) for token in self._banned(row)]
         if banned:
-            logits[torch.tensor(sorted(banned), device=logits.device)] = -math.inf
-        if len(row.generated) < s.min_new_tokens:
-            logits[torch.tensor(self.eos_ids, device=logits.device)] = -math.inf
-        if s.temperature <= 0:
-            return int(torch.argmax(logits))
-        # Sample among the top-k candidates only (sorting 50 values, not the whole vocabulary,
-        # matters on a CPU when eight rows sample every step).
-        if 0 < s.top_k < logits.shape[0]:
-            values, candidates = torch.topk(logits / s.temperature, s.top_k)
-        else:
-            values, candidates = torch.sort(logits / s.temperature, descending=True)
-        if s.top_p < 1.0:
-            probabilities = torch.softmax(values, dim=-1)
-            keep = probabilities.cumsum(dim=-1) - probabilities <= s.top_p  # keeps the token that crosses top_p
-            values, candidates = values[keep], candidates[keep]
-        return int(candidates[torch.multinomial(torch.softmax(values, dim=-1), 1)])
+            logits[tuple(torch.tensor(banned, device=device).T)] = -math.inf
+        chosen = torch.argmax(logits, dim=-1)
+        sampled = [i for i, row in enumerate(rows) if row.sampling.temperature > 0]
+        if sampled:
+            chosen[sampled] = self._sample([rows[i].sampling for i in sampled], logits[sampled])
+        return chosen.tolist()
+
+    @staticmethod
+    def _sample(settings: list[Sampling], logits: torch.Tensor) -> torch.Tensor:
+        """Temperature, then top-k, then top-p, per row. Only the top-k candidates are sorted
+        (fifty values, not the whole vocabulary); a row without top-k sorts everything."""
+        device, vocabulary = logits.device, logits.shape[1]
+        top_k = torch.tensor([s.top_k if 0 < s.top_k < vocabulary else vocabulary for s in settings], device=device)
+        temperature = torch.tensor([[s.temperature] for s in settings], device=device)
+        values, candidates = torch.topk(logits / temperature, int(top_k.max()))
+        values[torch.arange(values.shape[1], device=device) >= top_k.unsqueeze(1)] = -math.inf
+        top_p = torch.tensor([[s.top_p] for s in settings], device=device)
+        probabilities = torch.softmax(values, dim=-1)
+        # The token that crosses top_p stays; a row with top_p = 1 keeps all its candidates.
+        dropped = (probabilities.cumsum(dim=-1) - probabilities > top_p) & (top_p < 1.0)
+        values[dropped] = -math.inf
+        picks = torch.multinomial(torch.softmax(values, dim=-1), 1)
+        return candidates.gather(1, picks).squeeze(1)
 
     def _banned(self, row: _Row) -> set[int]:
-        banned: set[int] = set()
+        """Tokens the row may not write next: n-gram repeats, banned words' ends, and the end of
+        text while the passage is shorter than its minimum."""
+        banned: set[int] = set(self.eos_ids) if len(row.generated) < row.sampling.min_new_tokens else set()
         n = row.sampling.no_repeat_ngram_size
         if n:
             history = row.prompt_ids + row.generated
@@ -279,6 +293,30 @@ class GrowingLayer(DynamicLayer):
         self.values = self._value_room[:, :, : length + new]
         return self.keys, self.values
 
+    @classmethod
+    def stacked(cls, parts: list[LayerKV], length: int) -> GrowingLayer:
+        """The rows of several caches in one layer, each left-padded with zeros to ``length``.
+
+        Written straight into the new storage: one copy of each cache, which matters when a
+        turn joins a batch of eight long stories.
+        """
+        keys, values = parts[0]
+        layer = cls()
+        layer.lazy_initialization(keys, values)
+        rows, capacity = sum(part[0].shape[0] for part in parts), max(64, 2 * length)
+        layer._key_room = keys.new_empty(rows, keys.shape[1], capacity, keys.shape[3])
+        layer._value_room = values.new_empty(rows, values.shape[1], capacity, values.shape[3])
+        row = 0
+        for part in parts:
+            count, pad = part[0].shape[0], length - part[0].shape[2]
+            for room, tensor in zip((layer._key_room, layer._value_room), part):
+                room[row : row + count, :, :pad] = 0  # masked out, but never garbage (0 x NaN is NaN)
+                room[row : row + count, :, pad:length] = tensor
+            row += count
+        layer.keys = layer._view = layer._key_room[:, :, :length]
+        layer.values = layer._value_room[:, :, :length]
+        return layer
+
 
 def _with_room(old: torch.Tensor, like: torch.Tensor, length: int, capacity: int) -> torch.Tensor:
     room = like.new_empty(like.shape[0], like.shape[1], capacity, like.shape[3])
@@ -309,18 +347,11 @@ def _layers(cache: DynamicCache) -> list[LayerKV]:
 def _merge(groups: list[tuple[list[LayerKV], torch.Tensor]]) -> tuple[DynamicCache, torch.Tensor]:
     """Left-pad each group of rows (its cache layers and mask) to the longest and stack them."""
     longest = max(mask.shape[1] for _, mask in groups)
-    merged = [
-        (torch.cat([_left_pad(layers[i][0], longest) for layers, _ in groups]),
-         torch.cat([_left_pad(layers[i][1], longest) for layers, _ in groups]))
-        for i in range(len(groups[0][0]))
-    ]
+    cache = DynamicCache()
+    cache.layers = [GrowingLayer.stacked([layers[i] for layers, _ in groups], longest)
+                    for i in range(len(groups[0][0]))]
     mask = torch.cat([F.pad(mask, (longest - mask.shape[1], 0)) for _, mask in groups])
-    return growing_cache(len(merged), merged), mask
-
-
-def _left_pad(tensor: torch.Tensor, length: int) -> torch.Tensor:
-    """Zero key/value columns before the oldest position (masked out, so never attended to)."""
-    return F.pad(tensor, (0, 0, length - tensor.shape[2], 0))
+    return cache, mask
 
 
 def _select(
