@@ -22,12 +22,14 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+import torch
+
 from bench.models import build_random_gpt2
 from bot import commands as c
 from bot.app import open_app
 from bot.config import Config, load_config
 from bot.generation.backend import GenerationRequest, Sampling
-from bot.generation.local import LocalBackend
+from bot.generation.local import LocalBackend, pick_device, pick_dtype
 from bot.identity import Actor, ChannelRef
 from bot.sessions import JobSpec
 
@@ -192,8 +194,12 @@ def main(argv: list[str] | None = None) -> None:
     new_tokens = 16 if args.quick else 64
     rounds = 1 if args.quick else 2
     story_lines = 2 if args.quick else 4  # each channel's story so far: ~75 or ~150 tokens
-    report: dict[str, object] = {"model": str(model_dir), "new_tokens": new_tokens, "quick": args.quick,
-                                 "rounds": rounds}
+    defaults = load_config(Path("/dev/null"), env={}).model
+    device = pick_device(defaults.device)
+    dtype = str(pick_dtype(defaults.dtype, device)).removeprefix("torch.")
+    print(f"model {model_dir} on {device} in {dtype}, {torch.get_num_threads()} threads", flush=True)
+    report: dict[str, object] = {"model": str(model_dir), "device": device, "dtype": dtype,
+                                 "new_tokens": new_tokens, "quick": args.quick, "rounds": rounds}
     tokens_per_s: dict[str, dict[str, float]] = {"batched": {}, "sequential": {}}
     ttft: list[float] = []
     lag: list[float] = []

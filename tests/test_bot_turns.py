@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from dataclasses import replace
 from pathlib import Path
 
+import pytest
 from sqlalchemy import select, update
 
 from bot import commands as c
@@ -124,6 +126,27 @@ async def test_a_restart_loses_nothing_and_reruns_an_interrupted_turn(config: Co
         async with second.db.read() as tx:
             job = (await tx.execute(select(GenerationJob).where(GenerationJob.id == asked.job_id))).scalar_one()
         assert job.status == JobStatus.DONE and job.attempts == 2
+
+
+async def test_stopping_mid_turn_withdraws_nothing_and_the_turn_runs_at_the_next_start(
+    config: Config, caplog: pytest.LogCaptureFixture
+) -> None:
+    long_turns = replace(config, model=replace(config.model, max_new_tokens=900, min_new_tokens=900))
+    turns = TurnRecorder()
+    async with open_app(long_turns) as first:
+        first.queue.add_listener(turns)
+        asked = await first.sessions.handle(CHANNEL, ALICE, c.parse('/story start "Stop" The storm rose.'))
+        while not turns.progress.get(asked.job_id):  # the bot is writing
+            await asyncio.sleep(0.01)
+    assert asked.job_id not in turns.finished  # not shown as withdrawn: it was interrupted, not undone
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]  # nothing cut off mid-transaction
+
+    async with open_app(config) as second:
+        again = TurnRecorder()
+        second.queue.add_listener(again)
+        rerun = await again.wait(asked.job_id)
+        assert rerun is not None and rerun.ok
+        assert [p.author_kind for p in await stored(second)] == ["human", "bot"]
 
 
 async def test_the_event_loop_stays_free_while_the_model_writes(config: Config) -> None:

@@ -33,6 +33,7 @@ from bot.sessions import BOT_NAME, JobSpec, SessionManager
 log = logging.getLogger(__name__)
 
 EMPTY_PASSAGE_ATTEMPTS = 2
+STOP_GRACE_S = 10.0  # how long stop() lets the worker and the turns wind down before cancelling
 
 
 class TurnListener(Protocol):
@@ -76,6 +77,7 @@ class GenerationQueue:
         self._running: dict[int, _Running] = {}
         self._worker: asyncio.Task[None] | None = None
         self._turns: set[asyncio.Task[None]] = set()
+        self._stopping = False
         self._watchers: set[asyncio.Task[None]] = set()
         sessions.on_jobs_changed(self.wake)
 
@@ -94,17 +96,27 @@ class GenerationQueue:
         recovered = await self.sessions.requeue_interrupted_jobs()
         if recovered:
             log.info("re-running %d bot turns interrupted by a restart", recovered)
+        self._stopping = False
         self._worker = asyncio.create_task(self._work(), name="generation-queue")
         self._wake.set()
 
     async def stop(self) -> None:
-        """Stop taking jobs; a turn being written is abandoned and re-run at the next start."""
+        """Stop taking jobs; a turn being written is abandoned and re-run at the next start.
+
+        The worker and the turns are asked to stop (the model stops at its next token) and
+        given a moment to do so, so none is cut off inside a database transaction; only what is
+        still busy after ``STOP_GRACE_S`` (a model download, say) is cancelled.
+        """
+        self._stopping = True
         for running in self._running.values():
             running.cancelled.set()
+        self._wake.set()
         tasks = [task for task in (self._worker, *self._turns) if task is not None]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        if tasks:
+            _, late = await asyncio.wait(tasks, timeout=STOP_GRACE_S)
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
         self._worker = None
 
     def backend(self, model_name: str) -> Backend:
@@ -128,16 +140,18 @@ class GenerationQueue:
 
     async def _work(self) -> None:
         max_batch = self.config.generation.max_batch
-        while True:
+        while not self._stopping:
             await self._wake.wait()
             self._wake.clear()
             # Oldest first, and a channel never has two open jobs: so every waiting channel
             # gets a slot before any channel gets a second turn.
-            while len(self._running) < max_batch and (
+            while not self._stopping and len(self._running) < max_batch and (
                 specs := await self.sessions.claim_jobs(limit=max_batch - len(self._running))
             ):
                 for spec in specs:
                     run = _Running(spec, threading.Event(), _Throttle(self.config.generation.stream_interval_s))
+                    if self._stopping:  # claimed while stop() began: left for the next start
+                        run.cancelled.set()
                     self._running[spec.job_id] = run
                     task = asyncio.create_task(self._turn(run), name=f"bot-turn-{spec.job_id}")
                     self._turns.add(task)
@@ -172,7 +186,9 @@ class GenerationQueue:
             run.stream.close()
             self._wake.set()
         await pump
-        await self._notify("turn_finished", run.spec, result)
+        if result is not None or not self._stopping:
+            # (A turn cut short by a stop is not "withdrawn": it runs again at the next start.)
+            await self._notify("turn_finished", run.spec, result)
 
     async def _store(self, run: _Running, text: str) -> Result | None:
         if run.timed_out:
