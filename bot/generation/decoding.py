@@ -284,7 +284,7 @@ class GrowingLayer(DynamicLayer):
             self.lazy_initialization(key_states, value_states)
         length, new = self.get_seq_length(), key_states.shape[-2]
         if self._view is not self.keys or self._key_room.shape[-2] < length + new:
-            capacity = max(64, 2 * (length + new))
+            capacity = _room_for(length + new)
             self._key_room = _with_room(self.keys, key_states, length, capacity)
             self._value_room = _with_room(self.values, value_states, length, capacity)
         self._key_room[:, :, length : length + new] = key_states
@@ -303,7 +303,7 @@ class GrowingLayer(DynamicLayer):
         keys, values = parts[0]
         layer = cls()
         layer.lazy_initialization(keys, values)
-        rows, capacity = sum(part[0].shape[0] for part in parts), max(64, 2 * length)
+        rows, capacity = sum(part[0].shape[0] for part in parts), _room_for(length)
         layer._key_room = keys.new_empty(rows, keys.shape[1], capacity, keys.shape[3])
         layer._value_room = values.new_empty(rows, values.shape[1], capacity, values.shape[3])
         row = 0
@@ -316,6 +316,11 @@ class GrowingLayer(DynamicLayer):
         layer.keys = layer._view = layer._key_room[:, :, :length]
         layer.values = layer._value_room[:, :, :length]
         return layer
+
+
+def _room_for(length: int) -> int:
+    """Storage for ``length`` positions and as many again, so the cache is copied rarely."""
+    return max(64, 2 * length)
 
 
 def _with_room(old: torch.Tensor, like: torch.Tensor, length: int, capacity: int) -> torch.Tensor:
