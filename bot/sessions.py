@@ -25,6 +25,8 @@ from bot import commands as c
 from bot.config import Config
 from bot.context import LoreItem, StorySnapshot
 from bot.export import ExportOptions, render
+from bot.export.common import story_size
+from bot.export.model import word_count
 from bot.export.snapshot import load_story
 from bot.export.summary import summary
 from bot.identity import Actor, ChannelRef
@@ -566,11 +568,11 @@ class SessionManager:
     async def _status(self, tx: AsyncSession, channel: ChannelRef, actor: Actor, cmd: c.Command) -> Result:
         story = await self._story(tx, channel, lock=False)
         passages = await q.canonical_passages(tx, story.id)
-        words = sum(len(p.text.split()) for p in passages)
+        words = sum(word_count(p.text) for p in passages)
         people = list(await q.participants(tx, story.id))
         contributors = sorted({p.author_name for p in passages})
         lines = [
-            f"“{story.title}” — {story.mode} mode, {len(passages)} passages, {words} words.",
+            f"“{story.title}” — {story.mode} mode, {story_size(len(passages), words)}.",
             f"Contributors: {', '.join(contributors) if contributors else 'none yet'}.",
         ]
         if turn := self._turn_text(story, people):
@@ -589,9 +591,9 @@ class SessionManager:
         passages = await q.canonical_passages(tx, story.id)
         story.status = StoryStatus.FINISHED
         story.finished_at = self.clock()
-        words = sum(len(p.text.split()) for p in passages)
+        words = sum(word_count(p.text) for p in passages)
         return Result(
-            f"The End. “{story.title}” (story #{story.id}) is finished: {len(passages)} passages, {words} words. "
+            f"The End. “{story.title}” (story #{story.id}) is finished: {story_size(len(passages), words)}. "
             "See it again with /story list.",
             story_id=story.id,
             cancelled_job_ids=cancelled,

@@ -93,7 +93,7 @@ def test_an_unloadable_model_is_one_line_and_the_story_goes_on(tmp_path: Path, t
     assert done.returncode == 0, done.stderr
     errors = [line for line in done.stdout.splitlines() if line.startswith("! ")]
     assert len(errors) == 1 and "STORYBOT_MODEL_NAME" in errors[0]
-    assert "1 passages" in done.stdout
+    assert "1 passage," in done.stdout
     assert "Traceback" not in done.stderr
 
 

@@ -164,7 +164,7 @@ async def test_a_turn_that_takes_too_long_is_abandoned_with_a_clear_error(config
         result = await turns.wait(started.job_id)
         assert result is not None and not result.ok and "too long" in result.text
         status = await app.sessions.handle(ChannelRef("t", "w", "slow"), ALICE, c.Status())
-    assert "1 passages" in status.text
+    assert "1 passage," in status.text
 
 
 def test_a_killed_process_reruns_its_turn_once(tmp_path: Path, tiny_model_dir: Path) -> None:

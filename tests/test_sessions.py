@@ -311,6 +311,14 @@ async def test_many_simultaneous_adds_are_all_kept_in_one_order(rules: SessionMa
     assert sorted(r.passage.number for r in results if r.passage) == list(range(1, len(people) + 1))
 
 
+async def test_word_counts_in_status_and_at_the_end_read_chinese_by_character(rules: SessionManager) -> None:
+    """Chinese puts no spaces between words: each character counts, as in the exports."""
+    await run(rules, ALICE, '/story start "灯塔" mode:free')
+    await run(rules, ALICE, "/story add 灯塔守护者 climbed the stairs.")
+    assert "1 passage, 8 words" in (await run(rules, ALICE, "/story status")).text
+    assert "1 passage, 8 words" in (await run(rules, ALICE, "/story end")).text
+
+
 async def test_status_tells_whose_turn_and_what_was_written(rules: SessionManager) -> None:
     await run(rules, ALICE, '/story start "Status" mode:round-robin')
     await run(rules, BOB, "/story join")

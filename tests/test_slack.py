@@ -203,7 +203,7 @@ async def test_a_redelivered_event_or_command_is_applied_once(slack: Slack) -> N
     await api.wait_for(lambda: [a for a in api.messages.values() if a.get("thread_ts") == thread])
     await send.message(f"<@{BOT_USER}> status", user=BOB, channel=CHANNEL, thread_ts=thread, event_id="Ev0STATUS")
     status = await api.wait_for(lambda: ephemerals(api, BOB))
-    assert "“Night Watch” — free mode, 1 passages" in status[0]
+    assert "“Night Watch” — free mode, 1 passage," in status[0]
     in_thread = [a for a in api.messages.values() if a.get("thread_ts") == thread]
     assert [shown(a) for a in in_thread] == ["*Bob:* The guard lowered her lantern.\nPassage 1 added."]
     assert len([a for a in api.messages.values() if "Night Watch" in shown(a)]) == 1  # one story, one thread

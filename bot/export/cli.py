@@ -15,6 +15,7 @@ from pathlib import Path
 from bot.config import Config
 from bot.export import FORMATS, ExportOptions, render
 from bot.export.archive import import_story, list_stories, parse_channel
+from bot.export.common import counted
 from bot.export.json_format import DocumentError, loads
 from bot.export.snapshot import load_story
 from bot.results import UserError
@@ -107,4 +108,4 @@ async def import_command(config: Config, args: argparse.Namespace) -> None:
     async with _database(config) as db:
         story_id = await import_story(db, story, channel=channel, now=utcnow())
     where = channel.key if channel else story.channel.key
-    print(f"Imported “{story.title}” as story #{story_id} in {where} ({len(story.passages)} passages).")
+    print(f"Imported “{story.title}” as story #{story_id} in {where} ({counted(len(story.passages), 'passage')}).")

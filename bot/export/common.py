@@ -57,9 +57,18 @@ def date_line(story: ExportStory) -> str:
     return " · ".join(parts)
 
 
+def counted(number: int, noun: str) -> str:
+    """``1 passage``, ``3 passages``: a count with its noun in the right number."""
+    return f"{number} {noun if number == 1 else noun + 's'}"
+
+
+def story_size(passages: int, words: int) -> str:
+    """``12 passages, 1 word``: how long a story is, as status, end and show say it."""
+    return f"{counted(passages, 'passage')}, {counted(words, 'word')}"
+
+
 def contributor_label(person: Contributor) -> str:
-    unit = "word" if person.words == 1 else "words"
-    return f"{person.name} ({person.words} {unit})"
+    return f"{person.name} ({counted(person.words, 'word')})"
 
 
 def author_prefix(passage: ExportPassage, options: ExportOptions) -> str | None:

@@ -17,7 +17,7 @@ from html import escape
 
 from ebooklib import epub
 
-from bot.export.common import ExportOptions, RenderedFile, contributor_label, date_line, slug
+from bot.export.common import ExportOptions, RenderedFile, contributor_label, counted, date_line, slug
 from bot.export.html import passage_paragraphs
 from bot.export.model import ExportStory
 
@@ -79,7 +79,8 @@ def _book(story: ExportStory, options: ExportOptions) -> tuple[epub.EpubBook, da
         _page(
             "contributors.xhtml",
             "Contributors",
-            f"<h2>Contributors</h2><p>{story.words} words.</p><ul>{people}</ul>" if people else "<h2>Contributors</h2>",
+            (f"<h2>Contributors</h2><p>{counted(story.words, 'word')}.</p><ul>{people}</ul>" if people
+             else "<h2>Contributors</h2>"),
             story,
             css,
         )

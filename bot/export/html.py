@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from html import escape
 
-from bot.export.common import ExportOptions, RenderedFile, contributor_label, date_line, paragraphs, slug
+from bot.export.common import ExportOptions, RenderedFile, contributor_label, counted, date_line, paragraphs, slug
 from bot.export.model import Chapter, ExportPassage, ExportStory
 
 STYLE = """\
@@ -74,7 +74,8 @@ def page(story: ExportStory, options: ExportOptions) -> str:
     title = escape(story.title, quote=False)
     people = "".join(f"<li>{escape(contributor_label(p), quote=False)}</li>" for p in story.contributors)
     contributors = (
-        f'<section class="contributors">\n<h2>Contributors ({story.words} words)</h2>\n<ul>{people}</ul>\n</section>\n'
+        f'<section class="contributors">\n<h2>Contributors ({counted(story.words, "word")})</h2>\n'
+        f"<ul>{people}</ul>\n</section>\n"
         if people
         else ""
     )

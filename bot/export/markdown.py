@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-from bot.export.common import ExportOptions, RenderedFile, contributor_label, date_line, paragraphs, slug
+from bot.export.common import ExportOptions, RenderedFile, contributor_label, counted, date_line, paragraphs, slug
 from bot.export.model import ExportPassage, ExportStory
 
 # Characters with an inline meaning anywhere in a line (CommonMark lets any ASCII punctuation
@@ -42,7 +42,7 @@ def render(story: ExportStory, options: ExportOptions) -> RenderedFile:
     people = story.contributors
     if people:
         listing = "\n".join(f"- {escape(contributor_label(p))}" for p in people)
-        blocks.append(f"**Contributors** ({story.words} words)\n\n{listing}")
+        blocks.append(f"**Contributors** ({counted(story.words, 'word')})\n\n{listing}")
     chapters = story.chapters(0)
     blocks.append("---")
     for chapter in chapters:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bot.export.common import contributor_label, date_line
+from bot.export.common import contributor_label, date_line, story_size
 from bot.export.model import ExportStory
 
 OPENING_PASSAGES = 3
@@ -26,7 +26,7 @@ def summary(story: ExportStory, story_id: int) -> str:
     passages = len([p for p in story.canonical if p.chapter_mark is None])
     people = ", ".join(contributor_label(p) for p in story.contributors) or "nobody yet"
     lines = [
-        f"#{story_id} “{story.title}” — {date_line(story)} · {passages} passages, {story.words} words.",
+        f"#{story_id} “{story.title}” — {date_line(story)} · {story_size(passages, story.words)}.",
         f"Contributors: {people}.",
     ]
     if start := opening(story):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import unicodedata
 
-from bot.export.common import ExportOptions, RenderedFile, contributor_label, date_line, paragraphs, slug
+from bot.export.common import ExportOptions, RenderedFile, contributor_label, counted, date_line, paragraphs, slug
 from bot.export.model import ExportStory
 
 WIDTH = 80
@@ -69,7 +69,8 @@ def render(story: ExportStory, options: ExportOptions) -> RenderedFile:
     out: list[str] = [*wrap(story.title), _underline(story.title, "="), "", *wrap(date_line(story))]
     people = story.contributors
     if people:
-        out += ["", *wrap(f"Contributors ({story.words} words): " + ", ".join(map(contributor_label, people)))]
+        listing = ", ".join(map(contributor_label, people))
+        out += ["", *wrap(f"Contributors ({counted(story.words, 'word')}): {listing}")]
     chapters = story.chapters(0)
     for chapter in chapters:
         out += ["", ""]
