@@ -27,6 +27,9 @@ STOPS = speaker_stops(["Alice", "Bob"])
         ("Wait… what was that", "Wait…"),
         ("You did what?! I can't belie", "You did what?!"),
         ("It cost 3.50 coins. The merchant sm", "It cost 3.50 coins."),
+        ("Mr. Hale opened the door. Dr. Wu and Mrs. Hale", "Mr. Hale opened the door."),
+        ("守塔人爬上了楼梯。灯是冷的！海浪很", "守塔人爬上了楼梯。灯是冷的！"),
+        ("「走吧。」她说。然後", "「走吧。」她说。"),
     ],
 )
 def test_an_unfinished_last_sentence_is_dropped(raw: str, shown: str) -> None:
@@ -44,7 +47,7 @@ def test_text_that_ends_at_a_sentence_is_kept(finished: str) -> None:
 
 @pytest.mark.parametrize(
     "fragment",
-    ["and then the dragon woke", "the lighthouse beam swept across 3.5 miles of", "—"],
+    ["and then the dragon woke", "the lighthouse beam swept across 3.5 miles of", "—", "They waited for Mr."],
 )
 def test_text_without_any_sentence_end_is_kept_whole(fragment: str) -> None:
     assert trim_to_sentence(fragment) == fragment

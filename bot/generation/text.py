@@ -9,8 +9,13 @@ from collections.abc import Iterable
 # when it stops inside a multi-byte character or babbles; never worth showing.
 _UNPRINTABLE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\ufffd]")
 
-# A sentence end: . ! ? or … possibly followed by closing quotes or brackets.
-_SENTENCE_END = re.compile(r"[.!?…][\"'”’»)\]]*(?=\s|$)")
+# A sentence end: . ! ? or … possibly followed by closing quotes or brackets, before a space
+# or the end; or a Chinese/Japanese full stop, question or exclamation mark (no space follows
+# those), possibly followed by closing quotes or brackets.
+_SENTENCE_END = re.compile(r"[.!?…][\"'”’»)\]]*(?=\s|$)|[。！？][」』”’）》]*")
+# Titles whose full stop never ends a sentence ("Mr. Hale opened the door").
+_TITLES = frozenset({"mr", "mrs", "ms", "dr", "prof", "st", "mt", "sr", "jr", "capt", "col", "gen", "lt", "sgt", "rev"})
+_LAST_WORD = re.compile(r"(\w+)$")
 
 
 def speaker_stops(names: Iterable[str]) -> tuple[str, ...]:
@@ -36,10 +41,14 @@ def cut_at_stops(text: str, stops: Iterable[str]) -> str:
 def trim_to_sentence(text: str) -> str:
     """Drop an unfinished last sentence; text with no sentence end at all is kept whole."""
     text = text.strip()
-    ends = list(_SENTENCE_END.finditer(text))
-    if not ends:
-        return text
-    return text[: ends[-1].end()].strip()
+    ends = [end.end() for end in _SENTENCE_END.finditer(text) if not _after_title(text, end.start())]
+    return text[: ends[-1]].strip() if ends else text
+
+
+def _after_title(text: str, stop: int) -> bool:
+    """Whether the full stop at ``stop`` closes a title such as "Mr" rather than a sentence."""
+    word = _LAST_WORD.search(text, 0, stop)
+    return text[stop] == "." and word is not None and word[1].lower() in _TITLES
 
 
 def visible_text(raw: str, stops: Iterable[str]) -> str:
