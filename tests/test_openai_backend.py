@@ -25,6 +25,7 @@ from bot import commands as c
 from bot.app import open_app
 from bot.config import Config
 from bot.generation.backend import GenerationRequest, ModelUnavailable, Sampling
+from bot.generation.batcher import Batcher
 from bot.generation.openai_backend import CHAT_INSTRUCTION, OpenAIBackend
 from bot.identity import Actor, ChannelRef
 from storage.models import Passage
@@ -347,6 +348,17 @@ async def test_a_request_handed_over_mid_call_is_sent_at_once_and_answered_on_it
     assert texts == ["Ann replied."]  # a joined request's text goes to its on_done only
     assert sorted(done) == ["Ann replied.", "Bob replied."]
     assert fake.max_in_flight == 2
+
+
+async def test_a_rejected_request_fails_only_its_own_turn(fake: FakeOpenAI, tmp_path: Path) -> None:
+    """Through the queue's batcher: the server refuses one of two requests sent together."""
+    fake.delay_s = 0.1
+    fake.answers = [Answer(status=400, message="prompt too long")]
+    batcher = Batcher(await ready(backend_for(tmp_path, fake.url)), max_batch=8)
+    results = await asyncio.gather(batcher.generate(request()), batcher.generate(request()), return_exceptions=True)
+    failed = [r for r in results if isinstance(r, ModelUnavailable)]
+    assert len(failed) == 1 and "prompt too long" in str(failed[0])
+    assert [r for r in results if isinstance(r, str)] == ["The lamp was cold, and the sea was loud."]
 
 
 async def test_context_length_comes_from_the_server_unless_configured(fake: FakeOpenAI, tmp_path: Path) -> None:
