@@ -26,7 +26,7 @@ from bot.cli import main
 from bot.config import ConfigError
 from tests.conftest import make_config
 from tests.fake_slack import APP_TOKEN, BOT_TOKEN, BOT_USER, SIGNING_SECRET, FakeSlack, SignedSender, start_fake_slack
-from tests.test_openai_backend import FakeOpenAI, fake  # noqa: F401  (``fake``: the model server fixture)
+from tests.fake_openai import FakeOpenAI, running_fake_openai
 
 CHANNEL = "C0STORY"
 ALICE, BOB, MOD = "U0ALICE", "U0BOB", "U0MOD"
@@ -45,7 +45,13 @@ class Slack:
 
 
 @pytest.fixture
-async def slack(tmp_path: Path, fake: FakeOpenAI) -> AsyncIterator[Slack]:  # noqa: F811
+async def fake() -> AsyncIterator[FakeOpenAI]:
+    async with running_fake_openai() as server:
+        yield server
+
+
+@pytest.fixture
+async def slack(tmp_path: Path, fake: FakeOpenAI) -> AsyncIterator[Slack]:
     api = FakeSlack(users={
         ALICE: {"name": "alice", "profile": {"display_name": "Alice"}},
         BOB: {"name": "bob", "profile": {"display_name": "Bob"}},
