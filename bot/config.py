@@ -156,6 +156,10 @@ class GenerationConfig:
         300.0, "seconds before a bot turn is abandoned", min=0, min_exclusive=True
     )
     stream_interval_s: float = _setting(1.0, "minimum seconds between streamed updates", min=0)
+    job_lease_s: float = _setting(
+        60.0, "a bot turn whose process has not been heard from for this long is run again by another",
+        min=0, min_exclusive=True,
+    )
 
 
 @dataclasses.dataclass(frozen=True)

@@ -656,10 +656,23 @@ class SessionManager:
 
     # ------------------------------------------------------------------ the generation queue's side
 
-    async def requeue_interrupted_jobs(self) -> int:
-        """Jobs a crashed process left running go back to pending (called once at start)."""
+    async def requeue_interrupted_jobs(self, *, at_start: bool = False) -> int:
+        """Running jobs whose process died go back to pending; returns how many.
+
+        A job's process is dead when its heartbeat is older than ``generation.job_lease_s``.
+        SQLite serves a single process, so when it starts every running job is an orphan and
+        runs again at once; on PostgreSQL other live processes may be writing theirs.
+        """
+        everything = at_start and self.db.is_sqlite
+        stale_before = None if everything else self.clock() - timedelta(seconds=self.config.generation.job_lease_s)
         async with self.db.write() as tx:
-            return await q.requeue_running_jobs(tx)
+            return await q.requeue_running_jobs(tx, stale_before)
+
+    async def keep_jobs_alive(self, job_ids: list[int]) -> None:
+        """Refresh the heartbeat of the jobs this process is writing."""
+        if job_ids:
+            async with self.db.write() as tx:
+                await q.beat(tx, job_ids, self.clock())
 
     async def claim_jobs(self, limit: int) -> list[JobSpec]:
         """Take up to ``limit`` pending jobs and snapshot what their prompts need."""

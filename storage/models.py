@@ -166,7 +166,11 @@ class LoreEntry(Base):
 
 
 class GenerationJob(Base):
-    """A bot turn that was asked for. A row, so that a crash mid-generation is re-run at start."""
+    """A bot turn that was asked for. A row, so that a crash mid-generation is re-run.
+
+    ``heartbeat_at`` is refreshed by the process writing the turn; a running job whose
+    heartbeat is older than the lease belongs to a process that died.
+    """
 
     __tablename__ = "generation_jobs"
 
@@ -184,6 +188,7 @@ class GenerationJob(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
+    heartbeat_at: Mapped[datetime | None]
 
     __table_args__ = (Index("ix_generation_jobs_status", "status", "id"),)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.models import (
@@ -165,16 +165,26 @@ async def claim_pending_jobs(tx: AsyncSession, limit: int, now: datetime) -> Seq
     jobs = (await tx.execute(query)).scalars().all()
     for job in jobs:
         job.status = JobStatus.RUNNING
-        job.started_at = now
+        job.started_at = job.heartbeat_at = now
         job.attempts += 1
     return jobs
 
 
-async def requeue_running_jobs(tx: AsyncSession) -> int:
-    """At start, jobs left running by a crashed process go back to pending."""
-    result = await tx.execute(
-        update(GenerationJob).where(GenerationJob.status == JobStatus.RUNNING).values(status=JobStatus.PENDING)
+async def beat(tx: AsyncSession, job_ids: Sequence[int], now: datetime) -> None:
+    """The jobs this process is writing are still alive."""
+    await tx.execute(
+        update(GenerationJob)
+        .where(GenerationJob.id.in_(job_ids), GenerationJob.status == JobStatus.RUNNING)
+        .values(heartbeat_at=now)
     )
+
+
+async def requeue_running_jobs(tx: AsyncSession, stale_before: datetime | None) -> int:
+    """Running jobs whose heartbeat is older than ``stale_before`` (all, when None) go back to pending."""
+    query = update(GenerationJob).where(GenerationJob.status == JobStatus.RUNNING)
+    if stale_before is not None:
+        query = query.where(or_(GenerationJob.heartbeat_at.is_(None), GenerationJob.heartbeat_at < stale_before))
+    result = await tx.execute(query.values(status=JobStatus.PENDING))
     return result.rowcount or 0
 
 

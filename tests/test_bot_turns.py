@@ -15,7 +15,7 @@ from bot import commands as c
 from bot.app import App, open_app
 from bot.config import Config
 from bot.identity import Actor, ChannelRef
-from storage.models import GenerationJob, JobStatus, Passage, PassageStatus
+from storage.models import GenerationJob, JobStatus, Passage, PassageStatus, Story, utcnow
 from tests.conftest import TurnRecorder
 
 CHANNEL = ChannelRef("test", "guild", "tavern")
@@ -26,6 +26,12 @@ BOB = Actor("u-bob", "Bob")
 async def stored(app: App) -> list[Passage]:
     async with app.db.read() as tx:
         return list((await tx.execute(select(Passage).order_by(Passage.seq))).scalars())
+
+
+def restarted(config: Config) -> Config:
+    """The config of the process that starts next, with a short job lease: on PostgreSQL the
+    turn a crashed process was writing runs again once its lease (60 s by default) is over."""
+    return replace(config, generation=replace(config.generation, job_lease_s=0.5))
 
 
 async def test_the_bot_answers_a_human_passage(app: tuple[App, TurnRecorder]) -> None:
@@ -115,7 +121,7 @@ async def test_a_restart_loses_nothing_and_reruns_an_interrupted_turn(config: Co
             await tx.execute(update(Passage).where(Passage.job_id == asked.job_id).values(status="undone"))
 
     turns = TurnRecorder()
-    async with open_app(config) as second:
+    async with open_app(restarted(config)) as second:
         second.queue.add_listener(turns)
         rerun = await turns.wait(asked.job_id)
         assert rerun is not None and rerun.ok
@@ -141,12 +147,54 @@ async def test_stopping_mid_turn_withdraws_nothing_and_the_turn_runs_at_the_next
     assert asked.job_id not in turns.finished  # not shown as withdrawn: it was interrupted, not undone
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]  # nothing cut off mid-transaction
 
-    async with open_app(config) as second:
+    async with open_app(restarted(config)) as second:
         again = TurnRecorder()
         second.queue.add_listener(again)
         rerun = await again.wait(asked.job_id)
         assert rerun is not None and rerun.ok
         assert [p.author_kind for p in await stored(second)] == ["human", "bot"]
+
+
+async def test_a_turn_whose_process_died_is_taken_back_when_its_lease_runs_out(config: Config) -> None:
+    """Another process claimed a turn and died: once its heartbeat is older than the lease, a
+    live process writes the turn, once."""
+    short_lease = replace(config, generation=replace(config.generation, job_lease_s=0.4))
+    turns = TurnRecorder()
+    async with open_app(short_lease) as app:
+        app.queue.add_listener(turns)
+        started = await app.sessions.handle(CHANNEL, ALICE, c.parse('/story start "Orphan" mode:free It began.'))
+        now = utcnow()
+        async with app.db.write() as tx:  # what the dead process left: a running job, last heard of now
+            story = (await tx.execute(select(Story).where(Story.id == started.story_id))).scalar_one()
+            job = GenerationJob(story_id=story.id, channel_key=story.channel_key, kind="continue",
+                                requested_by_id=ALICE.user_id, requested_by_name=ALICE.name, status=JobStatus.RUNNING,
+                                attempts=1, created_at=now, started_at=now, heartbeat_at=now)
+            tx.add(job)
+            await tx.flush()
+            job_id = job.id
+        result = await turns.wait(job_id, timeout=30)
+        assert result is not None and result.ok
+        assert [p.author_kind for p in await stored(app)] == ["human", "bot"]
+
+
+async def test_a_process_that_starts_leaves_a_live_processs_turn_alone(config: Config) -> None:
+    if config.database.url.startswith("sqlite"):
+        pytest.skip("SQLite serves one process: when it starts, every running turn is an orphan")
+    long_turns = replace(config, model=replace(config.model, max_new_tokens=400, min_new_tokens=400))
+    turns, others = TurnRecorder(), TurnRecorder()
+    async with open_app(long_turns) as first:
+        first.queue.add_listener(turns)
+        asked = await first.sessions.handle(CHANNEL, ALICE, c.parse('/story start "Two" The storm rose.'))
+        while not turns.progress.get(asked.job_id):  # the first process is writing the bot's turn
+            await asyncio.sleep(0.01)
+        async with open_app(config) as second:  # e.g. a rolling deploy starts the next process
+            second.queue.add_listener(others)
+            result = await turns.wait(asked.job_id)
+        assert result is not None and result.ok
+        async with first.db.read() as tx:
+            job = (await tx.execute(select(GenerationJob).where(GenerationJob.id == asked.job_id))).scalar_one()
+        assert job.attempts == 1 and asked.job_id not in others.finished
+        assert [p.author_kind for p in await stored(first)] == ["human", "bot"]
 
 
 async def test_the_event_loop_stays_free_while_the_model_writes(config: Config) -> None:

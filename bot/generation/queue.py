@@ -93,7 +93,7 @@ class GenerationQueue:
             task.add_done_callback(self._watchers.discard)
 
     async def start(self) -> None:
-        recovered = await self.sessions.requeue_interrupted_jobs()
+        recovered = await self.sessions.requeue_interrupted_jobs(at_start=True)
         if recovered:
             log.info("re-running %d bot turns interrupted by a restart", recovered)
         self._stopping = False
@@ -140,9 +140,17 @@ class GenerationQueue:
 
     async def _work(self) -> None:
         max_batch = self.config.generation.max_batch
+        beat_every = self.config.generation.job_lease_s / 4
+        next_beat = time.monotonic() + beat_every
         while not self._stopping:
-            await self._wake.wait()
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout=max(next_beat - time.monotonic(), 0))
+            except TimeoutError:
+                pass
             self._wake.clear()
+            if time.monotonic() >= next_beat and not self._stopping:
+                next_beat = time.monotonic() + beat_every
+                await self._heartbeat()
             # Oldest first, and a channel never has two open jobs: so every waiting channel
             # gets a slot before any channel gets a second turn.
             while not self._stopping and len(self._running) < max_batch and (
@@ -156,6 +164,12 @@ class GenerationQueue:
                     task = asyncio.create_task(self._turn(run), name=f"bot-turn-{spec.job_id}")
                     self._turns.add(task)
                     task.add_done_callback(self._turns.discard)
+
+    async def _heartbeat(self) -> None:
+        """Tell other processes this one is alive, and take back turns whose process is not."""
+        await self.sessions.keep_jobs_alive(list(self._running))
+        if recovered := await self.sessions.requeue_interrupted_jobs():
+            log.warning("re-running %d bot turns whose process stopped answering", recovered)
 
     async def _stop_cancelled(self) -> None:
         for job_id, running in list(self._running.items()):
