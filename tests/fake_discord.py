@@ -19,6 +19,8 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
+from tests.loopback import serve
+
 APP_ID = 1000  # the application and its bot user share an id, as on Discord
 GUILD_ID = 2000
 CHANNEL_ID = 3000
@@ -102,11 +104,7 @@ class FakeDiscord:
         ]
         for method, path, handler in routes:
             app.router.add_route(method, api + path, handler)
-        self._runner = web.AppRunner(app)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self._runner, self.port = await serve(app)
 
     async def stop(self) -> None:
         for socket in self._sockets:

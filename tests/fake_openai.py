@@ -15,6 +15,8 @@ from typing import Any
 
 from aiohttp import web
 
+from tests.loopback import serve
+
 PIECES = ["The lamp", " was cold", ", and the sea", " was loud."]
 
 
@@ -106,11 +108,7 @@ async def running_fake_openai() -> AsyncIterator[FakeOpenAI]:
     app.router.add_get("/v1/models", server.models)
     app.router.add_post("/v1/completions", server.completions)
     app.router.add_post("/v1/chat/completions", server.completions)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    runner, port = await serve(app)
     server.url = f"http://127.0.0.1:{port}/v1"
     try:
         yield server

@@ -24,6 +24,8 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+from tests.loopback import serve
+
 BOT_TOKEN = "xoxb-test-not-a-real-token"
 APP_TOKEN = "xapp-test-not-a-real-token"
 SIGNING_SECRET = "test-signing-secret-0123456789abcdef"
@@ -179,11 +181,8 @@ async def start_fake_slack(fake: FakeSlack) -> web.AppRunner:
     app.router.add_post("/upload/{file_id}", fake.upload)
     app.router.add_post("/respond/{id}", fake.respond)
     app.router.add_get("/socket", fake.socket)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    fake.url = f"http://127.0.0.1:{runner.addresses[0][1]}"
+    runner, port = await serve(app)
+    fake.url = f"http://127.0.0.1:{port}"
     return runner
 
 

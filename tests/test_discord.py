@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import re
 import sqlite3
 import subprocess
@@ -20,13 +19,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp import web
 
 from adapters.discord_bot import run_discord
 from bot import commands as c
 from bot.config import Config
 from tests.conftest import make_config
 from tests.fake_discord import CHANNEL_ID, GUILD_ID, MANAGE_MESSAGES, MEMBER_PERMISSIONS, FakeDiscord, user
+from tests.fake_openai import FakeOpenAI, running_fake_openai
 
 ALICE, BOB, CAROL = user(1, "Alice"), user(2, "Bob"), user(3, "Carol")
 EDIT_INTERVAL = 0.25
@@ -37,42 +36,6 @@ PASSAGE = " ".join(SENTENCES)
 
 
 # ------------------------------------------------------------------ fakes and the running bot
-
-
-class FakeModelServer:
-    """An OpenAI-compatible completions server that streams ``text`` in pieces, ``delay`` apart."""
-
-    def __init__(self, text: str, delay: float) -> None:
-        self.text, self.delay, self.url = text, delay, ""
-        self._runner: web.AppRunner | None = None
-
-    async def start(self) -> None:
-        app = web.Application()
-        app.router.add_get("/v1/models", self._models)
-        app.router.add_post("/v1/completions", self._completions)
-        self._runner = web.AppRunner(app)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}/v1"  # type: ignore[union-attr]
-
-    async def stop(self) -> None:
-        assert self._runner is not None
-        await self._runner.cleanup()
-
-    async def _models(self, request: web.Request) -> web.Response:
-        return web.json_response({"object": "list", "data": [{"id": "served-model", "max_model_len": 8192}]})
-
-    async def _completions(self, request: web.Request) -> web.StreamResponse:
-        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
-        await response.prepare(request)
-        pieces = [self.text[i : i + 120] for i in range(0, len(self.text), 120)]
-        for piece in pieces + [""]:
-            choice = {"index": 0, "text": piece, "logprobs": None, "finish_reason": None if piece else "stop"}
-            await response.write(f"data: {json.dumps({'choices': [choice]})}\n\n".encode())
-            await asyncio.sleep(self.delay)
-        await response.write(b"data: [DONE]\n\n")
-        return response
 
 
 @pytest.fixture
@@ -87,11 +50,13 @@ async def fake() -> AsyncIterator[FakeDiscord]:
 
 
 @pytest.fixture
-async def model_server() -> AsyncIterator[FakeModelServer]:
-    server = FakeModelServer(PASSAGE, delay=0.04)
-    await server.start()
-    yield server
-    await server.stop()
+async def model_server() -> AsyncIterator[FakeOpenAI]:
+    """A model server that streams ``PASSAGE`` in 120-character pieces, 40 ms apart."""
+    async with running_fake_openai() as server:
+        server.pieces = lambda body: [PASSAGE[i : i + 120] for i in range(0, len(PASSAGE), 120)]
+        server.delay_s = 0.04
+        server.max_model_len = 8192
+        yield server
 
 
 def discord_config(tmp_path: Path, fake: FakeDiscord, model: dict[str, str], **settings: str) -> Config:
@@ -117,7 +82,7 @@ def local_model(folder: Path, tokens: int = 16) -> dict[str, str]:
     }
 
 
-def served_model(server: FakeModelServer) -> dict[str, str]:
+def served_model(server: FakeOpenAI) -> dict[str, str]:
     return {
         "STORYBOT_MODEL_BACKEND": "openai",
         "STORYBOT_MODEL_NAME": "served-model",
@@ -199,7 +164,7 @@ async def test_sync_registers_the_story_group_with_every_subcommand(
 
 
 async def test_a_whole_story_streams_splits_and_answers_buttons(
-    tmp_path: Path, fake: FakeDiscord, model_server: FakeModelServer
+    tmp_path: Path, fake: FakeDiscord, model_server: FakeOpenAI
 ) -> None:
     config = discord_config(tmp_path, fake, served_model(model_server))
     async with running(config, fake):
@@ -313,7 +278,7 @@ async def test_malformed_and_unauthorised_interactions_get_a_private_error_and_c
 
 
 async def test_no_message_can_ping_even_when_people_and_the_model_write_mentions(
-    tmp_path: Path, fake: FakeDiscord, model_server: FakeModelServer
+    tmp_path: Path, fake: FakeDiscord, model_server: FakeOpenAI
 ) -> None:
     config = discord_config(tmp_path, fake, served_model(model_server))
     async with running(config, fake):
