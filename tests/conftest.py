@@ -202,6 +202,12 @@ class TurnRecorder:
         await asyncio.wait_for(self._event(job_id).wait(), timeout)
         return self.finished[job_id]
 
+    async def writing(self, job_id: int, timeout: float = 60) -> None:
+        """Until the bot's turn has streamed its first text: it is being written now."""
+        async with asyncio.timeout(timeout):
+            while not self.progress.get(job_id):
+                await asyncio.sleep(0.01)
+
 
 @pytest.fixture
 async def app(config: Config) -> AsyncIterator[tuple[App, TurnRecorder]]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from dataclasses import replace
@@ -81,8 +80,7 @@ async def test_undo_while_the_bot_writes_drops_its_passage(config: Config, tmp_p
     async with open_app(slow) as running:
         running.queue.add_listener(turns)
         started = await running.sessions.handle(CHANNEL, ALICE, c.parse('/story start "Undo" Once.'))
-        while not turns.progress.get(started.job_id):
-            await asyncio.sleep(0.01)
+        await turns.writing(started.job_id)
         assert (await running.sessions.handle(CHANNEL, ALICE, c.Undo())).ok
         assert await turns.wait(started.job_id) is None
         assert [p.status for p in await stored(running)] == [PassageStatus.UNDONE]
@@ -142,8 +140,7 @@ async def test_stopping_mid_turn_withdraws_nothing_and_the_turn_runs_at_the_next
     async with open_app(long_turns) as first:
         first.queue.add_listener(turns)
         asked = await first.sessions.handle(CHANNEL, ALICE, c.parse('/story start "Stop" The storm rose.'))
-        while not turns.progress.get(asked.job_id):  # the bot is writing
-            await asyncio.sleep(0.01)
+        await turns.writing(asked.job_id)
     assert asked.job_id not in turns.finished  # not shown as withdrawn: it was interrupted, not undone
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]  # nothing cut off mid-transaction
 
@@ -185,8 +182,7 @@ async def test_a_process_that_starts_leaves_a_live_processs_turn_alone(config: C
     async with open_app(long_turns) as first:
         first.queue.add_listener(turns)
         asked = await first.sessions.handle(CHANNEL, ALICE, c.parse('/story start "Two" The storm rose.'))
-        while not turns.progress.get(asked.job_id):  # the first process is writing the bot's turn
-            await asyncio.sleep(0.01)
+        await turns.writing(asked.job_id)  # the first process is writing the bot's turn
         async with open_app(config) as second:  # e.g. a rolling deploy starts the next process
             second.queue.add_listener(others)
             result = await turns.wait(asked.job_id)
@@ -203,8 +199,7 @@ async def test_the_event_loop_stays_free_while_the_model_writes(config: Config) 
     async with open_app(slow) as running:
         running.queue.add_listener(turns)
         started = await running.sessions.handle(CHANNEL, ALICE, c.parse('/story start "Busy" Go.'))
-        while not turns.progress.get(started.job_id):
-            await asyncio.sleep(0.01)
+        await turns.writing(started.job_id)
         # Other commands are answered promptly while generation runs.
         began = time.monotonic()
         status = await running.sessions.handle(CHANNEL, BOB, c.Status())

@@ -236,8 +236,7 @@ async def test_a_short_turn_asked_mid_passage_is_not_held_back_by_a_long_one(con
         await app.sessions.handle(long_story, ALICE, c.parse("/story settings length:600"))
         await app.sessions.handle(short_story, ALICE, c.parse("/story settings length:16"))
         long_turn = await app.sessions.handle(long_story, ALICE, c.Continue())
-        while not turns.progress.get(long_turn.job_id):  # the long passage is being written
-            await asyncio.sleep(0.01)
+        await turns.writing(long_turn.job_id)  # the long passage is being written
         short_turn = await app.sessions.handle(short_story, ALICE, c.Continue())
         short_result = await turns.wait(short_turn.job_id)
         long_result = await turns.wait(long_turn.job_id)
