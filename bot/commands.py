@@ -12,6 +12,7 @@ never re-joined from tokens, so whitespace, newlines, quotes and markdown surviv
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import enum
 import itertools
@@ -20,6 +21,8 @@ from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import ClassVar
+
+from bot.printable import printable
 
 __all__ = [
     "EXPORT_FORMATS",
@@ -125,6 +128,22 @@ class Command:
     """Base of every parsed command; ``name`` is its subcommand word (see :func:`usage`)."""
 
     name: ClassVar[str]
+
+    def __post_init__(self) -> None:
+        """However a command was built (the parser, a button, a thread message), its text is printable."""
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            cleaned = _printable_value(value)
+            if cleaned != value:
+                object.__setattr__(self, field.name, cleaned)
+
+
+def _printable_value(value: object) -> object:
+    if isinstance(value, str) and not isinstance(value, enum.Enum):
+        return printable(value)
+    if isinstance(value, tuple):
+        return tuple(_printable_value(item) for item in value)
+    return value
 
 
 @dataclass(frozen=True, slots=True)
@@ -426,6 +445,7 @@ _SPACE = re.compile(r"\s*")
 _LINE_BREAK = re.compile(r"[\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029]")
 _OPTION = re.compile(r"([A-Za-z][A-Za-z0-9_-]*)[:=](.*)", re.DOTALL)
 _ID = re.compile(r"#?([0-9]{1,18})")
+_SIGNED_ID = re.compile(r"#?[+-]?[0-9]+")  # what people type when they mean an id, valid or not
 
 
 @dataclass(frozen=True, slots=True)
@@ -740,12 +760,14 @@ def _parse_show(rest: str) -> Show:
 def _export_item(word: str) -> str | int:
     """One export word: a format (`epub`, `format:epub`) or an id (`12`, `#12`, `id:12`)."""
     key, colon, value = word.strip().lower().partition(":")
-    if not colon:  # a bare word: an id if it looks like one, else a format
-        key, value = ("id" if _ID.fullmatch(key) else "format"), key
+    if not colon:  # a bare word: an id if it looks like one (signed too: "-1"), else a format
+        key, value = ("id" if _SIGNED_ID.fullmatch(key) else "format"), key
     if key == "id":
         story_id = _positive_int(value)
         if story_id is None:
-            raise _usage_error("export", f"A story id is a number like 12 (got {_show(word)}).")
+            raise _usage_error(
+                "export", f"A story id is a whole number from 1 up, like 12 (got {_show(word)}); see /story list."
+            )
         return story_id
     fmt = _FORMAT_ALIASES.get(value, value)
     if key == "format" and fmt in EXPORT_FORMATS:
@@ -800,7 +822,7 @@ def parse(text: str) -> Command:
     Slack hands over the text after ``/story``, the console the whole line; both work. Empty
     input is a request for help. Raises only :class:`ParseError`.
     """
-    text = text.strip()
+    text = printable(text).strip()
     if prefix := _PREFIX.match(text):
         text = text[prefix.end() :].lstrip()
     word = _WORD.match(text)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from bot.printable import printable
+
 
 @dataclass(frozen=True, slots=True)
 class ChannelRef:
@@ -38,3 +40,7 @@ class Actor:
     user_id: str
     name: str
     is_moderator: bool = False
+
+    def __post_init__(self) -> None:
+        # A display name is text people chose: it is stored with every passage they write.
+        object.__setattr__(self, "name", printable(self.name))

@@ -38,6 +38,7 @@ from bot.commands import (
     parse,
     usage,
 )
+from bot.printable import printable
 
 SUBCOMMANDS = (
     "start", "add", "continue", "retry", "undo", "join", "leave", "memory", "note",
@@ -460,10 +461,11 @@ def test_export(text: str, expected: Export) -> None:
         ("export colour:red", "Unknown export format 'colour:red'."),
         ("export md epub", "Give at most one format."),
         ("export 1 2", "Give at most one story id."),
-        ("export 0", "A story id is a number like 12 (got '0')."),
-        ("export #0", "A story id is a number like 12"),
-        ("export id:x", "A story id is a number like 12 (got 'id:x')."),
-        ("export " + "1" * 30, "Unknown export format"),
+        ("export 0", "A story id is a whole number from 1 up, like 12 (got '0')"),
+        ("export #0", "A story id is a whole number from 1 up"),
+        ("export md -1", "A story id is a whole number from 1 up, like 12 (got '-1')"),
+        ("export id:x", "A story id is a whole number from 1 up, like 12 (got 'id:x')"),
+        ("export " + "1" * 30, "A story id is a whole number from 1 up"),
         ('export "epub', "Unclosed quote."),
     ],
 )
@@ -567,19 +569,19 @@ def test_any_text_after_options_parses_or_raises_parse_error(words: str, text: s
     parses_or_fails_cleanly(f"{words} {text}")
 
 
-@given(ANY_TEXT.filter(lambda text: text.strip() != ""))
+@given(ANY_TEXT.filter(lambda text: printable(text).strip() != ""))
 def test_add_text_round_trips(text: str) -> None:
-    assert parse("/story add " + text) == Add(text.strip())
+    assert parse("/story add " + text) == Add(printable(text).strip())
 
 
 @given(ANY_TEXT)
 def test_continue_direction_round_trips(text: str) -> None:
-    assert parse("/story continue " + text) == Continue(text.strip() or None)
+    assert parse("/story continue " + text) == Continue(printable(text).strip() or None)
 
 
-@given(ANY_TEXT.filter(lambda text: text.strip().lower() != "clear"))
+@given(ANY_TEXT.filter(lambda text: printable(text).strip().lower() != "clear"))
 def test_memory_text_round_trips(text: str) -> None:
-    assert parse("/story memory " + text) == Memory(text.strip() or None)
+    assert parse("/story memory " + text) == Memory(printable(text).strip() or None)
 
 
 @pytest.mark.parametrize(
@@ -600,3 +602,24 @@ def test_huge_input_is_handled_quickly(text: str) -> None:
     began = time.perf_counter()
     parses_or_fails_cleanly(text)
     assert time.perf_counter() - began < 1.0
+
+
+@pytest.mark.parametrize(
+    ("typed", "stored"),
+    [
+        ("/story add The door\x1b[2J opened.\x07", Add("The door[2J opened.")),
+        ("/story add line one\r\nline two\rthree\tfour", Add("line one\nline two\nthree\tfour")),
+        ('/story start "Night\x1b]0;pwned\x07 Watch" genre:ho\x9brror', Start(title="Night]0;pwned Watch", genre="horror")),
+        ("/story memory \x00Ada is\x7f a pilot\x85.", Memory("Ada is a pilot.")),
+        ("/story lore add dra\x1bgon A dragon\x08.", LoreAdd(("dragon",), "A dragon.")),
+    ],
+)
+def test_control_characters_never_reach_the_story(typed: str, stored: object) -> None:
+    """Escape sequences, bells and backspaces would clear or retitle a terminal that prints the story."""
+    assert parse(typed) == stored
+
+
+def test_commands_built_by_adapters_are_printable_too() -> None:
+    """A thread message or a button builds its command without the parser: it is cleaned all the same."""
+    assert Add("a\x1b[31mred\x1b[0m").text == "a[31mred[0m"
+    assert Continue("go\x07 north").direction == "go north"

@@ -5,9 +5,11 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
+from bot.printable import CONTROL_CHARACTERS
+
 # Control characters (but newline and tab) and the replacement character: what a model emits
 # when it stops inside a multi-byte character or babbles; never worth showing.
-_UNPRINTABLE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\ufffd]")
+_UNPRINTABLE = re.compile(f"[{CONTROL_CHARACTERS}\ufffd]")
 
 # A sentence end: . ! ? or … possibly followed by closing quotes or brackets, before a space
 # or the end; or a Chinese/Japanese full stop, question or exclamation mark (no space follows
