@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -22,6 +23,17 @@ class App:
     db: Database
     sessions: SessionManager
     queue: GenerationQueue
+
+
+def open_database(config: Config) -> Database:
+    """The configured database, for every command that needs one."""
+    settings = config.database
+    return Database(
+        settings.url,
+        echo=settings.echo,
+        busy_timeout_ms=settings.busy_timeout_ms,
+        deadline_s=settings.write_deadline_s,
+    )
 
 
 def configured_backend_factory(config: Config) -> Callable[[str], Backend]:
@@ -45,16 +57,25 @@ def configured_backend_factory(config: Config) -> Callable[[str], Backend]:
 async def open_app(
     config: Config, *, backend_factory: Callable[[str], Backend] | None = None
 ) -> AsyncIterator[App]:
-    """Migrate the database, start the queue; on exit stop the queue and close the database."""
-    db = Database(config.database.url, echo=config.database.echo, busy_timeout_ms=config.database.busy_timeout_ms)
+    """Migrate the database, start the queue; on exit stop the queue and close the database.
+
+    On SQLite the process holds the file's process lock throughout: a second bot process on
+    the same file refuses to start (``DatabaseUnavailable``) instead of re-running our turns.
+    """
+    db = open_database(config)
     try:
-        await db.migrate()
-        sessions = SessionManager(db, config)
-        queue = GenerationQueue(sessions, config, backend_factory or configured_backend_factory(config))
-        await queue.start()
-        try:
-            yield App(config, db, sessions, queue)
-        finally:
-            await queue.stop()
+        with db.process_lock():
+            await db.migrate()
+            sessions = SessionManager(db, config)
+            queue = GenerationQueue(sessions, config, backend_factory or configured_backend_factory(config))
+            await queue.start()
+            # What is set up by now (torch, transformers, the app) lives as long as the process:
+            # out of the collector's sight, full collections set off while the model loads in its
+            # thread stop holding the event loop for 100-200 ms each.
+            gc.freeze()
+            try:
+                yield App(config, db, sessions, queue)
+            finally:
+                await queue.stop()
     finally:
         await db.close()

@@ -12,7 +12,7 @@ from bot.config import Config, ConfigError, load_config
 from bot.export.cli import add_parsers as add_archive_parsers
 from bot.export.cli import export_command, import_command, list_command
 from bot.results import UserError
-from storage.database import DatabaseUnavailable
+from storage.database import DatabaseBusy, DatabaseUnavailable
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -41,8 +41,9 @@ def _configure_logging(config: Config) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    # Libraries that chat at INFO about HTTP requests and weights drown the story out.
-    for noisy in ("httpx", "urllib3", "filelock", "huggingface_hub", "transformers", "alembic"):
+    # Libraries that chat at INFO about HTTP requests and weights drown the story out; Bolt's INFO
+    # line for a request with a bad signature holds the whole body (a response URL, a token).
+    for noisy in ("httpx", "urllib3", "filelock", "huggingface_hub", "transformers", "alembic", "slack_bolt"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
 
 
@@ -67,9 +68,9 @@ async def _slack(config: Config, *, http: bool, host: str, port: int) -> None:
 
 
 async def _migrate(config: Config) -> None:
-    from storage.database import Database
+    from bot.app import open_database
 
-    db = Database(config.database.url, busy_timeout_ms=config.database.busy_timeout_ms)
+    db = open_database(config)
     try:
         await db.migrate()
     finally:
@@ -112,6 +113,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except DatabaseUnavailable as error:
         print(f"storybot: {error}", file=sys.stderr)
+        return 1
+    except DatabaseBusy as error:  # e.g. `storybot import` while a long write holds SQLite
+        print(f"storybot: {error}; try again in a moment", file=sys.stderr)
         return 1
     return 0
 

@@ -72,6 +72,9 @@ class DatabaseConfig:
     )
     echo: bool = _setting(False, "log every SQL statement")
     busy_timeout_ms: int = _setting(5000, "SQLite busy timeout in milliseconds", min=0)
+    write_deadline_s: float = _setting(
+        20.0, 'seconds a change waits for a busy database before the bot answers "busy, try again"', min=0
+    )
 
 
 @dataclasses.dataclass(frozen=True)

@@ -4,6 +4,9 @@
 it either changes what it should and commits, or raises ``UserError`` and changes nothing.
 Concurrent commands on one channel are serialised by the database itself (``BEGIN IMMEDIATE``
 on SQLite, a row lock on the story in PostgreSQL), so every passage gets a place in one order.
+Every transaction goes through ``Database.transaction``: a writer that finds the database
+locked waits its turn and runs again, and only past ``database.write_deadline_s`` is the person
+told that the bot is busy (with nothing changed).
 
 The manager never talks to a platform and never runs the model: when the bot must write it
 records a ``GenerationJob`` row and tells the queue (``on_jobs_changed``) after the commit.
@@ -32,7 +35,7 @@ from bot.export.summary import summary
 from bot.identity import Actor, ChannelRef
 from bot.results import Attachment, BusyError, PassageView, Result, UserError
 from storage import queries as q
-from storage.database import Database
+from storage.database import Database, DatabaseBusy
 from storage.models import (
     GenerationJob,
     JobStatus,
@@ -52,6 +55,7 @@ BOT_ID = "bot"
 BOT_NAME = "storybot"
 STATUS_RECENT_PASSAGES = 3
 DEFAULT_TITLE = "Untitled story"
+DATABASE_BUSY = "The bot is busy right now; try again in a moment."
 
 # Commands that change nothing: answered from a read transaction, without a lock.
 READ_ONLY_COMMANDS: frozenset[type[c.Command]] = frozenset(
@@ -81,6 +85,7 @@ class SessionManager:
         self.config = config
         self.clock = clock
         self._job_listeners: list[Callable[[], None]] = []
+        self._longest_passage: Callable[[str], int | None] = lambda model: None
         self._handlers: dict[type[c.Command], Handler] = {
             c.Start: self._start,
             c.Add: self._add,
@@ -107,6 +112,10 @@ class SessionManager:
         """Register a callback run after a commit that created or cancelled a bot turn."""
         self._job_listeners.append(callback)
 
+    def limit_passage_length(self, longest: Callable[[str], int | None]) -> None:
+        """Register what says how many tokens a model can write at most (None: not known yet)."""
+        self._longest_passage = longest
+
     # ------------------------------------------------------------------ entry point
 
     async def handle(
@@ -128,33 +137,43 @@ class SessionManager:
         """
         handler = self._handlers[type(command)]
         reads_only = type(command) in READ_ONLY_COMMANDS
+
+        async def apply(tx: AsyncSession) -> Result:
+            if event_id is not None and not reads_only:
+                if await q.event_seen(tx, channel.platform, event_id):
+                    return Result("Already done.", private=True, duplicate=True)
+                tx.add(ProcessedEvent(platform=channel.platform, event_id=event_id, created_at=self.clock()))
+            if story_id is not None:
+                await self._require_running(tx, channel, story_id)
+            return await handler(tx, channel, actor, command)
+
         try:
-            async with self.db.read() if reads_only else self.db.write() as tx:
-                if event_id is not None and not reads_only:
-                    if await q.event_seen(tx, channel.platform, event_id):
-                        return Result("Already done.", private=True, duplicate=True)
-                    tx.add(ProcessedEvent(platform=channel.platform, event_id=event_id, created_at=self.clock()))
-                if story_id is not None:
-                    await self._require_running(tx, channel, story_id)
-                result = await handler(tx, channel, actor, command)
+            result = await self.db.transaction(apply, write=not reads_only)
         except UserError as error:
             return Result.error(str(error))
         except IntegrityError:
             # Two processes raced: another start won the channel, or the same event was
             # delivered twice at once. Re-read to tell which, and say so plainly.
             return await self._explain_conflict(channel, event_id)
+        except DatabaseBusy:
+            return Result.error(DATABASE_BUSY)
         if result.job_id is not None or result.cancelled_job_ids:
             self._notify_jobs()
         return result
 
     async def _explain_conflict(self, channel: ChannelRef, event_id: str | None) -> Result:
-        async with self.db.read() as tx:
+        async def explain(tx: AsyncSession) -> Result:
             if event_id is not None and await q.event_seen(tx, channel.platform, event_id):
                 return Result("Already done.", private=True, duplicate=True)
             story = await q.active_story(tx, channel.key)
-        if story is not None:
-            return Result.error(f"A story is already running here: “{story.title}”. Type /story status.")
-        return Result.error("Someone else changed the story at the same moment; please try again.")
+            if story is not None:
+                return Result.error(f"A story is already running here: “{story.title}”. Type /story status.")
+            return Result.error("Someone else changed the story at the same moment; please try again.")
+
+        try:
+            return await self.db.transaction(explain, write=False)
+        except DatabaseBusy:
+            return Result.error(DATABASE_BUSY)
 
     def _notify_jobs(self) -> None:
         for callback in self._job_listeners:
@@ -171,9 +190,11 @@ class SessionManager:
     async def running_story_id(self, channel: ChannelRef) -> int | None:
         """The id of the story running in ``channel``, if any (a read, for adapters that must
         tell story chatter from other messages, e.g. plain messages in a story's thread)."""
-        async with self.db.read() as tx:
+        async def story_id(tx: AsyncSession) -> int | None:
             story = await q.active_story(tx, channel.key)
-        return story.id if story is not None else None
+            return story.id if story is not None else None
+
+        return await self.db.transaction(story_id, write=False)
 
     async def _require_running(self, tx: AsyncSession, channel: ChannelRef, story_id: int) -> None:
         story = await q.active_story(tx, channel.key)
@@ -540,6 +561,15 @@ class SessionManager:
         allowed = (self.config.model.name, *self.config.model.allowed)
         if model is not None and model not in allowed:
             raise UserError(f"model must be one of: {', '.join(allowed)}.")
+        length = changes.get("length")
+        if length is not None:
+            writer = str(model or self.sampling_settings(story)["model"])
+            longest = self._longest_passage(writer)
+            if longest is not None and int(length) > longest:  # type: ignore[call-overload]
+                raise UserError(
+                    f"length can be at most {longest} with {writer}: the model must hold the story "
+                    f"and the passage together. Try length:{longest}."
+                )
         mode = changes.pop("mode", None)
         if mode is not None:
             story.mode = c.Mode(mode).value
@@ -665,20 +695,21 @@ class SessionManager:
         """
         everything = at_start and self.db.is_sqlite
         stale_before = None if everything else self.clock() - timedelta(seconds=self.config.generation.job_lease_s)
-        async with self.db.write() as tx:
-            return await q.requeue_running_jobs(tx, stale_before)
+        return await self.db.transaction(lambda tx: q.requeue_running_jobs(tx, stale_before))
 
     async def keep_jobs_alive(self, job_ids: list[int]) -> None:
         """Refresh the heartbeat of the jobs this process is writing."""
         if job_ids:
-            async with self.db.write() as tx:
-                await q.beat(tx, job_ids, self.clock())
+            await self.db.transaction(lambda tx: q.beat(tx, job_ids, self.clock()))
 
     async def claim_jobs(self, limit: int) -> list[JobSpec]:
         """Take up to ``limit`` pending jobs and snapshot what their prompts need."""
-        async with self.db.write() as tx:
+
+        async def claim(tx: AsyncSession) -> list[JobSpec]:
             jobs = await q.claim_pending_jobs(tx, limit, self.clock())
             return [await self._job_spec(tx, job) for job in jobs]
+
+        return await self.db.transaction(claim)
 
     async def _job_spec(self, tx: AsyncSession, job: GenerationJob) -> JobSpec:
         story = await q.story_by_id(tx, job.story_id)
@@ -711,7 +742,8 @@ class SessionManager:
 
         Returns None when the job was cancelled meanwhile (undo, end, retry): its text is dropped.
         """
-        async with self.db.write() as tx:
+
+        async def store(tx: AsyncSession) -> Result | None:
             job = await q.job_by_id(tx, job_id, lock=True)
             if job is None or job.status != JobStatus.RUNNING:
                 return None
@@ -744,16 +776,23 @@ class SessionManager:
             await tx.flush()
             return Result("", story_id=story.id, passage=await self._view(tx, passage))
 
+        return await self.db.transaction(store)
+
     async def fail_job(self, job_id: int, error: str) -> Result | None:
         """Record that a job could not be written; returns the one-line error to show, or None if cancelled."""
-        async with self.db.write() as tx:
+
+        async def record(tx: AsyncSession) -> Result | None:
             job = await q.job_by_id(tx, job_id, lock=True)
             if job is None or job.status != JobStatus.RUNNING:
                 return None
             job.status, job.finished_at, job.error = JobStatus.FAILED, self.clock(), error
             return Result(error, ok=False, story_id=job.story_id)
 
+        return await self.db.transaction(record)
+
     async def job_is_open(self, job_id: int) -> bool:
-        async with self.db.read() as tx:
+        async def is_open(tx: AsyncSession) -> bool:
             job = await q.job_by_id(tx, job_id)
             return job is not None and job.status in JobStatus.OPEN
+
+        return await self.db.transaction(is_open, write=False)

@@ -7,8 +7,11 @@ affected. Exporting the imported story as JSON gives the file that was imported.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
+
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.export.model import ExportStory, chapter_title, word_count
 from bot.identity import ChannelRef
@@ -30,9 +33,10 @@ class StoryRow:
 
 
 async def list_stories(db: Database) -> list[StoryRow]:
-    async with db.read() as tx:
-        stories = await q.all_stories(tx)
-        texts = await q.canonical_texts(tx)
+    async def read(tx: AsyncSession) -> tuple[Sequence[Story], dict[int, list[str]]]:
+        return await q.all_stories(tx), await q.canonical_texts(tx)
+
+    stories, texts = await db.transaction(read, write=False)
     rows = []
     for story in stories:
         # Counted as the exports count them: chapter headings are not passages.
@@ -61,7 +65,8 @@ async def import_story(
     if channel is not None:
         story = replace(story, channel=channel)
     where = story.channel
-    async with db.write() as tx:
+
+    async def store(tx: AsyncSession) -> int:
         row = Story(
             channel_key=where.key,
             platform=where.platform,
@@ -117,3 +122,5 @@ async def import_story(
             for e in story.lore
         )
         return row.id
+
+    return await db.transaction(store)
