@@ -9,7 +9,6 @@ who is a moderator here (Manage Messages in the channel).
 
 from __future__ import annotations
 
-import asyncio
 import io
 import logging
 from typing import Any
@@ -65,7 +64,6 @@ class StoryClient(discord.Client):
         self.tree.add_command(StoryCommands())
         self.tree.on_error = self._command_error  # type: ignore[method-assign]
         app.queue.add_listener(TurnStreamer(self, settings.stream_edit_interval_s))
-        self._background: set[asyncio.Task[Any]] = set()
 
     # ------------------------------------------------------------------ start-up
 
@@ -73,9 +71,6 @@ class StoryClient(discord.Client):
         self.add_dynamic_items(StoryButton)
         if self.sync_commands:
             await self._sync()
-        warm = asyncio.create_task(self._warm_up(), name="model-warm-up")
-        self._background.add(warm)
-        warm.add_done_callback(self._background.discard)
 
     async def _sync(self) -> None:
         guild_ids = self.app.config.discord.guild_ids
@@ -88,11 +83,6 @@ class StoryClient(discord.Client):
             self.tree.copy_global_to(guild=guild)
             await self.tree.sync(guild=guild)
             log.info("registered /story in guild %s", guild_id)
-
-    async def _warm_up(self) -> None:
-        problem_text = await self.app.queue.warm_up()
-        if problem_text:
-            log.warning("the model is not available: %s", problem_text)
 
     async def on_ready(self) -> None:
         log.info("connected to Discord as %s in %d guilds", self.user, len(self.guilds))

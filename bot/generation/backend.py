@@ -15,6 +15,17 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 
+MIN_PROMPT_TOKENS = 64  # the least story a bot passage is written from
+
+
+def longest_passage(context_length: int) -> int:
+    """The most new tokens a model with this context can write beside a minimal prompt.
+
+    Asking for more would run past the model's positions (an IndexError inside GPT-2).
+    """
+    return max(context_length - min(MIN_PROMPT_TOKENS, context_length // 2), 1)
+
+
 class ModelUnavailable(Exception):
     """The model cannot be used; the message is one line that says what to do."""
 
@@ -56,6 +67,10 @@ class Backend(Protocol):
 
     def load(self) -> None:
         """Load the model if it is not loaded yet; raise ModelUnavailable on failure."""
+
+    @property
+    def loaded(self) -> bool:
+        """Whether ``load`` has finished, so that ``context_length`` answers without loading."""
 
     @property
     def context_length(self) -> int:

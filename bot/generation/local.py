@@ -1,7 +1,8 @@
 """The local backend: a Hugging Face causal language model run with torch in this process.
 
-Loading is lazy (on the first bot turn, in the worker thread) so that the chat side starts at
-once; a model that cannot be loaded becomes one ``ModelUnavailable`` line, never a traceback.
+Loading runs in a worker thread (the queue starts it in the background at start, and a bot turn
+waits for it), so the chat side answers at once; a model that cannot be loaded becomes one
+``ModelUnavailable`` line, never a traceback.
 """
 
 from __future__ import annotations
@@ -123,6 +124,10 @@ class LocalBackend:
             self.model_name, dtype=pick_dtype(self.config.dtype, self.device), local_files_only=local_only
         )
         return tokenizer, model
+
+    @property
+    def loaded(self) -> bool:
+        return self._context_length > 0  # set last, once everything else is ready
 
     @property
     def context_length(self) -> int:

@@ -156,6 +156,10 @@ class OpenAIBackend:
             log.info("model server %s ready: model %s, context %d tokens", self.base_url, self.served_model, context)
 
     @property
+    def loaded(self) -> bool:
+        return self._context_length > 0  # set last, once everything else is ready
+
+    @property
     def context_length(self) -> int:
         """Tokens for the story prompt plus the passage; in chat mode, less the instruction's share."""
         self.load()

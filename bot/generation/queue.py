@@ -1,7 +1,8 @@
 """The generation queue: takes bot turns from the job table and writes them with a backend.
 
 Jobs live in the database (``GenerationJob`` rows), so the queue keeps no state that a crash
-could lose: at start, jobs left running are set back to pending and run again; a job's passage
+could lose: jobs left running by a dead process are set back to pending and run again (at
+start on SQLite, which serves one process; once their lease runs out on PostgreSQL); a job's passage
 is stored by ``SessionManager.finish_job``, which stores it only while the job is still running
 (so a cancelled or already-finished job never adds a passage).
 
@@ -10,6 +11,13 @@ Each claimed job is one ``_turn`` task. Model work runs in the backend's worker 
 model writes. A turn claimed while others are being written joins their batch at the next
 step, and each turn is stored the moment its own passage is done. Text streams back to
 listeners at most once per ``stream_interval_s``.
+
+Nothing that goes wrong stops the queue for good. The worker survives its own errors (a
+database locked past every retry, a network failure, a bug): it logs the first of a run of
+failures with its traceback, backs off, and carries on; a turn whose passage cannot be stored
+stays running in the table and is taken up again once its lease runs out. If the worker task
+ends anyway (cancelled from outside), a supervisor starts it again. ``health()`` says how it
+goes, for whoever watches the process (and, later, a health endpoint).
 """
 
 from __future__ import annotations
@@ -18,13 +26,13 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 from bot.config import Config
 from bot.context import PromptLimits, build_prompt
-from bot.generation.backend import Backend, GenerationRequest, ModelUnavailable, Sampling
+from bot.generation.backend import Backend, GenerationRequest, ModelUnavailable, Sampling, longest_passage
 from bot.generation.batcher import Batcher
 from bot.generation.text import clean_passage, speaker_stops, visible_text
 from bot.results import Result
@@ -34,6 +42,27 @@ log = logging.getLogger(__name__)
 
 EMPTY_PASSAGE_ATTEMPTS = 2
 STOP_GRACE_S = 10.0  # how long stop() lets the worker and the turns wind down before cancelling
+FIRST_BACKOFF_S = 0.5  # the worker's wait after a failure, doubled per failure in a row...
+MAX_BACKOFF_S = 30.0  # ...up to this
+NOT_STORED = "The bot's passage could not be saved just now; it will be written again shortly."
+INTERNAL_ERROR = "The bot hit an internal error; try again."
+
+
+@dataclass(frozen=True, slots=True)
+class QueueHealth:
+    """How the generation worker is doing: what a health check reports."""
+
+    model_ready: bool  # the default model is loaded: bot turns start without waiting for it
+    worker_running: bool
+    restarts: int  # times the supervisor had to start the worker again
+    errors: int  # errors the worker survived since the process started
+    failing_since: float | None  # time.time() of the first failure of the current run, if failing
+    last_error: str | None
+    turns_running: int
+
+    @property
+    def healthy(self) -> bool:
+        return self.worker_running and self.failing_since is None
 
 
 class TurnListener(Protocol):
@@ -75,11 +104,19 @@ class GenerationQueue:
         self._listeners: list[TurnListener] = []
         self._wake = asyncio.Event()
         self._running: dict[int, _Running] = {}
+        self._making_backend = asyncio.Lock()
         self._worker: asyncio.Task[None] | None = None
         self._turns: set[asyncio.Task[None]] = set()
         self._stopping = False
+        self._stopped = asyncio.Event()
         self._watchers: set[asyncio.Task[None]] = set()
+        self._warming: asyncio.Task[None] | None = None
+        self._restarts = 0
+        self._errors = 0
+        self._failing_since: float | None = None
+        self._last_error: str | None = None
         sessions.on_jobs_changed(self.wake)
+        sessions.limit_passage_length(self.longest_passage)
 
     def add_listener(self, listener: TurnListener) -> None:
         self._listeners.append(listener)
@@ -93,12 +130,53 @@ class GenerationQueue:
             task.add_done_callback(self._watchers.discard)
 
     async def start(self) -> None:
+        """Take up interrupted turns, start the worker, and load the default model in the background.
+
+        The default model's backend is made here, in a thread, before any adapter takes
+        traffic: making one imports torch and transformers, seconds of work that would
+        otherwise stall the event loop (and every acknowledgement) at the first bot turn.
+        The weights then load in a thread while the adapters already answer; ``health()``
+        says when they are ready.
+        """
+        await self._batcher(self.config.model.name)
         recovered = await self.sessions.requeue_interrupted_jobs(at_start=True)
         if recovered:
             log.info("re-running %d bot turns interrupted by a restart", recovered)
         self._stopping = False
-        self._worker = asyncio.create_task(self._work(), name="generation-queue")
+        self._stopped.clear()
+        self._start_worker()
         self._wake.set()
+        self._warming = asyncio.create_task(self._warm_up_in_background(), name="model-warm-up")
+
+    async def _warm_up_in_background(self) -> None:
+        if problem := await self.warm_up():
+            log.warning("the model is not available: %s", problem)
+
+    def _start_worker(self) -> None:
+        self._worker = asyncio.create_task(self._work(), name="generation-queue")
+        self._worker.add_done_callback(self._supervise)
+
+    def _supervise(self, worker: asyncio.Task[None]) -> None:
+        """The worker ended: expected when stopping; otherwise say so and start it again."""
+        if self._stopping or worker is not self._worker:
+            return
+        reason = "was cancelled" if worker.cancelled() else f"died: {worker.exception()!r}"
+        self._restarts += 1
+        log.error("the generation worker %s; starting it again (restart %d)", reason, self._restarts)
+        self._start_worker()
+        self._wake.set()
+
+    def health(self) -> QueueHealth:
+        default = self._batchers.get(self.config.model.name)
+        return QueueHealth(
+            model_ready=default is not None and default.backend.loaded,
+            worker_running=self._worker is not None and not self._worker.done(),
+            restarts=self._restarts,
+            errors=self._errors,
+            failing_since=self._failing_since,
+            last_error=self._last_error,
+            turns_running=len(self._running),
+        )
 
     async def stop(self) -> None:
         """Stop taking jobs; a turn being written is abandoned and re-run at the next start.
@@ -108,10 +186,11 @@ class GenerationQueue:
         still busy after ``STOP_GRACE_S`` (a model download, say) is cancelled.
         """
         self._stopping = True
+        self._stopped.set()
         for running in self._running.values():
             running.cancelled.set()
         self._wake.set()
-        tasks = [task for task in (self._worker, *self._turns) if task is not None]
+        tasks = [task for task in (self._worker, self._warming, *self._turns) if task is not None]
         if tasks:
             _, late = await asyncio.wait(tasks, timeout=STOP_GRACE_S)
             for task in late:
@@ -119,51 +198,109 @@ class GenerationQueue:
             await asyncio.gather(*late, return_exceptions=True)
         self._worker = None
 
-    def backend(self, model_name: str) -> Backend:
-        return self._batcher(model_name).backend
+    async def backend(self, model_name: str) -> Backend:
+        return (await self._batcher(model_name)).backend
 
-    def _batcher(self, model_name: str) -> Batcher:
-        if model_name not in self._batchers:
-            backend = self._backend_factory(model_name)
-            self._batchers[model_name] = Batcher(backend, self.config.generation.max_batch)
+    async def _batcher(self, model_name: str) -> Batcher:
+        """The model's batcher, its backend made in a thread (making one may import torch)."""
+        async with self._making_backend:
+            if model_name not in self._batchers:
+                backend = await asyncio.to_thread(self._backend_factory, model_name)
+                self._batchers[model_name] = Batcher(backend, self.config.generation.max_batch)
         return self._batchers[model_name]
 
     async def warm_up(self) -> str | None:
         """Load the default model now; returns the one-line problem if it cannot be loaded."""
         try:
-            await asyncio.to_thread(self.backend(self.config.model.name).load)
+            backend = await self.backend(self.config.model.name)
+            await asyncio.to_thread(backend.load)
         except ModelUnavailable as error:
             return str(error)
+        except Exception as error:  # a warm-up runs unattended: its failure is reported, not raised
+            log.exception("loading %s failed", self.config.model.name)
+            return f"Could not load {self.config.model.name}: {error}".splitlines()[0]
+        self._warn_if_length_cut(backend)
         return None
+
+    def longest_passage(self, model_name: str) -> int | None:
+        """The most new tokens ``model_name`` can write beside a prompt; None while it is not loaded."""
+        batcher = self._batchers.get(model_name)
+        if batcher is None or not batcher.backend.loaded:  # (asking would load it, on the event loop)
+            return None
+        return longest_passage(batcher.backend.context_length)
+
+    def _warn_if_length_cut(self, backend: Backend) -> None:
+        longest = longest_passage(backend.context_length)
+        if self.config.model.max_new_tokens > longest:
+            log.warning(
+                "model.max_new_tokens is %d, but %s holds %d tokens: bot passages are cut to %d tokens",
+                self.config.model.max_new_tokens, backend.model_name, backend.context_length, longest,
+            )
 
     # ------------------------------------------------------------------ the worker
 
     async def _work(self) -> None:
-        max_batch = self.config.generation.max_batch
+        """Wait for work, beat, claim; survive every error of its own, backing off while they last."""
         beat_every = self.config.generation.job_lease_s / 4
         next_beat = time.monotonic() + beat_every
+        backoff = FIRST_BACKOFF_S
         while not self._stopping:
             try:
                 await asyncio.wait_for(self._wake.wait(), timeout=max(next_beat - time.monotonic(), 0))
             except TimeoutError:
                 pass
             self._wake.clear()
-            if time.monotonic() >= next_beat and not self._stopping:
-                next_beat = time.monotonic() + beat_every
-                await self._heartbeat()
-            # Oldest first, and a channel never has two open jobs: so every waiting channel
-            # gets a slot before any channel gets a second turn.
-            while not self._stopping and len(self._running) < max_batch and (
-                specs := await self.sessions.claim_jobs(limit=max_batch - len(self._running))
-            ):
-                for spec in specs:
-                    run = _Running(spec, threading.Event(), _Throttle(self.config.generation.stream_interval_s))
-                    if self._stopping:  # claimed while stop() began: left for the next start
-                        run.cancelled.set()
-                    self._running[spec.job_id] = run
-                    task = asyncio.create_task(self._turn(run), name=f"bot-turn-{spec.job_id}")
-                    self._turns.add(task)
-                    task.add_done_callback(self._turns.discard)
+            try:
+                if time.monotonic() >= next_beat and not self._stopping:
+                    next_beat = time.monotonic() + beat_every
+                    await self._heartbeat()
+                await self._claim()
+            except Exception as error:
+                self._record_failure(error)
+                await self._pause(backoff)
+                backoff = min(backoff * 2, MAX_BACKOFF_S)
+                self._wake.set()  # look again after the pause: jobs may be waiting
+                continue
+            if self._failing_since is not None:
+                log.info("the generation worker is working again after %.0f s", time.time() - self._failing_since)
+                self._failing_since = None
+            backoff = FIRST_BACKOFF_S
+
+    def _record_failure(self, error: Exception) -> None:
+        """Log the first failure of a run with its traceback; the rest of the run quietly."""
+        self._errors += 1
+        self._last_error = f"{type(error).__name__}: {error}".splitlines()[0]
+        if self._failing_since is None:
+            self._failing_since = time.time()
+            log.error("the generation worker failed; it keeps retrying, with backoff", exc_info=error)
+        else:
+            log.debug("the generation worker failed again: %s", self._last_error)
+
+    async def _pause(self, seconds: float) -> None:
+        """Sleep, but wake at once when the queue is stopping."""
+        try:
+            await asyncio.wait_for(self._stopped.wait(), timeout=seconds)
+        except TimeoutError:
+            pass
+
+    async def _claim(self) -> None:
+        """Start a turn for each pending job there is room for.
+
+        Oldest first, and a channel never has two open jobs: so every waiting channel gets a
+        slot before any channel gets a second turn.
+        """
+        max_batch = self.config.generation.max_batch
+        while not self._stopping and len(self._running) < max_batch and (
+            specs := await self.sessions.claim_jobs(limit=max_batch - len(self._running))
+        ):
+            for spec in specs:
+                run = _Running(spec, threading.Event(), _Throttle(self.config.generation.stream_interval_s))
+                if self._stopping:  # claimed while stop() began: left for the next start
+                    run.cancelled.set()
+                self._running[spec.job_id] = run
+                task = asyncio.create_task(self._turn(run), name=f"bot-turn-{spec.job_id}")
+                self._turns.add(task)
+                task.add_done_callback(self._turns.discard)
 
     async def _heartbeat(self) -> None:
         """Tell other processes this one is alive, and take back turns whose process is not."""
@@ -172,27 +309,32 @@ class GenerationQueue:
             log.warning("re-running %d bot turns whose process stopped answering", recovered)
 
     async def _stop_cancelled(self) -> None:
-        for job_id, running in list(self._running.items()):
-            if not await self.sessions.job_is_open(job_id):
-                running.cancelled.set()
+        """Stop writing turns that were undone, retried or ended meanwhile."""
+        try:
+            for job_id, running in list(self._running.items()):
+                if not await self.sessions.job_is_open(job_id):
+                    running.cancelled.set()
+        except Exception as error:  # the worker's next look at the table catches up
+            log.warning("could not check for cancelled bot turns: %s", error)
 
     async def _turn(self, run: _Running) -> None:
         """Write one job's passage and store it (or its error); then make room for the next job."""
         await self._notify("turn_started", run.spec)
         pump = asyncio.create_task(self._pump(run))
         timer: asyncio.TimerHandle | None = None
-        batcher = self._batcher(str(run.spec.settings["model"]))
         try:
+            batcher = await self._batcher(str(run.spec.settings["model"]))
             # Loading (a download, the first time) is not part of a turn's time limit.
             await asyncio.to_thread(batcher.backend.load)
             loop = asyncio.get_running_loop()
             timer = loop.call_later(self.config.generation.job_timeout_s, run.time_out)
-            result = await self._store(run, await self._write_passage(batcher, run, loop))
+            text = await self._write_passage(batcher, run, loop)
+            result = await self._settle(run, self._store(run, text))
         except ModelUnavailable as error:
-            result = await self.sessions.fail_job(run.spec.job_id, str(error))
+            result = await self._settle(run, self.sessions.fail_job(run.spec.job_id, str(error)))
         except Exception:
             log.exception("bot turn %s failed", run.spec.job_id)
-            result = await self.sessions.fail_job(run.spec.job_id, "The bot hit an internal error; try again.")
+            result = await self._settle(run, self.sessions.fail_job(run.spec.job_id, INTERNAL_ERROR))
         finally:
             if timer is not None:
                 timer.cancel()
@@ -203,6 +345,19 @@ class GenerationQueue:
         if result is not None or not self._stopping:
             # (A turn cut short by a stop is not "withdrawn": it runs again at the next start.)
             await self._notify("turn_finished", run.spec, result)
+
+    async def _settle(self, run: _Running, outcome: Awaitable[Result | None]) -> Result | None:
+        """Record a turn's outcome; if the database will not take it, the turn stays open.
+
+        The job is then still "running" in the table with no process beating for it, so it
+        is taken up again once its lease runs out; meanwhile the channel is told so.
+        """
+        try:
+            return await outcome
+        except Exception as error:
+            self._record_failure(error)
+            log.warning("bot turn %s could not be stored; it will run again after its lease", run.spec.job_id)
+            return Result.error(NOT_STORED)
 
     async def _store(self, run: _Running, text: str) -> Result | None:
         if run.timed_out:
@@ -231,6 +386,11 @@ class GenerationQueue:
     def _request(self, backend: Backend, run: _Running, loop: asyncio.AbstractEventLoop) -> GenerationRequest:
         spec = run.spec
         sampling = self._sampling(spec)
+        # A length beyond what the model holds (set before it was loaded, or in the config) is
+        # cut to fit, rather than run off the end of the model's positions.
+        longest = longest_passage(backend.context_length)
+        if sampling.max_new_tokens > longest:
+            sampling = replace(sampling, max_new_tokens=longest)
         limits = PromptLimits(
             budget_tokens=max(backend.context_length - sampling.max_new_tokens, 1),
             lore_max_tokens=self.config.story.lore_max_tokens,
