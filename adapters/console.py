@@ -4,21 +4,29 @@ Lines starting with ``/story`` are commands, ``/as NAME`` switches who is typing
 leaves, and any other line is the current person's turn (``/story add``). When stdin is not a
 terminal each line waits for the bot turn it triggered, so a script reads like people taking
 turns; at a terminal the bot's text streams in as it is written.
+
+A line that fails gets one line of error and the console reads the next: a script is never cut
+short by one bad line. Bytes that are not UTF-8 are read as U+FFFD, never fatal.
 """
 
 from __future__ import annotations
 
 import asyncio
 import getpass
+import io
+import logging
 import sys
 from pathlib import Path
 from typing import TextIO
 
 from bot import commands as c
 from bot.app import App
+from bot.export.files import save_in
 from bot.identity import Actor, ChannelRef
-from bot.results import Attachment, Result
+from bot.results import Result
 from bot.sessions import BOT_NAME, JobSpec
+
+log = logging.getLogger(__name__)
 
 CONSOLE_HELP = "Lines starting with /story are commands (try /story help); /as NAME switches who is typing; /quit leaves."
 
@@ -30,21 +38,6 @@ def default_user(configured: str) -> str:
         return getpass.getuser() or "you"
     except Exception:  # no login name in some containers
         return "you"
-
-
-def save_attachment(attachment: Attachment, folder: Path) -> Path:
-    """Write an exported file into ``folder`` under its own name, never over an existing file."""
-    name = Path(attachment.filename).name or "story"
-    stem, dot, suffix = name.partition(".")
-    number = 1
-    while True:
-        path = folder / (name if number == 1 else f"{stem}-{number}{dot}{suffix}")
-        try:
-            with path.open("xb") as file:
-                file.write(attachment.data)
-            return path
-        except FileExistsError:
-            number += 1
 
 
 class ConsoleChannel:
@@ -70,16 +63,32 @@ class ConsoleChannel:
     # ------------------------------------------------------------------ the loop
 
     async def run(self, stdin: TextIO = sys.stdin) -> None:
+        for stream in (stdin, self.out):
+            if isinstance(stream, io.TextIOWrapper):  # undecodable input, unencodable output: replaced
+                stream.reconfigure(errors="replace")
         self._print(f"storybot console — writing as {self.actor.name}. {CONSOLE_HELP}")
+        warming = None
         if self.interactive:
             self._print(f"Loading {self.app.config.model.name} in the background…")
-            asyncio.get_running_loop().create_task(self._warm_up())
+            warming = asyncio.create_task(self._warm_up())  # (held, so it is not collected mid-way)
         while True:
             line = await asyncio.to_thread(stdin.readline)
             if not line:
                 break
-            if not await self.handle_line(line.rstrip("\r\n")):
+            if not await self._handle_safely(line.rstrip("\r\n")):
                 break
+        if warming is not None:
+            warming.cancel()
+
+    async def _handle_safely(self, line: str) -> bool:
+        """``handle_line``, but a failure costs only this line."""
+        try:
+            return await self.handle_line(line)
+        except Exception as error:
+            log.exception("console line failed")
+            reason = " ".join(str(error).split())[:200] or type(error).__name__
+            self._print(f"! That line failed: {reason}")
+            return True
 
     async def _warm_up(self) -> None:
         problem = await self.app.queue.warm_up()
@@ -127,7 +136,7 @@ class ConsoleChannel:
             self._print(result.text)
         if result.attachment is not None:
             try:
-                self._print(f"Saved {save_attachment(result.attachment, Path.cwd())}")
+                self._print(f"Saved {save_in(Path.cwd(), result.attachment.filename, result.attachment.data)}")
             except OSError as error:
                 self._print(f"! Cannot save {result.attachment.filename} here: {error.strerror or error}")
 

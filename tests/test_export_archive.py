@@ -8,6 +8,7 @@ import io
 import json
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import func, select
@@ -230,6 +231,97 @@ def test_cli_import_refuses_a_bad_file_and_stores_nothing(
     code, out, err = cli(cli_env, capsys, monkeypatch, "import", "in.json", "--channel", "a:b")
     assert code == 1 and "--channel must be NAME" in err
     assert cli(cli_env, capsys, monkeypatch, "list")[1] == "No stories yet.\n"
+
+
+SLUG = "lanterns-ghosts-a-tale"  # the file name tricky_story's title gives
+
+
+def imported(
+    config: Config, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, document: dict[str, Any]
+) -> str:
+    """`storybot import` of ``document`` (as in.json in the current folder); the new story's id."""
+    Path("in.json").write_text(json.dumps(document))
+    code, out, err = cli(config, capsys, monkeypatch, "import", "in.json")
+    assert code == 0, err
+    return out.split("#", 1)[1].split()[0]
+
+
+def test_cli_export_gives_stories_of_the_same_title_a_file_each(
+    cli_env: Config, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    other = json.loads(dumps(tricky_story()))
+    other["passages"][0]["text"] = "The other story starts elsewhere."
+    ids = [imported(cli_env, capsys, monkeypatch, json.loads(dumps(tricky_story()))),
+           imported(cli_env, capsys, monkeypatch, other)]
+    texts = [cli(cli_env, capsys, monkeypatch, "export", "--story", story_id, "-o", "-")[1] for story_id in ids]
+    assert texts[0] != texts[1]
+    for story_id, name in zip(ids, (f"{SLUG}.md", f"{SLUG}-2.md"), strict=True):
+        code, out, err = cli(cli_env, capsys, monkeypatch, "export", "--story", story_id)
+        assert code == 0, err
+        assert out.startswith(f"Wrote {name} (")
+    assert [(tmp_path / f"{SLUG}.md").read_text(), (tmp_path / f"{SLUG}-2.md").read_text()] == texts
+
+
+def test_cli_export_does_not_write_through_a_symlink(
+    cli_env: Config, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    story_id = imported(cli_env, capsys, monkeypatch, json.loads(dumps(tricky_story())))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "precious.md").write_text("precious")
+    (tmp_path / f"{SLUG}.md").symlink_to(elsewhere / "precious.md")
+    (tmp_path / f"{SLUG}.txt").symlink_to(elsewhere / "missing.txt")  # dangling: a write through it creates one
+    for fmt in ("md", "txt"):
+        code, out, err = cli(cli_env, capsys, monkeypatch, "export", "--story", story_id, "--format", fmt)
+        assert code == 0, err
+        assert out.startswith(f"Wrote {SLUG}-2.{fmt} (")
+    assert (elsewhere / "precious.md").read_text() == "precious"
+    assert sorted(path.name for path in elsewhere.iterdir()) == ["precious.md"]
+    assert (tmp_path / f"{SLUG}.md").readlink() == elsewhere / "precious.md"
+
+
+def test_cli_export_replaces_an_existing_file_only_with_force(
+    cli_env: Config, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with pytest.raises(SystemExit):
+        main(["export", "--help"])
+    assert "--force" in capsys.readouterr().out
+    story_id = imported(cli_env, capsys, monkeypatch, json.loads(dumps(tricky_story())))
+    text = cli(cli_env, capsys, monkeypatch, "export", "--story", story_id, "-o", "-")[1]
+    (tmp_path / "mine.md").write_text("my notes")
+    code, out, err = cli(cli_env, capsys, monkeypatch, "export", "--story", story_id, "-o", "mine.md")
+    assert (code, out, err) == (1, "", "storybot: mine.md exists; use --force to replace it.\n")
+    assert (tmp_path / "mine.md").read_text() == "my notes"
+    code, out, err = cli(cli_env, capsys, monkeypatch, "export", "--story", story_id, "-o", "mine.md", "--force")
+    assert code == 0 and out.startswith("Wrote mine.md ("), err
+    assert (tmp_path / "mine.md").read_text() == text
+    # Without -o, --force replaces the title's file instead of picking the next free name.
+    (tmp_path / f"{SLUG}.md").write_text("an old export")
+    code, out, err = cli(cli_env, capsys, monkeypatch, "export", "--story", story_id, "--force")
+    assert code == 0 and out.startswith(f"Wrote {SLUG}.md ("), err
+    assert (tmp_path / f"{SLUG}.md").read_text() == text
+    assert not (tmp_path / f"{SLUG}-2.md").exists() and not list(tmp_path.glob(".*.tmp"))
+
+
+def test_cli_export_force_replaces_a_symlink_not_its_target(
+    cli_env: Config, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    story_id = imported(cli_env, capsys, monkeypatch, json.loads(dumps(tricky_story())))
+    text = cli(cli_env, capsys, monkeypatch, "export", "--story", story_id, "-o", "-")[1]
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "precious.md").write_text("precious")
+    link = tmp_path / "out.md"
+    link.symlink_to(elsewhere / "precious.md")
+    (tmp_path / "gone.md").symlink_to(elsewhere / "gone.md")
+    for name in ("out.md", "gone.md"):  # a link is there even when its target is not
+        code, out, err = cli(cli_env, capsys, monkeypatch, "export", "--story", story_id, "-o", name)
+        assert (code, err) == (1, f"storybot: {name} exists; use --force to replace it.\n")
+    code, out, err = cli(cli_env, capsys, monkeypatch, "export", "--story", story_id, "-o", "out.md", "--force")
+    assert code == 0, err
+    assert not link.is_symlink() and link.read_text() == text
+    assert (elsewhere / "precious.md").read_text() == "precious"
+    assert sorted(path.name for path in elsewhere.iterdir()) == ["precious.md"]
 
 
 # ------------------------------------------------------------------------- console

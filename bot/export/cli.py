@@ -2,6 +2,8 @@
 
 These work on the database directly (no model, no chat platform). Problems a person can fix
 (an unknown story id, a file that is not a story export) raise ``UserError`` with one line.
+``storybot export`` never writes over a file, or through a symlink, unless ``--force`` says to
+replace it: people export into folders they keep other things in, and titles repeat.
 """
 
 from __future__ import annotations
@@ -12,10 +14,12 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+from bot.app import open_database
 from bot.config import Config
 from bot.export import FORMATS, ExportOptions, render
 from bot.export.archive import import_story, list_stories, parse_channel
 from bot.export.common import counted
+from bot.export.files import replace, save_in, write_new
 from bot.export.json_format import DocumentError, loads
 from bot.export.snapshot import load_story
 from bot.results import UserError
@@ -29,7 +33,15 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     export.add_argument("--story", type=int, required=True, metavar="ID", help="story id (see storybot list)")
     export.add_argument("--format", choices=tuple(FORMATS), default="md", help="file format (default: md)")
     export.add_argument(
-        "-o", "--output", metavar="FILE", help="where to write (default: a name from the title, here; - = stdout)"
+        "-o",
+        "--output",
+        metavar="FILE",
+        help="where to write (default: a name from the title, here, or the next free one: story-2.md; - = stdout)",
+    )
+    export.add_argument(
+        "--force",
+        action="store_true",
+        help="replace FILE (or the title's file) if it exists; a symlink is replaced, its target left alone",
     )
     export.add_argument("--no-authors", action="store_true", help="leave out who wrote each passage")
     export.add_argument("--body", action="store_true", help="html: only the story body, to paste into AO3")
@@ -46,7 +58,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
 
 @asynccontextmanager
 async def _database(config: Config) -> AsyncIterator[Database]:
-    db = Database(config.database.url, busy_timeout_ms=config.database.busy_timeout_ms)
+    db = open_database(config)
     try:
         await db.migrate()
         yield db
@@ -76,7 +88,14 @@ async def export_command(config: Config, args: argparse.Namespace) -> None:
         return
     path = Path(args.output or file.filename)
     try:
-        path.write_bytes(file.data)
+        if args.force:
+            replace(path, file.data)
+        elif args.output is None:
+            path = save_in(Path(), file.filename, file.data)
+        else:
+            write_new(path, file.data)
+    except FileExistsError:
+        raise UserError(f"{path} exists; use --force to replace it.") from None
     except OSError as error:
         raise UserError(f"cannot write {path}: {error.strerror or error}.") from None
     print(f"Wrote {path} ({len(file.data):,} bytes).")
