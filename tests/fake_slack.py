@@ -211,8 +211,9 @@ class SignedSender:
     _ids: itertools.count = field(default_factory=lambda: itertools.count(1))
 
     async def send(self, body: bytes, content_type: str, *, age_s: float = 0, secret: str | None = None,
-                   headers: dict[str, str] | None = None) -> Sent:
-        timestamp = str(int(time.time() - age_s))
+                   headers: dict[str, str] | None = None, timestamp: str | None = None) -> Sent:
+        """Post ``body`` signed as Slack signs it; ``timestamp`` (signed too) replaces the current time."""
+        timestamp = timestamp if timestamp is not None else str(int(time.time() - age_s))
         signed = {
             "Content-Type": content_type,
             "X-Slack-Request-Timestamp": timestamp,
@@ -249,10 +250,17 @@ class SignedSender:
     async def click(self, action: str, value: str, *, user: str, channel: str, message_ts: str,
                     thread_ts: str | None = None) -> Sent:
         """A Block Kit button click (``block_actions``) on the bot's message ``message_ts``."""
+        payload = self.click_payload(action, value, user=user, channel=channel, message_ts=message_ts,
+                                     thread_ts=thread_ts)
+        return await self.interact(json.dumps(payload))
+
+    def click_payload(self, action: str, value: str, *, user: str, channel: str, message_ts: str,
+                      thread_ts: str | None = None) -> dict[str, Any]:
+        """A button click's ``payload`` as Slack sends it, for ``interact`` (as is, or altered)."""
         container = {"type": "message", "message_ts": message_ts, "channel_id": channel, "is_ephemeral": False}
         if thread_ts:
             container["thread_ts"] = thread_ts
-        payload = {
+        return {
             "type": "block_actions", "api_app_id": "A0APP", "token": "legacy-verification-token",
             "user": {"id": user, "username": user.lower(), "team_id": TEAM},
             "team": {"id": TEAM, "domain": "test"}, "channel": {"id": channel, "name": "stories"},
@@ -262,18 +270,26 @@ class SignedSender:
             "actions": [{"type": "button", "action_id": f"story_{action}", "block_id": f"story-{value}",
                          "value": value, "action_ts": str(time.time())}],
         }
-        body = urllib.parse.urlencode({"payload": json.dumps(payload)}).encode()
-        return await self.send(body, "application/x-www-form-urlencoded")
+
+    async def interact(self, payload: str, **options: Any) -> Sent:
+        """An interactive request: its ``payload`` form field, normally JSON."""
+        body = urllib.parse.urlencode({"payload": payload}).encode()
+        return await self.send(body, "application/x-www-form-urlencoded", **options)
 
     async def message(self, text: str, *, user: str, channel: str, thread_ts: str | None, event_id: str,
                       retry_num: int | None = None) -> Sent:
         """An Events API ``message`` callback; a retry carries the same ``event_id`` and ``X-Slack-Retry-Num``."""
+        envelope = self.message_envelope(text, user=user, channel=channel, thread_ts=thread_ts, event_id=event_id)
+        headers = {"X-Slack-Retry-Num": str(retry_num), "X-Slack-Retry-Reason": "http_timeout"} if retry_num else None
+        return await self.send(json.dumps(envelope).encode(), "application/json", headers=headers)
+
+    def message_envelope(self, text: str, *, user: str, channel: str, thread_ts: str | None,
+                         event_id: str) -> dict[str, Any]:
+        """The Events API envelope of a ``message`` event, as Slack sends it."""
         event = {"type": "message", "channel": channel, "user": user, "text": text,
                  "ts": f"{time.time():.6f}", "channel_type": "channel", "event_ts": f"{time.time():.6f}"}
         if thread_ts:
             event["thread_ts"] = thread_ts
-        envelope = {"token": "legacy-verification-token", "team_id": TEAM, "api_app_id": "A0APP", "event": event,
-                    "type": "event_callback", "event_id": event_id, "event_time": int(time.time()),
-                    "authorizations": [{"team_id": TEAM, "user_id": BOT_USER, "is_bot": True}]}
-        headers = {"X-Slack-Retry-Num": str(retry_num), "X-Slack-Retry-Reason": "http_timeout"} if retry_num else None
-        return await self.send(json.dumps(envelope).encode(), "application/json", headers=headers)
+        return {"token": "legacy-verification-token", "team_id": TEAM, "api_app_id": "A0APP", "event": event,
+                "type": "event_callback", "event_id": event_id, "event_time": int(time.time()),
+                "authorizations": [{"team_id": TEAM, "user_id": BOT_USER, "is_bot": True}]}

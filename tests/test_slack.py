@@ -11,9 +11,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import re
 import time
-from collections.abc import AsyncIterator
+import urllib.parse
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,7 +27,16 @@ from adapters.slack_app.render import SECTION_LIMIT, plain_text, split_text
 from bot.cli import main
 from bot.config import ConfigError
 from tests.conftest import make_config
-from tests.fake_slack import APP_TOKEN, BOT_TOKEN, BOT_USER, SIGNING_SECRET, FakeSlack, SignedSender, start_fake_slack
+from tests.fake_slack import (
+    APP_TOKEN,
+    BOT_TOKEN,
+    BOT_USER,
+    SIGNING_SECRET,
+    FakeSlack,
+    Sent,
+    SignedSender,
+    start_fake_slack,
+)
 from tests.fake_openai import FakeOpenAI, running_fake_openai
 
 CHANNEL = "C0STORY"
@@ -357,3 +368,152 @@ async def test_where_the_bot_cannot_post_the_asker_still_hears_why(slack: Slack)
     assert all(a.args["response_type"] == "ephemeral" for a in answers)
     assert any(t.startswith("/story start") for t in texts)  # the help, shown to the asker only
     assert "⚠️ I can't post in this channel yet: invite me with /invite, then try again." in texts
+
+
+# ---------------------------------------------------------------------- requests Slack would never send
+
+OTHER = "C0OTHER"  # where each malformed ``/story start`` would have started a story
+FORM, JSON = "application/x-www-form-urlencoded", "application/json"
+NOT_OUR_BUTTON = "⚠️ This button is not one the bot made. Type /story status."
+ARABIC_INDIC = str.maketrans("0123456789", "٠١٢٣٤٥٦٧٨٩")  # int() reads them; Slack never sends them
+
+
+def altered(fields: dict[str, Any], drop: tuple[str, ...] = (), **changes: Any) -> dict[str, Any]:
+    """``fields`` with ``changes`` made and the keys in ``drop`` left out."""
+    return {key: value for key, value in {**fields, **changes}.items() if key not in drop}
+
+
+@dataclass
+class Target:
+    """What a malformed request would change if the app took it: the running story “Kept”, which
+    an End click would end, and the channel OTHER, where ``/story start`` would start “Lost”."""
+
+    send: SignedSender
+    story_id: str
+    message_ts: str
+
+    def start(self, drop: tuple[str, ...] = (), **changes: str) -> bytes:
+        fields = self.send.command_fields('start "Lost" The door opened.', user=ALICE, channel=OTHER)
+        return urllib.parse.urlencode(altered(fields, drop, **changes)).encode()
+
+    def end(self, drop: tuple[str, ...] = (), **changes: Any) -> str:
+        payload = self.send.click_payload("end", self.story_id, user=ALICE, channel=CHANNEL, message_ts=self.message_ts)
+        return json.dumps(altered(payload, drop, **changes))
+
+    def event(self, **changes: Any) -> bytes:
+        envelope = self.send.message_envelope("The gull cried.", user=BOB, channel=CHANNEL, thread_ts=None,
+                                              event_id=self.send.next_id("Ev0"))
+        return json.dumps(altered(envelope, **changes)).encode()
+
+
+MALFORMED: dict[str, Callable[[Target], Awaitable[Sent]]] = {
+    "timestamp is a word": lambda t: t.send.send(t.start(), FORM, timestamp="soon"),
+    "timestamp has 5000 digits": lambda t: t.send.send(t.start(), FORM, timestamp="9" * 5000),
+    "timestamp in Arabic-Indic digits": lambda t: t.send.send(
+        t.start(), FORM, timestamp=str(int(time.time())).translate(ARABIC_INDIC)),
+    "body is not UTF-8": lambda t: t.send.send(t.start() + b"&channel_name=\xff", FORM),
+    "payload is not JSON": lambda t: t.send.interact(t.end()[:-1]),
+    "payload is a JSON list": lambda t: t.send.interact(f"[{t.end()}]"),
+    "event body is not JSON": lambda t: t.send.send(t.event()[:-1], JSON),
+    "event is not an object": lambda t: t.send.send(t.event(event="message"), JSON),
+    "command has no channel_id": lambda t: t.send.send(t.start(drop=("channel_id",)), FORM),
+    "command has no user_id": lambda t: t.send.send(t.start(drop=("user_id",)), FORM),
+    "command has no trigger_id": lambda t: t.send.send(t.start(drop=("trigger_id",)), FORM),
+    "click has no actions": lambda t: t.send.interact(t.end(drop=("actions",))),
+    "click's action is not an object": lambda t: t.send.interact(t.end(actions=["story_end"])),
+    "click has no user": lambda t: t.send.interact(t.end(drop=("user",))),
+    "click's user has no id": lambda t: t.send.interact(t.end(user={"username": "alice", "team_id": "T0TEAM"})),
+    "click has no channel": lambda t: t.send.interact(t.end(drop=("channel",))),
+    "click's team is a number": lambda t: t.send.interact(t.end(team=1)),
+}
+
+
+async def running_story(slack: Slack) -> Target:
+    """Start “Kept” in CHANNEL and wait until its first bot passage (with its buttons) is final."""
+    await slack.sender.command('start "Kept" The keeper waited.', user=ALICE)
+    ts, passage = await bot_passage(slack.api, 1)
+    return Target(slack.sender, buttons(passage)[0]["value"], ts)
+
+
+def assert_logged_once(caplog: pytest.LogCaptureFixture, level: int) -> None:
+    """One log line at ``level`` since ``caplog.clear()``: no traceback, no secret. aiohttp's access
+    log, which has a line for every request, good or bad, is left aside."""
+    records = [record for record in caplog.records if record.name != "aiohttp.access"]
+    assert [(r.levelno, r.exc_info) for r in records] == [(level, None)], [r.getMessage() for r in records]
+    assert "\n" not in records[0].getMessage() and "Traceback" not in caplog.text
+    assert all(secret not in caplog.text for secret in (SIGNING_SECRET, BOT_TOKEN, "legacy-verification-token"))
+
+
+async def assert_kept_and_answering(slack: Slack, requests_before: int, posts_before: int) -> None:
+    """The app still answers good requests, and nothing changed: “Kept” runs on, nothing started in
+    OTHER, the model was not asked for a turn, nothing was posted."""
+    api, send = slack.api, slack.sender
+    for channel, answer in ((CHANNEL, "“Kept” — alternate mode, 2 passages"), (OTHER, "No story is running")):
+        seen = len(ephemerals(api, BOB))
+        assert (await send.command("status", user=BOB, channel=channel)).status == 200
+        status = await api.wait_for(lambda: ephemerals(api, BOB)[seen:])
+        assert answer in status[0], status
+    assert len(slack.model.requests) == requests_before and len(api.of("chat.postMessage")) == posts_before
+
+
+@pytest.mark.parametrize("case", list(MALFORMED))
+async def test_a_malformed_signed_request_gets_400_one_log_line_and_changes_nothing(
+        slack: Slack, caplog: pytest.LogCaptureFixture, case: str) -> None:
+    caplog.set_level(logging.INFO)
+    target = await running_story(slack)
+    requests_before, posts_before = len(slack.model.requests), len(slack.api.of("chat.postMessage"))
+    caplog.clear()
+    sent = await MALFORMED[case](target)
+    await asyncio.sleep(0.2)  # anything the request set off after its answer has run by now
+    assert sent.status == 400, sent
+    assert_logged_once(caplog, logging.WARNING)
+    await assert_kept_and_answering(slack, requests_before, posts_before)
+
+
+@pytest.mark.parametrize("value", ["²", "1" * 5000], ids=["superscript two", "5000 digits"])
+async def test_a_button_value_that_is_not_a_story_id_gets_the_not_our_button_answer(
+        slack: Slack, caplog: pytest.LogCaptureFixture, value: str) -> None:
+    caplog.set_level(logging.INFO)
+    target = await running_story(slack)
+    requests_before, posts_before = len(slack.model.requests), len(slack.api.of("chat.postMessage"))
+    caplog.clear()
+    sent = await slack.sender.click("end", value, user=ALICE, channel=CHANNEL, message_ts=target.message_ts)
+    assert sent.status == 200  # "²".isdigit(), yet int("²") raised after the acknowledgement
+    assert await slack.api.wait_for(lambda: ephemerals(slack.api, ALICE)) == [NOT_OUR_BUTTON]
+    assert "Traceback" not in caplog.text and not [r for r in caplog.records if r.levelno >= logging.WARNING]
+    await assert_kept_and_answering(slack, requests_before, posts_before)
+
+
+async def test_a_message_event_without_a_channel_is_acknowledged_and_ignored_with_one_log_line(
+        slack: Slack, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO)
+    target = await running_story(slack)
+    requests_before, posts_before = len(slack.model.requests), len(slack.api.of("chat.postMessage"))
+    event = json.loads(target.event())["event"]
+    caplog.clear()
+    # Bolt acknowledges an event before its listener runs, so the answer is 200 whatever follows.
+    sent = await slack.sender.send(target.event(event=altered(event, drop=("channel",))), JSON)
+    await asyncio.sleep(0.2)
+    assert sent.status == 200
+    assert_logged_once(caplog, logging.WARNING)
+    await assert_kept_and_answering(slack, requests_before, posts_before)
+
+
+async def test_a_request_no_listener_handles_gets_200_and_one_log_line(
+        slack: Slack, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO)
+    target = await running_story(slack)
+    requests_before, posts_before = len(slack.model.requests), len(slack.api.of("chat.postMessage"))
+    reaction = {"type": "reaction_added", "user": BOB, "reaction": "wave", "event_ts": "1700000000.000100"}
+    irrelevant = [
+        lambda: target.send.interact(target.end(actions=[{"type": "button", "action_id": "another_apps_button"}])),
+        lambda: target.send.send(target.event(event=reaction), JSON),  # Bolt's 404 would make Slack retry it
+        lambda: target.send.send(json.dumps({"type": "something_new"}).encode(), JSON),
+    ]
+    for send in irrelevant:
+        caplog.clear()
+        sent = await send()
+        await asyncio.sleep(0.2)
+        assert sent.status == 200, sent
+        assert_logged_once(caplog, logging.INFO)
+    await assert_kept_and_answering(slack, requests_before, posts_before)

@@ -3,8 +3,8 @@
 ``run_slack`` is what ``storybot slack`` runs: Socket Mode by default (an outgoing websocket, no
 public URL needed; ``slack.app_token`` + ``slack.bot_token``), or HTTP mode with ``--http``
 (Slack posts commands, button clicks and events to ``POST /slack/events``; every request's
-signature is checked with ``slack.signing_secret``). Platform code only: the story rules are the
-core's (``bot.sessions``).
+signature is checked with ``slack.signing_secret``, and one Slack would never send gets 400, see
+``endpoint``). Platform code only: the story rules are the core's (``bot.sessions``).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
 from slack_sdk.web.async_client import AsyncWebClient
 
+from adapters.slack_app.endpoint import EVENTS_PATH, events_app
 from adapters.slack_app.listeners import SlackStory
 from adapters.slack_app.messages import SLACK_ERRORS
 from bot.app import open_app
@@ -28,8 +29,6 @@ from bot.config import Config, ConfigError, SlackConfig
 __all__ = ["EVENTS_PATH", "SlackServer", "run_slack", "slack_app", "slack_http_server"]
 
 log = logging.getLogger(__name__)
-
-EVENTS_PATH = "/slack/events"
 
 
 def _require(settings: SlackConfig, *names: str) -> None:
@@ -86,7 +85,7 @@ class SlackServer:
 async def slack_http_server(config: Config, *, host: str, port: int) -> AsyncIterator[SlackServer]:
     """Serve ``POST /slack/events`` on ``host:port`` (port 0: any free port) until exit."""
     async with slack_app(config, http=True) as story:
-        runner = web.AppRunner(story.bolt.server(port=port, path=EVENTS_PATH, host=host).web_app)
+        runner = web.AppRunner(events_app(story.bolt))
         await runner.setup()
         site = web.TCPSite(runner, host, port)
         try:

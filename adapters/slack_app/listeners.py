@@ -1,6 +1,7 @@
 """The Bolt app: ``/story``, the passage buttons and story-thread messages in; the core's results out.
 
-Every listener acknowledges first (Slack wants an answer within 3 seconds), then does the work.
+Every listener reads the fields it needs first (instantly; one Slack would never send gets 400,
+see ``fields``), acknowledges (Slack wants an answer within 3 seconds), then does the work.
 What identifies a delivery, so that a redelivered one is applied once (``event_id`` for the core):
 
 - Events API: the envelope's ``event_id``, which Slack keeps on retries (``X-Slack-Retry-Num``).
@@ -19,9 +20,19 @@ import re
 from typing import Any
 
 from slack_bolt.async_app import AsyncApp
+from slack_bolt.error import BoltUnhandledRequestError
+from slack_bolt.response import BoltResponse
 from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.slack_app import render
+from adapters.slack_app.fields import (
+    Fields,
+    MalformedRequest,
+    optional_object,
+    optional_text,
+    required_object,
+    required_text,
+)
 from adapters.slack_app.messages import SLACK_ERRORS, Messages
 from adapters.slack_app.people import People
 from adapters.slack_app.streaming import PLATFORM, TurnStreamer
@@ -41,6 +52,10 @@ BUTTON_COMMANDS: dict[str, type[c.Command]] = {
 THREAD_HINT = "The story is in this thread: every reply is a passage; mention the bot with a command, e.g. “@storybot status”."
 PROBLEM = "Something went wrong on the bot's side; please try again."
 NOT_IN_CHANNEL = "I can't post in this channel yet: invite me with /invite, then try again."
+NOT_OUR_BUTTON = "⚠️ This button is not one the bot made. Type /story status."
+# A story id as the bot writes it into a button: ASCII digits. str.isdigit() also takes "²", which
+# int() refuses, and int() refuses more than 4300 digits.
+STORY_ID = re.compile(r"[0-9]{1,18}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,7 +85,9 @@ class SlackStory:
             signing_secret=signing_secret,
             request_verification_enabled=verify_requests,
             logger=logging.getLogger("slack_bolt"),
+            raise_error_for_unhandled_request=True,  # to _on_error: 200 and one line, not Bolt's 404
         )
+        self.bolt.error(self._on_error)
         self.bolt.command("/story")(self._on_command)
         self.bolt.action(re.compile(f"^{render.ACTION_PREFIX}({'|'.join(BUTTON_COMMANDS)})$"))(self._on_button)
         self.bolt.event("message")(self._on_message)
@@ -87,42 +104,52 @@ class SlackStory:
     # ------------------------------------------------------------------ listeners
 
     async def _on_command(self, ack: Any, body: dict[str, Any]) -> None:
+        delivery = command_delivery(body)
+        text = optional_text(body, "text", "the slash command")
         await ack()
-        ref = ChannelRef(PLATFORM, body.get("team_id", ""), body["channel_id"], body.get("thread_ts") or "")
-        delivery = Delivery(ref, body["user_id"], body.get("user_name", ""), body["trigger_id"], body.get("response_url"))
-        await self._run(delivery, render.plain_text(body.get("text", "")))
+        await self._run(delivery, render.plain_text(text))
 
     async def _on_button(self, ack: Any, body: dict[str, Any]) -> None:
+        delivery = button_delivery(body)
+        action = body["actions"][0]  # Bolt matched its action_id, so it is an object
         await ack()
-        action = body["actions"][0]
-        container = body.get("container") or {}
-        thread = container.get("thread_ts") or ""
-        if thread == container.get("message_ts"):
-            thread = ""  # a channel-level passage that people replied to: not a story thread
-        team = (body.get("team") or {}).get("id") or body["user"].get("team_id", "")
-        ref = ChannelRef(PLATFORM, team, body["channel"]["id"], thread)
-        user = body["user"]
-        delivery = Delivery(ref, user["id"], user.get("username", ""), body["trigger_id"], body.get("response_url"))
-        command = BUTTON_COMMANDS[action["action_id"].removeprefix(render.ACTION_PREFIX)]()
-        value = str(action.get("value", ""))
-        if not value.isdigit():
-            await self._tell(delivery, "⚠️ This button is not one the bot made. Type /story status.")
+        value = action.get("value")
+        if not isinstance(value, str) or not STORY_ID.fullmatch(value):
+            await self._tell(delivery, NOT_OUR_BUTTON)
             return
+        command = BUTTON_COMMANDS[action["action_id"].removeprefix(render.ACTION_PREFIX)]()
         await self._apply(delivery, command, story_id=int(value))
 
     async def _on_message(self, body: dict[str, Any]) -> None:
         """A message: ``@storybot <command>`` anywhere, or a passage in a story's thread."""
-        event = body["event"]
+        event = body["event"]  # Bolt matched its type, so it is an object
         if event.get("subtype") or event.get("bot_id") or not event.get("user"):
             return  # edits, joins, other bots, the bot itself
-        text = str(event.get("text", ""))
-        ref = ChannelRef(PLATFORM, body.get("team_id", ""), event["channel"], event.get("thread_ts") or "")
-        delivery = Delivery(ref, event["user"], "", body["event_id"])
+        delivery = message_delivery(body, event)
+        text = optional_text(event, "text", "the message")
         mention = f"<@{self.bot_user_id}>"
         if self.bot_user_id and text.lstrip().startswith(mention):
             await self._run(delivery, render.plain_text(text.lstrip()[len(mention) :]))
-        elif ref.thread and await self.core.sessions.running_story_id(ref) is not None:
+        elif delivery.ref.thread and await self.core.sessions.running_story_id(delivery.ref) is not None:
             await self._apply(delivery, c.Add(render.plain_text(text)))
+
+    async def _on_error(self, error: Exception, response: BoltResponse | None) -> BoltResponse | None:
+        """Bolt's error handler. A request Slack would never send, or one no listener handles, is the
+        sender's business: one line and no traceback, with 400 (200 for an unhandled one: Bolt's 404
+        would make Slack retry an event). Anything else is a bug, logged with its traceback."""
+        if isinstance(error, MalformedRequest):
+            if response is None:  # already acknowledged, as events are before their listener runs
+                log.warning("ignored a malformed Slack request: %s", error)
+                return None
+            log.warning("rejected a malformed Slack request with 400: %s", error)
+            return BoltResponse(status=400, body=f"{error}\n")
+        if isinstance(error, BoltUnhandledRequestError):
+            body = error.body
+            log.info("ignored a Slack request no listener handles (type %.40r, command %.40r)",
+                     body.get("type"), body.get("command"))
+            return BoltResponse(status=200, body="")
+        log.error("a Slack request failed: %s", error, exc_info=error)
+        return None
 
     # ------------------------------------------------------------------ applying commands
 
@@ -203,3 +230,42 @@ class SlackStory:
             await self.messages.tell(delivery.ref, delivery.user_id, text, delivery.response_url)
         except SLACK_ERRORS as error:
             log.warning("cannot reach %s in %s: %s", delivery.user_id, delivery.ref.key, error)
+
+
+# ---------------------------------------------------------------------- reading deliveries
+
+
+def command_delivery(body: Fields) -> Delivery:
+    """Who ran ``/story`` where. Slack sends each required field with every command, so one missing
+    is a malformed request (``MalformedRequest``: 400), not a ``KeyError`` after the acknowledgement."""
+    where = "the slash command"
+    ref = ChannelRef(PLATFORM, optional_text(body, "team_id", where), required_text(body, "channel_id", where),
+                     optional_text(body, "thread_ts", where))
+    return Delivery(ref, required_text(body, "user_id", where), optional_text(body, "user_name", where),
+                    required_text(body, "trigger_id", where), optional_text(body, "response_url", where) or None)
+
+
+def button_delivery(body: Fields) -> Delivery:
+    """Who clicked a passage button, under which message; a required field missing is a malformed request."""
+    where = "the button click"
+    user = required_object(body, "user", where)
+    container = optional_object(body, "container", where)
+    thread = optional_text(container, "thread_ts", "the button click's container")
+    if thread == optional_text(container, "message_ts", "the button click's container"):
+        thread = ""  # a channel-level passage that people replied to: not a story thread
+    team = optional_text(optional_object(body, "team", where), "id", "the button click's team")
+    channel = required_object(body, "channel", where)
+    ref = ChannelRef(PLATFORM, team or optional_text(user, "team_id", "the button click's user"),
+                     required_text(channel, "id", "the button click's channel"), thread)
+    return Delivery(ref, required_text(user, "id", "the button click's user"),
+                    optional_text(user, "username", "the button click's user"), required_text(body, "trigger_id", where),
+                    optional_text(body, "response_url", where) or None)
+
+
+def message_delivery(body: Fields, event: Fields) -> Delivery:
+    """Who wrote a message where, and the envelope's ``event_id`` (kept on Slack's retries); a required
+    field missing is a malformed request, which Bolt has already acknowledged, so it is only logged."""
+    where = "the message event"
+    ref = ChannelRef(PLATFORM, optional_text(body, "team_id", "the event"), required_text(event, "channel", where),
+                     optional_text(event, "thread_ts", where))
+    return Delivery(ref, required_text(event, "user", where), "", required_text(body, "event_id", "the event"))
