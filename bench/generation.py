@@ -6,7 +6,8 @@ Without ``--model`` it builds a GPT-2-small-sized model (124M parameters, random
 50257-token byte-level BPE tokenizer) once into ~/.cache/storybot/bench-gpt2-small and loads it
 through the product's own loading code. Throughput and latency are measured through the whole
 product path (story rules, SQLite, the generation queue, the local backend); the prefix-cache
-figures call the backend directly, so they isolate the cache.
+figures call the backend directly, so they isolate the cache. The event-loop lag while a bot
+starts (loads the model, writes its first turn) is measured by ``bench.load_lag`` in a fresh process.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ import asyncio
 import json
 import random
 import resource
-import statistics
 import tempfile
 import time
 from dataclasses import replace
@@ -24,6 +24,8 @@ from pathlib import Path
 
 import torch
 
+from bench import load_lag
+from bench.harness import TurnTimings, bench_config, percentile, start_sampling_loop_lag
 from bench.models import build_random_gpt2
 from bot import commands as c
 from bot.app import open_app
@@ -31,10 +33,10 @@ from bot.config import Config, load_config
 from bot.generation.backend import GenerationRequest, Sampling
 from bot.generation.local import LocalBackend, pick_device, pick_dtype
 from bot.identity import Actor, ChannelRef
-from bot.sessions import JobSpec
 
 DEFAULT_MODEL_DIR = Path.home() / ".cache" / "storybot" / "bench-gpt2-small"
 CHANNEL_COUNTS = (1, 4, 8)
+LAG_SLEEP_S = 0.010  # the sampler's sleep while generating (README: "10 ms sleeper")
 
 
 def build_model(folder: Path) -> None:
@@ -50,50 +52,6 @@ def _made_up_text(lines: int, seed: int = 0) -> list[str]:
     return [" ".join(words[i * 12 : (i + 1) * 12]) + "." for i in range(lines)]
 
 
-def bench_config(model_dir: Path, db_path: Path, new_tokens: int, max_batch: int) -> Config:
-    empty = db_path.with_suffix(".toml")
-    empty.write_text("")
-    return load_config(
-        empty,
-        env={
-            "STORYBOT_DATABASE_URL": f"sqlite+aiosqlite:///{db_path}",
-            "STORYBOT_MODEL_NAME": str(model_dir),
-            "STORYBOT_MODEL_LOCAL_FILES_ONLY": "true",
-            "STORYBOT_MODEL_MAX_NEW_TOKENS": str(new_tokens),
-            "STORYBOT_MODEL_MIN_NEW_TOKENS": str(new_tokens),
-            "STORYBOT_GENERATION_MAX_BATCH": str(max_batch),
-            "STORYBOT_GENERATION_STREAM_INTERVAL_S": "0",
-            "STORYBOT_STORY_PASSAGES_PER_MINUTE": "0",
-            "STORYBOT_LOGGING_LEVEL": "WARNING",
-        },
-    )
-
-
-class _Timings:
-    """Queue listener: when each channel's turn first streamed and when it finished."""
-
-    def __init__(self) -> None:
-        self.first_text: dict[int, float] = {}
-        self.finished: dict[int, asyncio.Event] = {}
-
-    async def turn_started(self, job: JobSpec) -> None:
-        self.finished.setdefault(job.job_id, asyncio.Event())
-
-    async def turn_progress(self, job: JobSpec, text: str) -> None:
-        self.first_text.setdefault(job.job_id, time.perf_counter())
-
-    async def turn_finished(self, job: JobSpec, result: object) -> None:
-        self.finished.setdefault(job.job_id, asyncio.Event()).set()
-
-
-async def _loop_lag(samples: list[float], stop: asyncio.Event) -> None:
-    """Sleep 10 ms again and again; record how late each wake-up is."""
-    while not stop.is_set():
-        began = time.perf_counter()
-        await asyncio.sleep(0.010)
-        samples.append(max(0.0, time.perf_counter() - began - 0.010))
-
-
 async def channels_at_once(
     config: Config, backend: LocalBackend, channels: int, rounds: int, story_lines: int
 ) -> dict[str, object]:
@@ -101,7 +59,7 @@ async def channels_at_once(
 
     ``backend`` is loaded once and shared by all runs, so no run pays for loading the model.
     """
-    timings = _Timings()
+    timings = TurnTimings()
     lag: list[float] = []
     ttft: list[float] = []
     elapsed = 0.0
@@ -113,13 +71,13 @@ async def channels_at_once(
             await app.sessions.handle(ref, actor, c.parse(f'/story start "Bench {index}" mode:free'))
             await app.sessions.handle(ref, actor, c.Add(" ".join(_made_up_text(story_lines, seed=index))))
         stop = asyncio.Event()
-        lag_task = asyncio.create_task(_loop_lag(lag, stop))
+        lag_task = await start_sampling_loop_lag(lag, stop, LAG_SLEEP_S)
         for _ in range(rounds):
             began = time.perf_counter()
             results = await asyncio.gather(*(app.sessions.handle(ref, actor, c.Continue()) for ref in refs))
             job_ids = [r.job_id for r in results if r.job_id is not None]
             for job_id in job_ids:
-                await timings.finished.setdefault(job_id, asyncio.Event()).wait()
+                await timings.finished(job_id).wait()
             elapsed += time.perf_counter() - began
             ttft += [timings.first_text[j] - began for j in job_ids if j in timings.first_text]
         stop.set()
@@ -172,14 +130,6 @@ def _prompt_of(backend: LocalBackend, words: list[str], tokens: int) -> str:
     return " ".join(words[:low])
 
 
-def _percentile(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    if len(values) == 1:
-        return values[0]
-    return statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1]
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.generation", description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, help="a local model folder (default: a random GPT-2 small)")
@@ -203,6 +153,10 @@ def main(argv: list[str] | None = None) -> None:
     tokens_per_s: dict[str, dict[str, float]] = {"batched": {}, "sequential": {}}
     ttft: list[float] = []
     lag: list[float] = []
+    # A fresh process of its own: this one has imported torch already, which would hide that cost.
+    load = load_lag.run_in_fresh_process(model_dir)
+    report.update(load)
+    print(load_lag.describe(load), flush=True)
     with tempfile.TemporaryDirectory() as folder:
         backend: LocalBackend | None = None
         for channels in (1, 8) if args.quick else CHANNEL_COUNTS:
@@ -225,9 +179,9 @@ def main(argv: list[str] | None = None) -> None:
         prefix_cache_ttft_speedup=round(cache["ttft_uncached_ms"] / cache["ttft_cached_ms"], 2),
         prefix_cache_turn_speedup=round(cache["turn_uncached_ms"] / cache["turn_cached_ms"], 2),
         prefix_cache={k: round(v, 1) for k, v in cache.items()},
-        ttft_p50_ms=round(_percentile(ttft, 50) * 1000, 1),
-        ttft_p95_ms=round(_percentile(ttft, 95) * 1000, 1),
-        loop_lag_p99_ms=round(_percentile(lag, 99) * 1000, 2),
+        ttft_p50_ms=round(percentile(ttft, 50) * 1000, 1),
+        ttft_p95_ms=round(percentile(ttft, 95) * 1000, 1),
+        loop_lag_p99_ms=round(percentile(lag, 99) * 1000, 2),
         peak_rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
     )
     print(f"batching speedup, 8 channels: {report['batching_speedup_8']}x")
