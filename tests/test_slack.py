@@ -288,6 +288,8 @@ async def test_a_long_passage_is_split_into_sections_at_sentence_ends(slack: Sla
     sentence = "The <tide> & the moon pulled at the old harbour wall. "
     text = (sentence * 72).strip()  # 3959 characters, far more once escaped
     await send.command('start "Tides" mode:free', user=ALICE)
+    # Slack acknowledges before the story is stored: the passage must wait for the start.
+    await api.wait_for(lambda: [a for a in api.messages.values() if "started “Tides”" in shown(a)])
     await send.command(f"add {text}", user=ALICE)
     message = await api.wait_for(lambda: [a for a in api.messages.values() if "Passage 1 added." in shown(a)])
     sections = [b["text"]["text"] for b in blocks_of(message[0]) if b["type"] == "section"]
@@ -428,11 +430,14 @@ MALFORMED: dict[str, Callable[[Target], Awaitable[Sent]]] = {
 }
 
 
-async def running_story(slack: Slack) -> Target:
-    """Start “Kept” in CHANNEL and wait until its first bot passage (with its buttons) is final."""
+async def running_story(slack: Slack, caplog: pytest.LogCaptureFixture) -> tuple[Target, tuple[int, int]]:
+    """Start “Kept” in CHANNEL and wait until its first bot passage (with its buttons) is final;
+    also how many model requests and posts there were by then, and log from INFO up."""
+    caplog.set_level(logging.INFO)
     await slack.sender.command('start "Kept" The keeper waited.', user=ALICE)
     ts, passage = await bot_passage(slack.api, 1)
-    return Target(slack.sender, buttons(passage)[0]["value"], ts)
+    before = len(slack.model.requests), len(slack.api.of("chat.postMessage"))
+    return Target(slack.sender, buttons(passage)[0]["value"], ts), before
 
 
 def assert_logged_once(caplog: pytest.LogCaptureFixture, level: int) -> None:
@@ -444,7 +449,7 @@ def assert_logged_once(caplog: pytest.LogCaptureFixture, level: int) -> None:
     assert all(secret not in caplog.text for secret in (SIGNING_SECRET, BOT_TOKEN, "legacy-verification-token"))
 
 
-async def assert_kept_and_answering(slack: Slack, requests_before: int, posts_before: int) -> None:
+async def assert_kept_and_answering(slack: Slack, before: tuple[int, int]) -> None:
     """The app still answers good requests, and nothing changed: “Kept” runs on, nothing started in
     OTHER, the model was not asked for a turn, nothing was posted."""
     api, send = slack.api, slack.sender
@@ -453,42 +458,36 @@ async def assert_kept_and_answering(slack: Slack, requests_before: int, posts_be
         assert (await send.command("status", user=BOB, channel=channel)).status == 200
         status = await api.wait_for(lambda: ephemerals(api, BOB)[seen:])
         assert answer in status[0], status
-    assert len(slack.model.requests) == requests_before and len(api.of("chat.postMessage")) == posts_before
+    assert (len(slack.model.requests), len(api.of("chat.postMessage"))) == before
 
 
 @pytest.mark.parametrize("case", list(MALFORMED))
 async def test_a_malformed_signed_request_gets_400_one_log_line_and_changes_nothing(
         slack: Slack, caplog: pytest.LogCaptureFixture, case: str) -> None:
-    caplog.set_level(logging.INFO)
-    target = await running_story(slack)
-    requests_before, posts_before = len(slack.model.requests), len(slack.api.of("chat.postMessage"))
+    target, before = await running_story(slack, caplog)
     caplog.clear()
     sent = await MALFORMED[case](target)
     await asyncio.sleep(0.2)  # anything the request set off after its answer has run by now
     assert sent.status == 400, sent
     assert_logged_once(caplog, logging.WARNING)
-    await assert_kept_and_answering(slack, requests_before, posts_before)
+    await assert_kept_and_answering(slack, before)
 
 
 @pytest.mark.parametrize("value", ["²", "1" * 5000], ids=["superscript two", "5000 digits"])
 async def test_a_button_value_that_is_not_a_story_id_gets_the_not_our_button_answer(
         slack: Slack, caplog: pytest.LogCaptureFixture, value: str) -> None:
-    caplog.set_level(logging.INFO)
-    target = await running_story(slack)
-    requests_before, posts_before = len(slack.model.requests), len(slack.api.of("chat.postMessage"))
+    target, before = await running_story(slack, caplog)
     caplog.clear()
     sent = await slack.sender.click("end", value, user=ALICE, channel=CHANNEL, message_ts=target.message_ts)
     assert sent.status == 200  # "²".isdigit(), yet int("²") raised after the acknowledgement
     assert await slack.api.wait_for(lambda: ephemerals(slack.api, ALICE)) == [NOT_OUR_BUTTON]
     assert "Traceback" not in caplog.text and not [r for r in caplog.records if r.levelno >= logging.WARNING]
-    await assert_kept_and_answering(slack, requests_before, posts_before)
+    await assert_kept_and_answering(slack, before)
 
 
 async def test_a_message_event_without_a_channel_is_acknowledged_and_ignored_with_one_log_line(
         slack: Slack, caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.INFO)
-    target = await running_story(slack)
-    requests_before, posts_before = len(slack.model.requests), len(slack.api.of("chat.postMessage"))
+    target, before = await running_story(slack, caplog)
     event = json.loads(target.event())["event"]
     caplog.clear()
     # Bolt acknowledges an event before its listener runs, so the answer is 200 whatever follows.
@@ -496,14 +495,12 @@ async def test_a_message_event_without_a_channel_is_acknowledged_and_ignored_wit
     await asyncio.sleep(0.2)
     assert sent.status == 200
     assert_logged_once(caplog, logging.WARNING)
-    await assert_kept_and_answering(slack, requests_before, posts_before)
+    await assert_kept_and_answering(slack, before)
 
 
 async def test_a_request_no_listener_handles_gets_200_and_one_log_line(
         slack: Slack, caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.INFO)
-    target = await running_story(slack)
-    requests_before, posts_before = len(slack.model.requests), len(slack.api.of("chat.postMessage"))
+    target, before = await running_story(slack, caplog)
     reaction = {"type": "reaction_added", "user": BOB, "reaction": "wave", "event_ts": "1700000000.000100"}
     irrelevant = [
         lambda: target.send.interact(target.end(actions=[{"type": "button", "action_id": "another_apps_button"}])),
@@ -516,4 +513,4 @@ async def test_a_request_no_listener_handles_gets_200_and_one_log_line(
         await asyncio.sleep(0.2)
         assert sent.status == 200, sent
         assert_logged_once(caplog, logging.INFO)
-    await assert_kept_and_answering(slack, requests_before, posts_before)
+    await assert_kept_and_answering(slack, before)
