@@ -84,6 +84,7 @@ async def measure(model_dir: Path) -> dict[str, float]:
                     raise SystemExit(f"the bot was not asked to write: {started.text}")
                 await timings.finished(started.job_id).wait()
                 finished = time.perf_counter()
+                health = app.queue.health()
             finally:
                 stop.set()
                 await sampler
@@ -98,6 +99,9 @@ async def measure(model_dir: Path) -> dict[str, float]:
         "loop_lag_during_load_p50_ms": round(percentile(lag, 50) * 1000, 2),
         "loop_lag_during_load_p99_ms": round(percentile(lag, 99) * 1000, 2),
         "loop_lag_during_load_max_ms": round(max(lag, default=float("nan")) * 1000, 2),
+        # The generation worker's health (GenerationQueue.health): errors it survived, restarts.
+        "worker_errors": health.errors,
+        "worker_restarts": health.restarts,
     }
 
 
