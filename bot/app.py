@@ -71,8 +71,10 @@ async def open_app(
             await queue.start()
             # What is set up by now (torch, transformers, the app) lives as long as the process:
             # out of the collector's sight, full collections set off while the model loads in its
-            # thread stop holding the event loop for 100-200 ms each.
-            gc.freeze()
+            # thread stop holding the event loop for 100-200 ms each. Once per process: a second
+            # app in the same process (the tests) would only freeze the first one's garbage.
+            if not gc.get_freeze_count():
+                gc.freeze()
             try:
                 yield App(config, db, sessions, queue)
             finally:

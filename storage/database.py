@@ -97,8 +97,11 @@ class Database:
         self.url = normalise_url(url)
         self.is_sqlite = self.url.get_backend_name() == "sqlite"
         self.deadline_s = deadline_s
+        # The SQLite file, if the database is one (not PostgreSQL, not in memory).
+        self.sqlite_file: Path | None = None
         if self.is_sqlite and self.url.database and self.url.database != ":memory:":
-            Path(self.url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+            self.sqlite_file = Path(self.url.database).expanduser().resolve()
+            self.sqlite_file.parent.mkdir(parents=True, exist_ok=True)
         self.engine: AsyncEngine = create_async_engine(
             self.url, echo=echo, connect_args=connect_args or {}, pool_pre_ping=not self.is_sqlite
         )
@@ -156,12 +159,12 @@ class Database:
         itself: closing another descriptor of that file would drop SQLite's own locks), so the
         kernel releases it when the process dies, however it dies. PostgreSQL needs none.
         """
-        if not self.is_sqlite or not self.url.database or self.url.database == ":memory:":
+        path = self.sqlite_file
+        if path is None:
             yield
             return
         import fcntl
 
-        path = Path(self.url.database).expanduser().resolve()
         lock_path = path.with_name(path.name + ".lock")
         fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
         try:

@@ -132,20 +132,22 @@ def make_config(tmp_path: Path, env: dict[str, str]) -> Config:
     return load_config(path, env=env)
 
 
+def tiny_model_env(database_url: str, model_dir: Path) -> dict[str, str]:
+    """Settings for a quick bot on the tiny model: short passages, no streaming delay, no rate limit."""
+    return {
+        "STORYBOT_DATABASE_URL": database_url,
+        "STORYBOT_MODEL_NAME": str(model_dir),
+        "STORYBOT_MODEL_MAX_NEW_TOKENS": "16",
+        "STORYBOT_MODEL_MIN_NEW_TOKENS": "4",
+        "STORYBOT_MODEL_LOCAL_FILES_ONLY": "true",
+        "STORYBOT_GENERATION_STREAM_INTERVAL_S": "0",
+        "STORYBOT_STORY_PASSAGES_PER_MINUTE": "0",
+    }
+
+
 @pytest.fixture
 def config(tmp_path: Path, tiny_model_dir: Path, database_url: str) -> Config:
-    return make_config(
-        tmp_path,
-        {
-            "STORYBOT_DATABASE_URL": database_url,
-            "STORYBOT_MODEL_NAME": str(tiny_model_dir),
-            "STORYBOT_MODEL_MAX_NEW_TOKENS": "16",
-            "STORYBOT_MODEL_MIN_NEW_TOKENS": "4",
-            "STORYBOT_MODEL_LOCAL_FILES_ONLY": "true",
-            "STORYBOT_GENERATION_STREAM_INTERVAL_S": "0",
-            "STORYBOT_STORY_PASSAGES_PER_MINUTE": "0",
-        },
-    )
+    return make_config(tmp_path, tiny_model_env(database_url, tiny_model_dir))
 
 
 class Clock:
@@ -178,12 +180,18 @@ async def rules(config: Config, clock: Clock) -> AsyncIterator[SessionManager]:
 
 
 class TurnRecorder:
-    """A queue listener that lets a test wait for the bot's turns to finish."""
+    """A queue listener that lets a test wait for the bot's turns to finish.
+
+    ``finished`` holds each turn's latest outcome; ``outcomes`` all of them, in order (a turn
+    that runs again, after its passage could not be stored, finishes twice).
+    """
 
     def __init__(self) -> None:
         self.progress: dict[int, list[str]] = {}
         self.finished: dict[int, Result | None] = {}
+        self.outcomes: dict[int, list[Result | None]] = {}
         self._events: dict[int, asyncio.Event] = {}
+        self._changed = asyncio.Event()
 
     def _event(self, job_id: int) -> asyncio.Event:
         return self._events.setdefault(job_id, asyncio.Event())
@@ -196,11 +204,23 @@ class TurnRecorder:
 
     async def turn_finished(self, job: JobSpec, result: Result | None) -> None:
         self.finished[job.job_id] = result
+        self.outcomes.setdefault(job.job_id, []).append(result)
         self._event(job.job_id).set()
+        self._changed.set()
 
     async def wait(self, job_id: int, timeout: float = 60) -> Result | None:
         await asyncio.wait_for(self._event(job_id).wait(), timeout)
         return self.finished[job_id]
+
+    async def passage(self, job_id: int, timeout: float = 60) -> Result:
+        """Until the turn's passage was stored, whatever outcomes came before it."""
+        async with asyncio.timeout(timeout):
+            while True:
+                for result in self.outcomes.get(job_id, []):
+                    if result is not None and result.passage is not None:
+                        return result
+                self._changed.clear()
+                await self._changed.wait()
 
     async def writing(self, job_id: int, timeout: float = 60) -> None:
         """Until the bot's turn has streamed its first text: it is being written now."""

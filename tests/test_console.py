@@ -29,8 +29,9 @@ def storybot_command() -> list[str]:
     return [str(script)] if script.exists() else [sys.executable, "-m", "bot.cli"]
 
 
-def run_console(tmp_path: Path, model_dir: Path, script: str, **extra_env: str) -> subprocess.CompletedProcess[str]:
-    env = {
+def console_env(tmp_path: Path, model_dir: Path, **extra_env: str) -> dict[str, str]:
+    """The environment `storybot console` runs in: a SQLite file in ``tmp_path``, the tiny model, Alice."""
+    return {
         **os.environ,
         "STORYBOT_DATABASE_URL": f"sqlite:///{tmp_path / 'console.db'}",
         "STORYBOT_MODEL_NAME": str(model_dir),
@@ -39,12 +40,15 @@ def run_console(tmp_path: Path, model_dir: Path, script: str, **extra_env: str) 
         "STORYBOT_CONSOLE_USER": "Alice",
         **extra_env,
     }
+
+
+def run_console(tmp_path: Path, model_dir: Path, script: str, **extra_env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [*storybot_command(), "console"],
         input=script,
         capture_output=True,
         text=True,
-        env=env,
+        env=console_env(tmp_path, model_dir, **extra_env),
         cwd=tmp_path,
         timeout=240,
     )

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import io
-import os
 import sqlite3
 import subprocess
 import threading
@@ -26,11 +25,10 @@ from bot.app import App, open_app
 from bot.config import Config
 from bot.generation.queue import NOT_STORED
 from bot.identity import Actor, ChannelRef
-from bot.results import Result
 from bot.sessions import DATABASE_BUSY, JobSpec
 from storage.models import Passage
-from tests.conftest import make_config
-from tests.test_console import storybot_command
+from tests.conftest import TurnRecorder, make_config, tiny_model_env
+from tests.test_console import console_env, storybot_command
 
 ALICE = Actor("u-alice", "Alice")
 HERE = ChannelRef("console", "local", "faults")
@@ -74,49 +72,16 @@ def db_path(tmp_path: Path) -> Path:
 
 
 def fault_config(tmp_path: Path, model_dir: Path, db_path: Path, **env: str) -> Config:
+    """The tiny model on a SQLite file that gives up waiting quickly: 50 ms busy timeout, 0.3 s deadline."""
     return make_config(
         tmp_path,
         {
-            "STORYBOT_DATABASE_URL": f"sqlite+aiosqlite:///{db_path}",
+            **tiny_model_env(f"sqlite+aiosqlite:///{db_path}", model_dir),
             "STORYBOT_DATABASE_BUSY_TIMEOUT_MS": "50",
             "STORYBOT_DATABASE_WRITE_DEADLINE_S": "0.3",
-            "STORYBOT_MODEL_NAME": str(model_dir),
-            "STORYBOT_MODEL_MAX_NEW_TOKENS": "16",
-            "STORYBOT_MODEL_MIN_NEW_TOKENS": "4",
-            "STORYBOT_MODEL_LOCAL_FILES_ONLY": "true",
-            "STORYBOT_GENERATION_STREAM_INTERVAL_S": "0",
-            "STORYBOT_STORY_PASSAGES_PER_MINUTE": "0",
             **{f"STORYBOT_{key.upper()}": value for key, value in env.items()},
         },
     )
-
-
-class Turns:
-    """Every outcome of every bot turn, in order (a turn that runs again reports twice)."""
-
-    def __init__(self) -> None:
-        self.outcomes: dict[int, list[Result | None]] = {}
-        self.changed = asyncio.Event()
-
-    async def turn_started(self, job: JobSpec) -> None:
-        pass
-
-    async def turn_progress(self, job: JobSpec, text: str) -> None:
-        pass
-
-    async def turn_finished(self, job: JobSpec, result: Result | None) -> None:
-        self.outcomes.setdefault(job.job_id, []).append(result)
-        self.changed.set()
-
-    async def passage(self, job_id: int, timeout: float = 60) -> Result:
-        """Until the turn's passage was stored."""
-        async with asyncio.timeout(timeout):
-            while True:
-                for result in self.outcomes.get(job_id, []):
-                    if result is not None and result.passage is not None:
-                        return result
-                self.changed.clear()
-                await self.changed.wait()
 
 
 async def bot_passages(app: App) -> list[str]:
@@ -131,8 +96,8 @@ async def count_passages(app: App) -> int:
 
 
 @pytest.fixture
-async def running(tmp_path: Path, tiny_model_dir: Path, db_path: Path) -> AsyncIterator[tuple[App, Turns]]:
-    turns = Turns()
+async def running(tmp_path: Path, tiny_model_dir: Path, db_path: Path) -> AsyncIterator[tuple[App, TurnRecorder]]:
+    turns = TurnRecorder()
     async with open_app(fault_config(tmp_path, tiny_model_dir, db_path, generation_job_lease_s="1")) as app:
         app.queue.add_listener(turns)
         yield app, turns
@@ -160,7 +125,7 @@ async def test_a_write_waits_out_a_lock_held_past_the_busy_timeout(
 
 
 async def test_past_the_deadline_the_person_is_told_the_bot_is_busy_and_nothing_changes(
-    running: tuple[App, Turns], db_path: Path
+    running: tuple[App, TurnRecorder], db_path: Path
 ) -> None:
     app, _ = running
     await start_story(app)
@@ -176,7 +141,7 @@ async def test_past_the_deadline_the_person_is_told_the_bot_is_busy_and_nothing_
 
 
 async def test_the_worker_survives_a_locked_database_and_writes_the_next_turn(
-    running: tuple[App, Turns], db_path: Path, caplog: pytest.LogCaptureFixture
+    running: tuple[App, TurnRecorder], db_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     app, turns = running
     await start_story(app)
@@ -196,13 +161,13 @@ async def test_the_worker_survives_a_locked_database_and_writes_the_next_turn(
 
 
 async def test_a_passage_the_database_would_not_take_is_written_again(
-    running: tuple[App, Turns], db_path: Path
+    running: tuple[App, TurnRecorder], db_path: Path
 ) -> None:
     app, turns = running
     await start_story(app)
     holding: list[AbstractAsyncContextManager[threading.Event]] = []
 
-    class LockWhenWriting(Turns):
+    class LockWhenWriting(TurnRecorder):
         async def turn_started(self, job: JobSpec) -> None:
             if not holding:  # the first time only: the database is locked while the bot writes
                 holding.append(locked(db_path))  # (kept: dropping it would let go of the lock)
@@ -217,7 +182,7 @@ async def test_a_passage_the_database_would_not_take_is_written_again(
     assert stored is not None and await bot_passages(app) == [stored.text]
 
 
-async def test_a_killed_worker_is_started_again(running: tuple[App, Turns]) -> None:
+async def test_a_killed_worker_is_started_again(running: tuple[App, TurnRecorder]) -> None:
     app, turns = running
     await start_story(app)
     worker = app.queue._worker
@@ -241,7 +206,7 @@ async def test_a_length_past_the_models_context_is_cut_to_fit(
     config = fault_config(
         tmp_path, tiny_model_dir, db_path, model_max_new_tokens="1024", model_min_new_tokens="1024"
     )
-    turns = Turns()
+    turns = TurnRecorder()
     async with open_app(config) as app:
         app.queue.add_listener(turns)
         await start_story(app)
@@ -251,7 +216,7 @@ async def test_a_length_past_the_models_context_is_cut_to_fit(
         assert (await turns.passage(result.job_id, timeout=120)).passage is not None
 
 
-async def test_a_length_the_model_cannot_hold_is_refused_with_its_limit(running: tuple[App, Turns]) -> None:
+async def test_a_length_the_model_cannot_hold_is_refused_with_its_limit(running: tuple[App, TurnRecorder]) -> None:
     app, _ = running
     await start_story(app)
     assert await app.queue.warm_up() is None
@@ -266,7 +231,7 @@ async def test_a_length_the_model_cannot_hold_is_refused_with_its_limit(running:
 
 
 async def test_the_console_reports_a_locked_database_and_reads_the_next_line(
-    running: tuple[App, Turns], db_path: Path
+    running: tuple[App, TurnRecorder], db_path: Path
 ) -> None:
     app, _ = running
     out = io.StringIO()
@@ -280,17 +245,6 @@ async def test_the_console_reports_a_locked_database_and_reads_the_next_line(
     assert f"! {DATABASE_BUSY}" in text
     assert "“Faults” — free mode, 1 passage" in text
     assert await count_passages(app) == 1
-
-
-def console_env(tmp_path: Path, model_dir: Path) -> dict[str, str]:
-    return {
-        **os.environ,
-        "STORYBOT_DATABASE_URL": f"sqlite:///{tmp_path / 'console.db'}",
-        "STORYBOT_MODEL_NAME": str(model_dir),
-        "STORYBOT_MODEL_LOCAL_FILES_ONLY": "true",
-        "STORYBOT_MODEL_MAX_NEW_TOKENS": "16",
-        "STORYBOT_CONSOLE_USER": "Alice",
-    }
 
 
 def test_bytes_that_are_not_utf8_cost_nothing_but_themselves(tmp_path: Path, tiny_model_dir: Path) -> None:
