@@ -51,7 +51,7 @@ class ConsoleChannel:
         self.actor = self._actor(default_user(app.config.console.user))
         self._turns: dict[int, asyncio.Future[None]] = {}
         self._streamed: dict[int, str] = {}
-        app.queue.add_listener(self)
+        app.queue.add_listener(self, shows=self.channel.platform)
 
     @staticmethod
     def _actor(name: str) -> Actor:

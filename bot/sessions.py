@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -77,6 +77,7 @@ class JobSpec:
     story: StorySnapshot
     settings: dict[str, object]
     speaker_names: tuple[str, ...]  # people in the story: the model must not write as them
+    message_ref: str | None = None  # the platform message that shows this turn, once one was posted
 
 
 class SessionManager:
@@ -428,7 +429,7 @@ class SessionManager:
             whose = f"{last.author_name}'s" if last else "nobody's"
             raise UserError(f"The last passage is {whose}, not the bot's: nothing to retry. Try /story continue.")
         await self._check_rate(tx, story, actor)
-        cancelled = await q.cancel_open_jobs(tx, story.id, self.clock())
+        cancelled = await self._cancel_open_jobs(tx, story.id)
         job = await self._queue_job(tx, story, actor, kind="retry", direction=last.direction, replaces=last)
         return Result(
             "The bot is rewriting its last passage (the old one is kept).",
@@ -451,7 +452,7 @@ class SessionManager:
         last.status = PassageStatus.UNDONE
         last.changed_by_id = actor.user_id
         last.changed_at = self.clock()
-        cancelled = await q.cancel_open_jobs(tx, story.id, self.clock())
+        cancelled = await self._cancel_open_jobs(tx, story.id)
         if story.mode == c.Mode.ROUND_ROBIN.value and last.author_kind == "human":
             people = list(await q.participants(tx, story.id))
             story.turn_index = next((i for i, p in enumerate(people) if p.user_id == last.author_id), 0)
@@ -617,7 +618,7 @@ class SessionManager:
     async def _end(self, tx: AsyncSession, channel: ChannelRef, actor: Actor, cmd: c.Command) -> Result:
         story = await self._story(tx, channel)
         self._require_moderator(story, actor, "end the story")
-        cancelled = await q.cancel_open_jobs(tx, story.id, self.clock())
+        cancelled = await self._cancel_open_jobs(tx, story.id)
         passages = await q.canonical_passages(tx, story.id)
         story.status = StoryStatus.FINISHED
         story.finished_at = self.clock()
@@ -684,6 +685,15 @@ class SessionManager:
         except c.ParseError as error:  # adapters may build Help(topic) without the parser
             raise UserError(str(error)) from None
 
+    async def _cancel_open_jobs(self, tx: AsyncSession, story_id: int) -> tuple[int, ...]:
+        now = self.clock()
+        return await q.cancel_open_jobs(tx, story_id, now, self._owed_from(now))
+
+    def _owed_from(self, ended: datetime) -> datetime:
+        """When an ended turn that its own process has not shown yet may be shown by any process:
+        once the writer's lease has run out, it is as good as dead."""
+        return ended + timedelta(seconds=self.config.generation.job_lease_s)
+
     # ------------------------------------------------------------------ the generation queue's side
 
     async def requeue_interrupted_jobs(self, *, at_start: bool = False) -> int:
@@ -735,6 +745,7 @@ class SessionManager:
             story=snapshot,
             settings=self.sampling_settings(story),
             speaker_names=tuple(sorted({p.name for p in people} | {p.author_name for p in passages})),
+            message_ref=job.message_ref,
         )
 
     async def finish_job(self, job_id: int, text: str, generation: dict[str, object]) -> Result | None:
@@ -771,7 +782,7 @@ class SessionManager:
                 created_at=now,
             )
             tx.add(passage)
-            job.status, job.finished_at = JobStatus.DONE, now
+            job.status, job.finished_at, job.show_after = JobStatus.DONE, now, self._owed_from(now)
             story.turn_started_at = now
             await tx.flush()
             return Result("", story_id=story.id, passage=await self._view(tx, passage))
@@ -785,10 +796,48 @@ class SessionManager:
             job = await q.job_by_id(tx, job_id, lock=True)
             if job is None or job.status != JobStatus.RUNNING:
                 return None
-            job.status, job.finished_at, job.error = JobStatus.FAILED, self.clock(), error
+            now = self.clock()
+            job.status, job.finished_at, job.error, job.show_after = JobStatus.FAILED, now, error, self._owed_from(now)
             return Result(error, ok=False, story_id=job.story_id)
 
         return await self.db.transaction(record)
+
+    # ------------------------------------------------------------------ showing turns (the outbox)
+
+    async def record_turn_message(self, job_id: int, message_ref: str) -> None:
+        """Remember which platform message shows the turn, for whoever shows it next."""
+        await self.db.transaction(lambda tx: q.record_message(tx, job_id, message_ref))
+
+    async def mark_turn_shown(self, job_id: int) -> None:
+        """The ended turn is shown on its platform (a turn still open is not: it will end later)."""
+        await self.db.transaction(lambda tx: q.mark_shown(tx, job_id, self.clock()))
+
+    async def claim_owed_showings(
+        self, platforms: Sequence[str], limit: int, *, at_start: bool = False
+    ) -> list[tuple[JobSpec, Result | None]]:
+        """Ended turns of ``platforms`` that no process has shown: each with what to show.
+
+        That is the stored passage, the error, or None for a withdrawn turn. At the start of a
+        process alone on its database (SQLite), every owed showing is a dead process's, so all
+        are taken at once; otherwise only those whose writer's lease has run out.
+        """
+
+        async def claim(tx: AsyncSession) -> list[tuple[JobSpec, Result | None]]:
+            now = self.clock()
+            everything = at_start and self.db.is_sqlite
+            jobs = await q.claim_owed_showings(tx, platforms, limit, now, self._owed_from(now), everything=everything)
+            return [(await self._job_spec(tx, job), await self._ending(tx, job)) for job in jobs]
+
+        return await self.db.transaction(claim)
+
+    async def _ending(self, tx: AsyncSession, job: GenerationJob) -> Result | None:
+        """What an ended job shows: as ``finish_job`` and ``fail_job`` returned it."""
+        if job.status == JobStatus.FAILED:
+            return Result(job.error or "The bot could not write its passage.", ok=False, story_id=job.story_id)
+        passage = await q.passage_of_job(tx, job.id) if job.status == JobStatus.DONE else None
+        if passage is None:
+            return None
+        return Result("", story_id=job.story_id, passage=await self._view(tx, passage))
 
     async def job_is_open(self, job_id: int) -> bool:
         async def is_open(tx: AsyncSession) -> bool:

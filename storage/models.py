@@ -170,6 +170,12 @@ class GenerationJob(Base):
 
     ``heartbeat_at`` is refreshed by the process writing the turn; a running job whose
     heartbeat is older than the lease belongs to a process that died.
+
+    The row is also the turn's outbox. ``message_ref`` names the platform message that shows the
+    turn ("storybot is writing…", then the passage), so that whichever process writes or shows
+    the turn edits that message instead of leaving it behind. When the job ends (done, failed,
+    cancelled) it is owed a last showing: ``show_after`` says from when any process may take it
+    (the writer's own process normally shows it first), and ``shown_at`` says it was shown.
     """
 
     __tablename__ = "generation_jobs"
@@ -189,8 +195,14 @@ class GenerationJob(Base):
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
     heartbeat_at: Mapped[datetime | None]
+    message_ref: Mapped[str | None] = mapped_column(String(400))
+    show_after: Mapped[datetime | None]
+    shown_at: Mapped[datetime | None]
 
-    __table_args__ = (Index("ix_generation_jobs_status", "status", "id"),)
+    __table_args__ = (
+        Index("ix_generation_jobs_status", "status", "id"),
+        Index("ix_generation_jobs_show_after", "show_after"),
+    )
 
 
 class ProcessedEvent(Base):

@@ -133,8 +133,12 @@ async def count_pending_jobs(tx: AsyncSession) -> int:
     return int((await tx.execute(query)).scalar_one())
 
 
-async def cancel_open_jobs(tx: AsyncSession, story_id: int, now: datetime) -> tuple[int, ...]:
-    """Mark the story's pending or running jobs cancelled; returns their ids."""
+async def cancel_open_jobs(tx: AsyncSession, story_id: int, now: datetime, show_after: datetime) -> tuple[int, ...]:
+    """Mark the story's pending or running jobs cancelled; returns their ids.
+
+    A cancelled turn whose message was posted is owed a last showing ("withdrawn") from
+    ``show_after``; one never shown anywhere owes nothing.
+    """
     query = select(GenerationJob.id).where(
         GenerationJob.story_id == story_id, GenerationJob.status.in_(JobStatus.OPEN)
     )
@@ -143,7 +147,12 @@ async def cancel_open_jobs(tx: AsyncSession, story_id: int, now: datetime) -> tu
         await tx.execute(
             update(GenerationJob)
             .where(GenerationJob.id.in_(ids))
-            .values(status=JobStatus.CANCELLED, finished_at=now)
+            .values(status=JobStatus.CANCELLED, finished_at=now, show_after=show_after)
+        )
+        await tx.execute(
+            update(GenerationJob)
+            .where(GenerationJob.id.in_(ids), GenerationJob.message_ref.is_(None))
+            .values(shown_at=now)
         )
     return ids
 
@@ -186,6 +195,56 @@ async def requeue_running_jobs(tx: AsyncSession, stale_before: datetime | None) 
         query = query.where(or_(GenerationJob.heartbeat_at.is_(None), GenerationJob.heartbeat_at < stale_before))
     result = await tx.execute(query.values(status=JobStatus.PENDING))
     return result.rowcount or 0
+
+
+async def claim_owed_showings(
+    tx: AsyncSession, platforms: Sequence[str], limit: int, now: datetime, lease_until: datetime, *, everything: bool
+) -> Sequence[GenerationJob]:
+    """Take ended jobs of ``platforms`` whose last showing is owed, oldest first.
+
+    Owed from their ``show_after`` (from the start when ``everything``: a process alone on its
+    database knows every owed showing is a dead process's). A claimed job's ``show_after``
+    moves to ``lease_until``, so no other process shows it meanwhile, and a showing that fails
+    is tried again then.
+    """
+    query = (
+        select(GenerationJob)
+        .join(Story, Story.id == GenerationJob.story_id)
+        .where(
+            GenerationJob.shown_at.is_(None),
+            GenerationJob.show_after.is_not(None),
+            GenerationJob.status.not_in(JobStatus.OPEN),
+            Story.platform.in_(platforms),
+        )
+        .order_by(GenerationJob.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True, of=GenerationJob)
+    )
+    if not everything:
+        query = query.where(GenerationJob.show_after <= now)
+    jobs = (await tx.execute(query)).scalars().all()
+    for job in jobs:
+        job.show_after = lease_until
+    return jobs
+
+
+async def mark_shown(tx: AsyncSession, job_id: int, now: datetime) -> None:
+    """The ended job's last showing is on its platform: nobody owes it any more."""
+    await tx.execute(
+        update(GenerationJob)
+        .where(GenerationJob.id == job_id, GenerationJob.status.not_in(JobStatus.OPEN),
+               GenerationJob.shown_at.is_(None))
+        .values(shown_at=now)
+    )
+
+
+async def record_message(tx: AsyncSession, job_id: int, message_ref: str) -> None:
+    await tx.execute(update(GenerationJob).where(GenerationJob.id == job_id).values(message_ref=message_ref))
+
+
+async def passage_of_job(tx: AsyncSession, job_id: int) -> Passage | None:
+    query = select(Passage).where(Passage.job_id == job_id).order_by(Passage.id.desc()).limit(1)
+    return (await tx.execute(query)).scalar_one_or_none()
 
 
 async def job_by_id(tx: AsyncSession, job_id: int, *, lock: bool = False) -> GenerationJob | None:

@@ -208,6 +208,8 @@ class SignedSender:
     url: str
     response_base: str
     secret: str = SIGNING_SECRET
+    # What acknowledgements said to whom: (user, the body as JSON, when), for a reply in the ack itself.
+    replies: list[tuple[str, dict[str, Any], float]] = field(default_factory=list)
     _ids: itertools.count = field(default_factory=lambda: itertools.count(1))
 
     async def send(self, body: bytes, content_type: str, *, age_s: float = 0, secret: str | None = None,
@@ -245,7 +247,10 @@ class SignedSender:
                       **options: Any) -> Sent:
         fields = self.command_fields(text, user=user, channel=channel, trigger_id=trigger_id)
         body = urllib.parse.urlencode(fields).encode()
-        return await self.send(body, "application/x-www-form-urlencoded", **options)
+        sent = await self.send(body, "application/x-www-form-urlencoded", **options)
+        if sent.status == 200 and sent.body:
+            self.replies.append((user, json.loads(sent.body), time.monotonic()))
+        return sent
 
     async def click(self, action: str, value: str, *, user: str, channel: str, message_ts: str,
                     thread_ts: str | None = None) -> Sent:

@@ -63,7 +63,7 @@ class StoryClient(discord.Client):
         self.tree = app_commands.CommandTree(self)
         self.tree.add_command(StoryCommands())
         self.tree.on_error = self._command_error  # type: ignore[method-assign]
-        app.queue.add_listener(TurnStreamer(self, settings.stream_edit_interval_s))
+        app.queue.add_listener(TurnStreamer(self, settings.stream_edit_interval_s), shows=PLATFORM)
 
     # ------------------------------------------------------------------ start-up
 

@@ -3,7 +3,8 @@
 A queue listener. Each bot turn gets a message when it starts; while the model writes, the
 message is edited with the text so far, at most once per ``discord.stream_edit_interval_s``;
 text past Discord's 2000 characters continues in a new message. The last edit shows the stored
-passage (cleaned, attributed) with the Continue / Retry / Undo / End buttons.
+passage (cleaned, attributed) with the Continue / Retry / Undo / End buttons; a turn taken over
+from a dead process, or shown late for one, edits that process's message (``JobSpec.message_ref``).
 """
 
 from __future__ import annotations
@@ -33,11 +34,14 @@ log = logging.getLogger(__name__)
 class _LiveMessages:
     """The messages that show one bot turn, and the edits that keep them up to date."""
 
-    def __init__(self, channel: discord.PartialMessageable, interval: float) -> None:
+    def __init__(self, channel: discord.PartialMessageable, interval: float, message_ref: str | None) -> None:
         self.channel = channel
         self.interval = interval
-        self.messages: list[discord.Message] = []
-        self.shown: list[str] = []
+        # A turn taken over from a dead process, or shown late for one, edits that process's message.
+        self.messages: list[discord.Message | discord.PartialMessage] = (
+            [channel.get_partial_message(int(message_ref))] if message_ref and message_ref.isdigit() else []
+        )
+        self.shown: list[str | None] = [None] * len(self.messages)  # None: not known, edit it
         self.latest: str | None = None
         self.finished = False
         self.changed = asyncio.Event()
@@ -50,12 +54,15 @@ class _LiveMessages:
             for index, content in enumerate(contents):
                 last = index == len(contents) - 1
                 extra: dict[str, Any] = {"view": view} if last and view is not None else {}
+                if index < len(self.messages) and (self.shown[index] != content or extra):
+                    try:
+                        await self.messages[index].edit(content=content, allowed_mentions=NO_PINGS, **extra)
+                        self.shown[index] = content
+                    except discord.NotFound:  # deleted by someone: this one and those after are sent anew
+                        del self.messages[index:], self.shown[index:]
                 if index == len(self.messages):
                     self.messages.append(await self.channel.send(content, allowed_mentions=NO_PINGS, **extra))
                     self.shown.append(content)
-                elif self.shown[index] != content or extra:
-                    await self.messages[index].edit(content=content, allowed_mentions=NO_PINGS, **extra)
-                    self.shown[index] = content
             for message in self.messages[len(contents) :]:
                 await message.delete()
             del self.messages[len(contents) :], self.shown[len(contents) :]
@@ -96,17 +103,24 @@ class TurnStreamer:
         guild_id = int(ref.workspace) if ref.workspace else None
         return self.client.get_partial_messageable(int(ref.thread or ref.channel), guild_id=guild_id)
 
-    async def _start(self, job: JobSpec) -> _LiveMessages:
+    def _live(self, job: JobSpec) -> _LiveMessages:
         live = self._turns.get(job.job_id)
         if live is None:
-            live = self._turns[job.job_id] = _LiveMessages(self._channel(job), self.interval)
-            await live.show([WRITING])
-            live.editor = asyncio.create_task(live.edit_loop(), name=f"stream-{job.job_id}")
+            live = self._turns[job.job_id] = _LiveMessages(self._channel(job), self.interval, job.message_ref)
         return live
 
-    async def turn_started(self, job: JobSpec) -> None:
-        if job.channel.platform == "discord":
-            await self._start(job)
+    async def _start(self, job: JobSpec) -> _LiveMessages:
+        live = self._live(job)
+        if live.editor is None:
+            live.editor = asyncio.create_task(live.edit_loop(), name=f"stream-{job.job_id}")
+            await live.show([WRITING])
+        return live
+
+    async def turn_started(self, job: JobSpec) -> str | None:
+        if job.channel.platform != "discord":
+            return None
+        live = await self._start(job)
+        return str(live.messages[0].id) if live.messages else None
 
     async def turn_progress(self, job: JobSpec, text: str) -> None:
         if job.channel.platform != "discord":
@@ -116,11 +130,12 @@ class TurnStreamer:
         live.changed.set()
 
     async def turn_finished(self, job: JobSpec, result: Result | None) -> None:
+        """Show the end; raises if Discord would not take it (the queue shows it again later)."""
         if job.channel.platform != "discord":
             return
-        live = await self._start(job)
+        # A turn that started in another process, or before a restart, shows only its end here.
+        live = self._turns.pop(job.job_id, None) or _LiveMessages(self._channel(job), self.interval, job.message_ref)
         await live.finish()
-        del self._turns[job.job_id]
         if result is None:
             await live.show([WITHDRAWN])
         elif not result.ok:

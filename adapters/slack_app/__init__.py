@@ -20,7 +20,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
 from slack_sdk.web.async_client import AsyncWebClient
 
-from adapters.slack_app.endpoint import EVENTS_PATH, events_app
+from adapters.slack_app.endpoint import EVENTS_PATH, READY_PATH, events_app
 from adapters.slack_app.listeners import SlackStory
 from adapters.slack_app.messages import SLACK_ERRORS
 from bot.app import open_app
@@ -85,7 +85,7 @@ class SlackServer:
 async def slack_http_server(config: Config, *, host: str, port: int) -> AsyncIterator[SlackServer]:
     """Serve ``POST /slack/events`` on ``host:port`` (port 0: any free port) until exit."""
     async with slack_app(config, http=True) as story:
-        runner = web.AppRunner(events_app(story.bolt))
+        runner = web.AppRunner(events_app(story.bolt, story.core.queue.health))
         await runner.setup()
         site = web.TCPSite(runner, host, port)
         try:
@@ -94,7 +94,7 @@ async def slack_http_server(config: Config, *, host: str, port: int) -> AsyncIte
             except OSError as error:  # not a database problem, whatever the CLI would guess
                 raise ConfigError(f"cannot listen on {host}:{port}: {error.strerror or error}") from error
             bound = runner.addresses[0][1] if runner.addresses else port
-            log.info("listening for Slack on http://%s:%d%s", host, bound, EVENTS_PATH)
+            log.info("listening for Slack on http://%s:%d%s (readiness: %s)", host, bound, EVENTS_PATH, READY_PATH)
             yield SlackServer(story, host, bound)
         finally:
             await runner.cleanup()

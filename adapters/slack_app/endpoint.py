@@ -1,5 +1,7 @@
 """``POST /slack/events`` in HTTP mode: Bolt's request handling behind a gate for requests Slack
-would never send.
+would never send; beside it ``GET /healthz`` (the process answers) and ``GET /readyz`` (200 once
+the model is loaded and the generation worker is healthy, 503 before), so a load balancer sends
+traffic to a fresh process only once it is ready, while the process answers all along.
 
 Bolt turns the HTTP request into an ``AsyncBoltRequest`` (decoding the body, parsing it, reading
 ids out of it) before anything checks the signature, and while routing it reads ``event`` and a
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
@@ -23,20 +26,23 @@ from slack_bolt.async_app import AsyncApp
 from slack_bolt.request.async_request import AsyncBoltRequest
 
 from adapters.slack_app.fields import MalformedRequest, required_object, required_text
+from bot.generation.queue import QueueHealth
 
-__all__ = ["EVENTS_PATH", "events_app"]
+__all__ = ["EVENTS_PATH", "HEALTH_PATH", "READY_PATH", "events_app"]
 
 log = logging.getLogger(__name__)
 
 EVENTS_PATH = "/slack/events"
+HEALTH_PATH = "/healthz"
+READY_PATH = "/readyz"
 TIMESTAMP_HEADER = "X-Slack-Request-Timestamp"
 # Seconds since 1970 in ASCII digits. Bolt's int() would crash on "abc" and on 5000 digits, and
 # would take " 17", "1_7" and "١٧" (Arabic-Indic digits), none of which Slack sends.
 TIMESTAMP = re.compile(r"[0-9]{1,12}")
 
 
-def events_app(bolt: AsyncApp) -> web.Application:
-    """The aiohttp app that serves ``POST EVENTS_PATH`` with ``bolt``."""
+def events_app(bolt: AsyncApp, health: Callable[[], QueueHealth]) -> web.Application:
+    """The aiohttp app that serves ``POST EVENTS_PATH`` with ``bolt``, and the health checks."""
 
     async def events(request: web.Request) -> web.Response:
         try:
@@ -46,8 +52,17 @@ def events_app(bolt: AsyncApp) -> web.Application:
             return web.Response(status=400, text=f"{error}\n")
         return await to_aiohttp_response(await bolt.async_dispatch(bolt_request))
 
+    async def alive(request: web.Request) -> web.Response:
+        return web.json_response(health().as_dict())
+
+    async def ready(request: web.Request) -> web.Response:
+        now = health()
+        return web.json_response(now.as_dict(), status=200 if now.ready else 503)
+
     app = web.Application()
     app.router.add_post(EVENTS_PATH, events)
+    app.router.add_get(HEALTH_PATH, alive)
+    app.router.add_get(READY_PATH, ready)
     return app
 
 

@@ -1,7 +1,14 @@
 """The Bolt app: ``/story``, the passage buttons and story-thread messages in; the core's results out.
 
-Every listener reads the fields it needs first (instantly; one Slack would never send gets 400,
-see ``fields``), acknowledges (Slack wants an answer within 3 seconds), then does the work.
+Stored, then acknowledged. Slack never delivers an acknowledged command or click again, so a
+listener reads the fields it needs (one Slack would never send gets 400, see ``fields``), has the
+core apply the command (the database transaction takes milliseconds), and only then lets Bolt
+answer the request (the app runs with ``process_before_response``). A slash command's answer
+for the asker alone (an error, a status) rides in the acknowledgement itself; what the channel
+sees is posted right after. Slack's 3-second deadline still holds when the database is slow:
+what is not stored within ``ACK_MARGIN_S`` is acknowledged with "working on it…" and answered
+when it is done. Events are acknowledged the same way, after the passage is stored.
+
 What identifies a delivery, so that a redelivered one is applied once (``event_id`` for the core):
 
 - Events API: the envelope's ``event_id``, which Slack keeps on retries (``X-Slack-Retry-Num``).
@@ -14,9 +21,11 @@ Who may do what is the core's business; this module only says who is a moderator
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 import re
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from slack_bolt.async_app import AsyncApp
@@ -53,9 +62,17 @@ THREAD_HINT = "The story is in this thread: every reply is a passage; mention th
 PROBLEM = "Something went wrong on the bot's side; please try again."
 NOT_IN_CHANNEL = "I can't post in this channel yet: invite me with /invite, then try again."
 NOT_OUR_BUTTON = "⚠️ This button is not one the bot made. Type /story status."
+WORKING = "⏳ Working on it…"
+# Slack wants an answer within 3 seconds; what the core has not stored by then is acknowledged
+# as "working on it", with time to spare for the answer's trip back.
+ACK_MARGIN_S = 2.0
+SHOW_GRACE_S = 5.0  # how long close() lets replies being posted finish
 # A story id as the bot writes it into a button: ASCII digits. str.isdigit() also takes "²", which
 # int() refuses, and int() refuses more than 4300 digits.
 STORY_ID = re.compile(r"[0-9]{1,18}")
+
+
+Ack = Callable[..., Awaitable[None]]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,6 +86,19 @@ class Delivery:
     response_url: str | None = None
 
 
+@dataclasses.dataclass(frozen=True)
+class Reply:
+    """What the core decided about one delivery, to acknowledge and show.
+
+    ``delivery`` is where to show it (a story thread the command just opened, say), and
+    ``opening`` that thread's opening message in the channel, to finish or take back.
+    """
+
+    result: Result
+    delivery: Delivery
+    opening: str | None = None
+
+
 class SlackStory:
     """The Bolt ``AsyncApp`` with its listeners, over the running core."""
 
@@ -78,14 +108,16 @@ class SlackStory:
         self.messages = Messages(client)
         self.people = People(client, settings.user_cache_s)
         self.streamer = TurnStreamer(self.messages, settings.stream_update_interval_s)
-        core.queue.add_listener(self.streamer)
+        core.queue.add_listener(self.streamer, shows=PLATFORM)
         self.bot_user_id = ""
+        self._showing: set[asyncio.Future[None]] = set()
         self.bolt = AsyncApp(
             client=client,
             signing_secret=signing_secret,
             request_verification_enabled=verify_requests,
             logger=logging.getLogger("slack_bolt"),
             raise_error_for_unhandled_request=True,  # to _on_error: 200 and one line, not Bolt's 404
+            process_before_response=True,  # the listener decides when to acknowledge: once stored
         )
         self.bolt.error(self._on_error)
         self.bolt.command("/story")(self._on_command)
@@ -99,29 +131,33 @@ class SlackStory:
         log.info("signed in to Slack workspace %s as %s", identity.get("team"), identity.get("user"))
 
     async def close(self) -> None:
+        """Let the replies being posted finish (briefly), then the turns being shown."""
+        if self._showing:
+            await asyncio.wait(set(self._showing), timeout=SHOW_GRACE_S)
         await self.streamer.close()
 
     # ------------------------------------------------------------------ listeners
 
-    async def _on_command(self, ack: Any, body: dict[str, Any]) -> None:
+    async def _on_command(self, ack: Ack, body: dict[str, Any]) -> None:
         delivery = command_delivery(body)
         text = optional_text(body, "text", "the slash command")
-        await ack()
-        await self._run(delivery, render.plain_text(text))
+        await self._acknowledge(self._decide(delivery, render.plain_text(text)), ack, answer_in_ack=True)
 
-    async def _on_button(self, ack: Any, body: dict[str, Any]) -> None:
+    async def _on_button(self, ack: Ack, body: dict[str, Any]) -> None:
         delivery = button_delivery(body)
         action = body["actions"][0]  # Bolt matched its action_id, so it is an object
-        await ack()
         value = action.get("value")
         if not isinstance(value, str) or not STORY_ID.fullmatch(value):
-            await self._tell(delivery, NOT_OUR_BUTTON)
+            reply = Reply(Result(NOT_OUR_BUTTON, private=True), delivery)
+            await self._acknowledge(_decided(reply), ack, answer_in_ack=False)
             return
         command = BUTTON_COMMANDS[action["action_id"].removeprefix(render.ACTION_PREFIX)]()
-        await self._apply(delivery, command, story_id=int(value))
+        await self._acknowledge(self._apply(delivery, command, story_id=int(value)), ack, answer_in_ack=False)
 
     async def _on_message(self, body: dict[str, Any]) -> None:
-        """A message: ``@storybot <command>`` anywhere, or a passage in a story's thread."""
+        """A message: ``@storybot <command>`` anywhere, or a passage in a story's thread.
+
+        Bolt acknowledges an event once this returns: after the passage is stored."""
         event = body["event"]  # Bolt matched its type, so it is an object
         if event.get("subtype") or event.get("bot_id") or not event.get("user"):
             return  # edits, joins, other bots, the bot itself
@@ -129,18 +165,16 @@ class SlackStory:
         text = optional_text(event, "text", "the message")
         mention = f"<@{self.bot_user_id}>"
         if self.bot_user_id and text.lstrip().startswith(mention):
-            await self._run(delivery, render.plain_text(text.lstrip()[len(mention) :]))
-        elif delivery.ref.thread and await self.core.sessions.running_story_id(delivery.ref) is not None:
-            await self._apply(delivery, c.Add(render.plain_text(text)))
+            await self._acknowledge(self._decide(delivery, render.plain_text(text.lstrip()[len(mention) :])))
+        elif delivery.ref.thread:
+            await self._acknowledge(self._passage_in_thread(delivery, render.plain_text(text)))
 
     async def _on_error(self, error: Exception, response: BoltResponse | None) -> BoltResponse | None:
         """Bolt's error handler. A request Slack would never send, or one no listener handles, is the
         sender's business: one line and no traceback, with 400 (200 for an unhandled one: Bolt's 404
-        would make Slack retry an event). Anything else is a bug, logged with its traceback."""
+        would make Slack retry an event). Anything else is a bug, logged with its traceback, and
+        answered 500: nothing was stored, and Slack sends an event again."""
         if isinstance(error, MalformedRequest):
-            if response is None:  # already acknowledged, as events are before their listener runs
-                log.warning("ignored a malformed Slack request: %s", error)
-                return None
             log.warning("rejected a malformed Slack request with 400: %s", error)
             return BoltResponse(status=400, body=f"{error}\n")
         if isinstance(error, BoltUnhandledRequestError):
@@ -151,51 +185,114 @@ class SlackStory:
         log.error("a Slack request failed: %s", error, exc_info=error)
         return None
 
+    # ------------------------------------------------------------------ acknowledging
+
+    async def _acknowledge(self, deciding: Awaitable[Reply | None], ack: Ack | None = None, *,
+                           answer_in_ack: bool = False) -> None:
+        """Let the core decide (and store), acknowledge, then show the reply.
+
+        ``ack`` None is an event: Bolt acknowledges it when this returns. With ``answer_in_ack``
+        (a slash command) a reply for the asker alone is the acknowledgement's own text.
+        """
+        decision = asyncio.ensure_future(deciding)
+        finished, _ = await asyncio.wait({decision}, timeout=ACK_MARGIN_S)
+        if not finished:  # the database is slow: say so now, answer when it is done
+            log.warning("a Slack request was not stored within %.1f s; acknowledged as working on it", ACK_MARGIN_S)
+            if ack is not None:
+                await (ack(text=WORKING) if answer_in_ack else ack())
+            self._later(self._show_when_decided(decision))
+            return
+        reply = decision.result()  # (a failure here is an event's: Bolt answers 500 and Slack sends it again)
+        if reply is None:
+            if ack is not None:
+                await ack()
+            return
+        result = reply.result
+        if ack is not None and answer_in_ack and _fits_in_ack(result):
+            text = result.text if result.ok else f"⚠️ {result.text}"
+            await ack(text=render.fallback(text), blocks=render.text_blocks(text))
+            return
+        if ack is not None:
+            await ack()
+        self._later(self._show(reply))
+
+    async def _show_when_decided(self, decision: asyncio.Future[Reply | None]) -> None:
+        reply = await decision
+        if reply is not None:
+            await self._show(reply)
+
+    def _later(self, showing: Awaitable[None]) -> None:
+        """Post a reply in the background, after the acknowledgement; close() waits for it."""
+        task = asyncio.ensure_future(showing)
+        self._showing.add(task)
+        task.add_done_callback(self._shown)
+
+    def _shown(self, task: asyncio.Future[None]) -> None:
+        self._showing.discard(task)
+        if not task.cancelled() and (error := task.exception()) is not None:
+            log.error("a Slack request failed after its acknowledgement", exc_info=error)
+
     # ------------------------------------------------------------------ applying commands
 
-    async def _run(self, delivery: Delivery, text: str) -> None:
+    async def _decide(self, delivery: Delivery, text: str) -> Reply:
         """Parse ``/story`` text with the shared grammar and apply it; bad input gets its one-line error."""
         try:
             command = c.parse(text)
         except c.ParseError as error:
-            await self._tell(delivery, f"⚠️ {error}")
-            return
-        await self._apply(delivery, command)
+            return Reply(Result.error(str(error)), delivery)
+        return await self._apply(delivery, command)
 
-    async def _apply(self, delivery: Delivery, command: c.Command, *, story_id: int | None = None) -> None:
+    async def _passage_in_thread(self, delivery: Delivery, text: str) -> Reply | None:
+        """A reply in a story's thread is a passage; in any other thread it is none of ours."""
+        if await self.core.sessions.running_story_id(delivery.ref) is None:
+            return None
+        return await self._apply(delivery, c.Add(text))
+
+    async def _apply(self, delivery: Delivery, command: c.Command, *, story_id: int | None = None) -> Reply:
         try:
             actor = await self.people.actor(delivery.ref.workspace, delivery.user_id, delivery.user_name)
             if isinstance(command, c.Start) and command.thread and not delivery.ref.thread:
-                await self._start_in_thread(delivery, actor, command)
-                return
+                return await self._start_in_thread(delivery, actor, command)
             result = await self.core.sessions.handle(
                 delivery.ref, actor, command, event_id=delivery.event_id, story_id=story_id
             )
-            await self._show(delivery, result)
         except Exception:
             log.exception("/story %s failed in %s", command.name, delivery.ref.key)
-            await self._tell(delivery, f"⚠️ {PROBLEM}")
+            result = Result.error(PROBLEM)
+        return Reply(result, delivery)
 
-    async def _start_in_thread(self, delivery: Delivery, actor: Actor, command: c.Start) -> None:
+    async def _start_in_thread(self, delivery: Delivery, actor: Actor, command: c.Start) -> Reply:
         """``/story start thread:true``: a message in the channel opens the thread that holds the story."""
         opening = f"📖 {actor.name} is starting “{command.title or 'a story'}” in this thread…"
-        parent = await self._post(delivery, render.note_blocks(opening), opening)
-        if parent is None:
-            return
+        try:
+            parent = await self.messages.post(delivery.ref, render.note_blocks(opening), opening)
+        except SLACK_ERRORS as error:
+            log.warning("cannot post in %s: %s", delivery.ref.key, error)
+            return Reply(Result.error(NOT_IN_CHANNEL), delivery)
         thread = dataclasses.replace(delivery, ref=dataclasses.replace(delivery.ref, thread=parent))
         result = await self.core.sessions.handle(thread.ref, actor, command, event_id=delivery.event_id)
+        return Reply(result, thread, opening=parent)
+
+    async def _finish_thread(self, reply: Reply) -> None:
+        """Turn the thread's opening message into the story's first lines, or take it back."""
+        assert reply.opening is not None
+        result, channel = reply.result, dataclasses.replace(reply.delivery.ref, thread="")
         if not result.ok or result.duplicate:
-            await self.messages.delete(delivery.ref, parent)
+            await self.messages.delete(channel, reply.opening)
             if not result.duplicate:
-                await self._tell(delivery, f"⚠️ {result.text}")
+                await self._tell(reply.delivery, f"⚠️ {result.text}")
             return
         blocks = [*render.text_blocks(result.text), *render.note_blocks(THREAD_HINT)]
-        await self.messages.update(delivery.ref, parent, blocks, result.text)
+        await self.messages.update(channel, reply.opening, blocks, result.text)
         if result.passage is not None:
-            await self._show(thread, dataclasses.replace(result, text=""))
+            await self._show(Reply(dataclasses.replace(result, text=""), reply.delivery))
 
-    async def _show(self, delivery: Delivery, result: Result) -> None:
+    async def _show(self, reply: Reply) -> None:
         """The result in Slack's idiom: to the asker only, in the channel, or as a shared file."""
+        if reply.opening is not None:
+            await self._finish_thread(reply)
+            return
+        result, delivery = reply.result, reply.delivery
         if result.duplicate:
             log.info("delivery %s was already applied; nothing to do", delivery.event_id)
             return
@@ -230,6 +327,17 @@ class SlackStory:
             await self.messages.tell(delivery.ref, delivery.user_id, text, delivery.response_url)
         except SLACK_ERRORS as error:
             log.warning("cannot reach %s in %s: %s", delivery.user_id, delivery.ref.key, error)
+
+
+async def _decided(reply: Reply) -> Reply:
+    return reply
+
+
+def _fits_in_ack(result: Result) -> bool:
+    """A reply for the asker alone that one message holds: the slash command's acknowledgement carries it."""
+    if result.duplicate or result.attachment is not None or not (result.private or not result.ok):
+        return False
+    return len(render.batches(render.text_blocks(result.text))) == 1
 
 
 # ---------------------------------------------------------------------- reading deliveries

@@ -5,7 +5,10 @@ holds up the generation queue or other channels: the task posts "storybot is wri
 shows the newest text at most once per ``slack.stream_update_interval_s`` (``chat.update`` is
 rate limited to about 50 calls a minute), and when the turn ends replaces the message with the
 stored passage and its Continue / Retry / Undo / End buttons. An edit that fails while streaming
-is skipped (the next one carries the newer text); the final edit is what must arrive.
+is skipped (the next one carries the newer text); the final edit is what must arrive, and
+``turn_finished`` returns only once it has (the queue then marks the turn shown; if it raises,
+the turn is shown again later). A turn taken over from a dead process, or shown late for one,
+edits that process's message (``JobSpec.message_ref``) rather than leaving it behind.
 """
 
 from __future__ import annotations
@@ -55,30 +58,58 @@ class _LiveTurn:
         self.changed = asyncio.Event()
         self.done = asyncio.Event()
         self.result: Result | None = None
+        self.posted: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
         self.task: asyncio.Task[None] | None = None
 
     async def run(self) -> None:
-        ref = self.job.channel
+        """Show "writing…" and the text so far, then the end; raises if the end could not be shown."""
+        ts = self.job.message_ref
         try:
-            ts = await self.messages.post(ref, render.note_blocks(WRITING), WRITING)
+            if not self.done.is_set():  # (a turn shown late, for a dead process, is only its end)
+                ts = await self._writing(ts)
+                self.posted.set_result(ts)
+                await self._stream(ts)
+        finally:
+            if not self.posted.done():
+                self.posted.set_result(ts)
+        blocks, text = final_blocks(self.job, self.result)
+        if ts is not None:
+            try:
+                await self.messages.update(self.job.channel, ts, blocks, text)
+                return
+            except SLACK_ERRORS as error:
+                if not _message_gone(error):
+                    raise
+        await self.messages.post(self.job.channel, blocks, text)  # its message was deleted, or never posted
+
+    async def _writing(self, ts: str | None) -> str | None:
+        """Post "writing…", or turn the message of a turn taken over from a dead process back to it."""
+        ref = self.job.channel
+        blocks = render.note_blocks(WRITING)
+        try:
+            if ts is not None:
+                try:
+                    await self.messages.update(ref, ts, blocks, WRITING)
+                    return ts
+                except SLACK_ERRORS as error:
+                    if not _message_gone(error):
+                        raise
+            return await self.messages.post(ref, blocks, WRITING)
         except SLACK_ERRORS as error:
             log.warning("cannot post bot turn %d in %s: %s", self.job.job_id, ref.key, error)
-            return
+            return None
+
+    async def _stream(self, ts: str | None) -> None:
         while not self.done.is_set():
             await self._next_change()
             text, self.latest = self.latest, None
-            if text and not self.done.is_set():
+            if text and ts is not None and not self.done.is_set():
                 blocks = [*render.text_blocks(text, byline=BOT_NAME), *render.note_blocks(WRITING)]
                 try:
-                    await self.messages.update(ref, ts, blocks, text)
+                    await self.messages.update(self.job.channel, ts, blocks, text)
                 except SLACK_ERRORS as error:  # the next edit, or the final one, carries newer text
                     log.warning("a streaming update of bot turn %d failed: %s", self.job.job_id, error)
                 await self._rest()
-        blocks, text = final_blocks(self.job, self.result)
-        try:
-            await self.messages.update(ref, ts, blocks, text)
-        except SLACK_ERRORS as error:
-            log.error("cannot show the end of bot turn %d in %s: %s", self.job.job_id, ref.key, error)
 
     async def _next_change(self) -> None:
         """Wait for new text or the end of the turn."""
@@ -96,6 +127,12 @@ class _LiveTurn:
             await asyncio.wait_for(self.done.wait(), self.interval)
         except asyncio.TimeoutError:
             pass
+
+
+def _message_gone(error: Exception) -> bool:
+    """Slack says the message to edit is not there (deleted by someone): post a new one instead."""
+    response = getattr(error, "response", None)
+    return response is not None and response.get("error") in ("message_not_found", "cant_update_message")
 
 
 class TurnStreamer:
@@ -116,9 +153,10 @@ class TurnStreamer:
             live.task.add_done_callback(self._tasks.discard)
         return live
 
-    async def turn_started(self, job: JobSpec) -> None:
-        if job.channel.platform == PLATFORM:
-            self._live(job)
+    async def turn_started(self, job: JobSpec) -> str | None:
+        if job.channel.platform != PLATFORM:
+            return None
+        return await asyncio.shield(self._live(job).posted)
 
     async def turn_progress(self, job: JobSpec, text: str) -> None:
         if job.channel.platform == PLATFORM:
@@ -129,10 +167,14 @@ class TurnStreamer:
     async def turn_finished(self, job: JobSpec, result: Result | None) -> None:
         if job.channel.platform != PLATFORM:
             return
+        # A turn that started in another process, or before a restart, begins here: its task
+        # has not run yet, so it sees the turn ended and shows only the end.
         live = self._live(job)
         del self._turns[job.job_id]
         live.result = result
         live.done.set()
+        assert live.task is not None
+        await asyncio.shield(live.task)
 
     async def close(self) -> None:
         """Let the turns being shown finish their last edit (briefly), then stop."""

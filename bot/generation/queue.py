@@ -27,7 +27,7 @@ import logging
 import threading
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from typing import Protocol
 
 from bot.config import Config
@@ -46,6 +46,7 @@ FIRST_BACKOFF_S = 0.5  # the worker's wait after a failure, doubled per failure 
 MAX_BACKOFF_S = 30.0  # ...up to this
 NOT_STORED = "The bot's passage could not be saved just now; it will be written again shortly."
 INTERNAL_ERROR = "The bot hit an internal error; try again."
+OWED_PER_SWEEP = 100  # unshown turns taken per sweep (one per heartbeat); the rest wait for the next
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,16 +65,35 @@ class QueueHealth:
     def healthy(self) -> bool:
         return self.worker_running and self.failing_since is None
 
+    @property
+    def ready(self) -> bool:
+        """Ready for traffic: healthy, and the model loaded, so a bot turn starts at once."""
+        return self.healthy and self.model_ready
+
+    def as_dict(self) -> dict[str, object]:
+        """The figures as JSON-ready values, with the verdicts, for health endpoints."""
+        return {**asdict(self), "healthy": self.healthy, "ready": self.ready}
+
 
 class TurnListener(Protocol):
-    """What an adapter implements to show the bot's turns in its channels."""
+    """What an adapter implements to show the bot's turns in its channels.
 
-    async def turn_started(self, job: JobSpec) -> None: ...
+    Every listener hears every turn. The one added with ``shows=<platform>`` is that platform's
+    shower, and its answers count: the message ref ``turn_started`` returns is recorded with the
+    job, and a ``turn_finished`` that returns (rather than raises) marks the turn shown. Turns it
+    has not shown (its process died first, or the platform refused) are handed to it again, by
+    this process or another, as ``turn_finished`` calls without a ``turn_started``.
+    """
+
+    async def turn_started(self, job: JobSpec) -> str | None:
+        """Show that the turn is being written, in ``job.message_ref``'s message if there is one
+        (a turn taken over from a dead process); returns the ref of the message that shows it."""
 
     async def turn_progress(self, job: JobSpec, text: str) -> None: ...
 
     async def turn_finished(self, job: JobSpec, result: Result | None) -> None:
-        """``result`` holds the stored passage, or an error; None when the turn was cancelled."""
+        """Show the turn's end: ``result`` holds the stored passage, or an error; None when the turn
+        was withdrawn. Returns once it is shown; raises if the platform would not take it."""
 
 
 @dataclass
@@ -102,6 +122,9 @@ class GenerationQueue:
         self._backend_factory = backend_factory
         self._batchers: dict[str, Batcher] = {}
         self._listeners: list[TurnListener] = []
+        self._showers: dict[str, TurnListener] = {}  # platform -> the listener that shows its turns
+        self._showing: set[int] = set()  # jobs whose end this process is showing now
+        self._sweep_everything = False  # the next sweep of owed showings may take all of them
         self._wake = asyncio.Event()
         self._running: dict[int, _Running] = {}
         self._making_backend = asyncio.Lock()
@@ -118,8 +141,14 @@ class GenerationQueue:
         sessions.on_jobs_changed(self.wake)
         sessions.limit_passage_length(self.longest_passage)
 
-    def add_listener(self, listener: TurnListener) -> None:
+    def add_listener(self, listener: TurnListener, *, shows: str | None = None) -> None:
+        """Tell ``listener`` about every turn; with ``shows``, it is that platform's shower, and the
+        turns a dead process left unshown there are handed to it at once."""
         self._listeners.append(listener)
+        if shows is not None:
+            self._showers[shows] = listener
+            self._sweep_everything = True
+            self._wake.set()
 
     def wake(self) -> None:
         """New or cancelled jobs: look at the table again."""
@@ -132,13 +161,11 @@ class GenerationQueue:
     async def start(self) -> None:
         """Take up interrupted turns, start the worker, and load the default model in the background.
 
-        The default model's backend is made here, in a thread, before any adapter takes
-        traffic: making one imports torch and transformers, seconds of work that would
-        otherwise stall the event loop (and every acknowledgement) at the first bot turn.
-        The weights then load in a thread while the adapters already answer; ``health()``
-        says when they are ready.
+        The default model's backend is made and loaded in a thread, in the background: making
+        one imports torch and transformers, seconds of work that must not stall the event loop
+        (and every acknowledgement), and the adapters answer meanwhile; ``health()`` says
+        when the model is ready. A turn claimed before then waits for the same thread.
         """
-        await self._batcher(self.config.model.name)
         recovered = await self.sessions.requeue_interrupted_jobs(at_start=True)
         if recovered:
             log.info("re-running %d bot turns interrupted by a restart", recovered)
@@ -251,10 +278,13 @@ class GenerationQueue:
                 pass
             self._wake.clear()
             try:
-                if time.monotonic() >= next_beat and not self._stopping:
+                beating = time.monotonic() >= next_beat and not self._stopping
+                if beating:
                     next_beat = time.monotonic() + beat_every
                     await self._heartbeat()
                 await self._claim()
+                if beating or self._sweep_everything:
+                    await self._show_owed()
             except Exception as error:
                 self._record_failure(error)
                 await self._pause(backoff)
@@ -319,7 +349,8 @@ class GenerationQueue:
 
     async def _turn(self, run: _Running) -> None:
         """Write one job's passage and store it (or its error); then make room for the next job."""
-        await self._notify("turn_started", run.spec)
+        # Shown beside the writing, so a slow platform never holds up the model.
+        started = asyncio.create_task(self._show_start(run.spec), name=f"show-start-{run.spec.job_id}")
         pump = asyncio.create_task(self._pump(run))
         timer: asyncio.TimerHandle | None = None
         try:
@@ -342,9 +373,72 @@ class GenerationQueue:
             run.stream.close()
             self._wake.set()
         await pump
+        message_ref = await started
         if result is not None or not self._stopping:
             # (A turn cut short by a stop is not "withdrawn": it runs again at the next start.)
-            await self._notify("turn_finished", run.spec, result)
+            await self._show_end(replace(run.spec, message_ref=message_ref), result)
+
+    async def _show_start(self, spec: JobSpec) -> str | None:
+        """Tell the listeners; record the message that shows the turn. Returns its ref."""
+        message_ref = spec.message_ref
+        shower = self._showers.get(spec.channel.platform)
+        for listener in self._listeners:
+            try:
+                posted = await listener.turn_started(spec)
+            except Exception:
+                log.exception("listener %r failed on turn_started", listener)
+                continue
+            if listener is shower and posted:
+                message_ref = posted
+        if message_ref and message_ref != spec.message_ref:
+            try:
+                await self.sessions.record_turn_message(spec.job_id, message_ref)
+            except Exception as error:  # the turn goes on; a takeover would post a new message
+                log.warning("could not record the message of bot turn %d: %s", spec.job_id, error)
+        return message_ref
+
+    async def _show_end(self, spec: JobSpec, result: Result | None) -> None:
+        """Tell the listeners how the turn ended; once its platform shows it, it is owed no more."""
+        shower = self._showers.get(spec.channel.platform)
+        self._showing.add(spec.job_id)
+        try:
+            for listener in self._listeners:
+                try:
+                    await listener.turn_finished(spec, result)
+                except Exception as error:
+                    if listener is not shower:
+                        log.exception("listener %r failed on turn_finished", listener)
+                        continue
+                    log.warning("bot turn %d could not be shown (%s); it will be shown again later",
+                                spec.job_id, error)
+                    return
+            if shower is not None:
+                await self.sessions.mark_turn_shown(spec.job_id)
+        except Exception as error:  # shown, but not marked: shown once more later, which is harmless
+            log.warning("could not mark bot turn %d shown: %s", spec.job_id, error)
+        finally:
+            self._showing.discard(spec.job_id)
+
+    async def _show_owed(self) -> None:
+        """Hand the turns that no process has shown to this process's showers.
+
+        Each is shown in a task of its own, like a turn, so a slow platform holds up nothing.
+        """
+        everything, self._sweep_everything = self._sweep_everything, False
+        if not self._showers or self._stopping:
+            return
+        try:
+            owed = await self.sessions.claim_owed_showings(list(self._showers), OWED_PER_SWEEP, at_start=everything)
+        except Exception:
+            self._sweep_everything = everything  # still owed a full sweep once the database answers
+            raise
+        for spec, result in owed:
+            if spec.job_id in self._showing:
+                continue  # this process is showing it right now
+            log.info("showing bot turn %d, which its process left unshown", spec.job_id)
+            task = asyncio.create_task(self._show_end(spec, result), name=f"show-owed-{spec.job_id}")
+            self._turns.add(task)
+            task.add_done_callback(self._turns.discard)
 
     async def _settle(self, run: _Running, outcome: Awaitable[Result | None]) -> Result | None:
         """Record a turn's outcome; if the database will not take it, the turn stays open.
