@@ -51,6 +51,12 @@ class FakeSlack:
     rate_limited: dict[str, list[int]] = field(default_factory=dict)  # method -> Retry-After of coming 429s
     refused: dict[str, str] = field(default_factory=dict)  # method -> the error Slack answers it with
     acks: list[dict[str, Any]] = field(default_factory=list)  # Socket Mode acknowledgements
+    # Calls to leave unanswered, as a Slack that is slow at the worst moment would: ``hold``
+    # picks them (method, args); they are recorded in ``held``, never applied, and answered with
+    # an error only once ``released`` is set.
+    hold: Callable[[str, dict[str, Any]], bool] | None = None
+    held: list[Call] = field(default_factory=list)
+    released: asyncio.Event = field(default_factory=asyncio.Event)
     url: str = ""
     _sockets: list[web.WebSocketResponse] = field(default_factory=list)
     _ts: itertools.count = field(default_factory=lambda: itertools.count(1))
@@ -88,6 +94,10 @@ class FakeSlack:
             self.calls.append(Call(method + " (429)", args, time.monotonic()))
             return web.json_response({"ok": False, "error": "ratelimited"}, status=429,
                                      headers={"Retry-After": str(retry_after)})
+        if self.hold is not None and self.hold(method, args):
+            self.held.append(Call(method, args, time.monotonic()))
+            await self.released.wait()
+            return web.json_response({"ok": False, "error": "request_timeout"})
         self.calls.append(Call(method, args, time.monotonic()))
         if method in self.refused:
             return web.json_response({"ok": False, "error": self.refused[method]})

@@ -1,14 +1,16 @@
 """The Discord client: interactions and messages in, the core's results out.
 
-Every interaction is acknowledged first (a deferred reply, well inside Discord's 3 seconds),
-then the command goes to the core with the interaction id as its event id, and the answer
-replaces the "thinking…" reply: in the channel for everyone, or only for the asker when the
-result is private or an error. Who may do what is the core's business; the client only says
-who is a moderator here (Manage Messages in the channel).
+Stored, then acknowledged: the command goes to the core first (with the interaction id as its
+event id), and the interaction's response is its answer: in the channel for everyone, or only
+for the asker when the result is private or an error. Discord wants a response within 3
+seconds, so what the core has not stored within ``ACK_MARGIN_S`` is acknowledged with a
+deferred "thinking…" reply, which the answer replaces once it is done. Who may do what is the
+core's business; the client only says who is a moderator here (Manage Messages in the channel).
 """
 
 from __future__ import annotations
 
+import asyncio
 import io
 import logging
 from typing import Any
@@ -30,6 +32,11 @@ log = logging.getLogger(__name__)
 
 PLATFORM = "discord"
 THREAD_NAME_LIMIT = 100
+PROBLEM = "Something went wrong on the bot's side; please try again."
+# Discord wants a response within 3 seconds; what the core has not stored by then is answered
+# with "thinking…" first, with time to spare for the response's trip.
+ACK_MARGIN_S = 2.0
+NOT_KEPT = "Your message could not be added to the story just now; please send it again."
 
 
 def _shows_privately(command: c.Command) -> bool:
@@ -105,61 +112,66 @@ class StoryClient(discord.Client):
     async def run_command(
         self, interaction: discord.Interaction[Any], command: c.Command, *, story_id: int | None = None
     ) -> None:
+        deciding = asyncio.ensure_future(self._decide(interaction, command, story_id))
+        finished, _ = await asyncio.wait({deciding}, timeout=ACK_MARGIN_S)
+        if finished:
+            await self._answer(interaction, deciding.result())
+            return
         private = _shows_privately(command)
         await interaction.response.defer(ephemeral=private, thinking=True)
+        await self._answer(interaction, await deciding, deferred_private=private)
+
+    async def _decide(self, interaction: discord.Interaction[Any], command: c.Command, story_id: int | None) -> Result:
+        """Have the core apply (and store) the command; a bug is the bot's problem, said plainly."""
         actor = self._actor(interaction.user, interaction.permissions)
         channel = self._ref(interaction.guild_id, interaction.channel, interaction.channel_id)
         event_id = str(interaction.id)
         try:
             if isinstance(command, c.Start) and command.thread:
-                await self._start_in_thread(interaction, actor, command, event_id)
-                return
-            result = await self.app.sessions.handle(channel, actor, command, event_id=event_id, story_id=story_id)
+                return await self._start_in_thread(interaction, actor, command, event_id)
+            return await self.app.sessions.handle(channel, actor, command, event_id=event_id, story_id=story_id)
         except Exception:
             log.exception("/story %s failed", command.name)
-            result = Result.error("Something went wrong on the bot's side; please try again.")
-        await self._answer(interaction, result, deferred_private=private)
+            return Result.error(PROBLEM)
 
-    async def _answer(self, interaction: discord.Interaction[Any], result: Result, *, deferred_private: bool) -> None:
-        """Replace the deferred reply with the result; extra messages follow it."""
+    async def _answer(
+        self, interaction: discord.Interaction[Any], result: Result, *, deferred_private: bool | None = None
+    ) -> None:
+        """Respond with the result, or replace the deferred reply with it; extra messages follow it."""
         private = result.private or not result.ok
         contents = _contents(result)
         files = [discord.File(io.BytesIO(result.attachment.data), result.attachment.filename)] if result.attachment else []
-        if private == deferred_private:
-            first, *rest = contents
-            extra: dict[str, Any] = {"attachments": files} if files else {}
-            await interaction.edit_original_response(content=first, allowed_mentions=NO_PINGS, **extra)
+        first, *rest = contents
+        extra: dict[str, Any] = {"files": files} if files else {}
+        if deferred_private is None:
+            await interaction.response.send_message(first, ephemeral=private, allowed_mentions=NO_PINGS, **extra)
+        elif private == deferred_private:
+            edit: dict[str, Any] = {"attachments": files} if files else {}
+            await interaction.edit_original_response(content=first, allowed_mentions=NO_PINGS, **edit)
         else:  # the deferred reply has the wrong visibility: replace it with new messages
             await interaction.delete_original_response()
             rest = contents
         for index, content in enumerate(rest):
-            with_file = {"files": files} if files and private != deferred_private and index == 0 else {}
+            with_file = extra if deferred_private is not None and private != deferred_private and index == 0 else {}
             await interaction.followup.send(content, ephemeral=private, allowed_mentions=NO_PINGS, **with_file)
 
     async def _start_in_thread(
         self, interaction: discord.Interaction[Any], actor: Actor, command: c.Start, event_id: str
-    ) -> None:
+    ) -> Result:
         """``/story start thread:true``: a new public thread under this channel holds the story."""
         parent = interaction.channel
         if not isinstance(parent, discord.TextChannel):
-            await self._answer(
-                interaction,
-                Result.error("A story thread can only be made in a text channel; try thread:false here."),
-                deferred_private=False,
-            )
-            return
+            return Result.error("A story thread can only be made in a text channel; try thread:false here.")
         name = (command.title or DEFAULT_TITLE)[:THREAD_NAME_LIMIT]
         thread = await parent.create_thread(name=name, type=discord.ChannelType.public_thread)
         channel = self._ref(interaction.guild_id, thread, thread.id)
         result = await self.app.sessions.handle(channel, actor, command, event_id=event_id)
         if not result.ok:
             await thread.delete()
-            await self._answer(interaction, result, deferred_private=False)
-            return
+            return result
         for content in _contents(result):
             await thread.send(content, allowed_mentions=NO_PINGS)
-        await self._answer(interaction, Result(f"{result.text.splitlines()[0]} The story is in {thread.mention}."),
-                           deferred_private=False)
+        return Result(f"{result.text.splitlines()[0]} The story is in {thread.mention}.")
 
     async def reject(self, interaction: discord.Interaction[Any], text: str) -> None:
         if interaction.response.is_done():
@@ -175,7 +187,7 @@ class StoryClient(discord.Client):
             text = f"{error} Type /story help."
         else:
             log.error("/story failed", exc_info=error)
-            text = "Something went wrong on the bot's side; please try again."
+            text = PROBLEM
         await self.reject(interaction, " ".join(text.split()))
 
     # ------------------------------------------------------------------ plain messages in story threads
@@ -189,13 +201,17 @@ class StoryClient(discord.Client):
         if message.author.bot or not isinstance(thread, discord.Thread) or not text or text.startswith("/"):
             return
         channel = self._ref(message.guild.id if message.guild else None, thread, thread.id)
-        if await self.app.sessions.running_story_id(channel) is None:
-            return  # an ordinary thread, or its story has ended: not ours to answer
         author = message.author
         permissions = thread.permissions_for(author) if isinstance(author, discord.Member) else discord.Permissions.none()
-        result = await self.app.sessions.handle(
-            channel, self._actor(author, permissions), c.Add(text), event_id=str(message.id)
-        )
+        try:
+            if await self.app.sessions.running_story_id(channel) is None:
+                return  # an ordinary thread, or its story has ended: not ours to answer
+            result = await self.app.sessions.handle(
+                channel, self._actor(author, permissions), c.Add(text), event_id=str(message.id)
+            )
+        except Exception:  # (a database locked past every retry, say): the writer must know it was not kept
+            log.exception("a message in story thread %s failed", channel.key)
+            result = Result.error(NOT_KEPT)
         if not result.ok:
             await message.reply(problem(result.text), mention_author=False, allowed_mentions=NO_PINGS)
 
