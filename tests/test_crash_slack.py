@@ -30,7 +30,13 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from adapters.slack_app.render import plain_text
 from tests.fake_openai import FakeOpenAI, running_fake_openai
-from tests.fake_slack import BOT_TOKEN, SIGNING_SECRET, FakeSlack, SignedSender, start_fake_slack
+from tests.fake_slack import (
+    BOT_TOKEN,
+    SIGNING_SECRET,
+    FakeSlack,
+    SignedSender,
+    start_fake_slack,
+)
 
 ALICE, BOB = "U0ALICE", "U0BOB"
 PIECES = ["The lamp", " was cold", ", and the sea", " was loud."]
@@ -81,7 +87,7 @@ class World:
         port = _free_port()
         log = self.folder / f"bot-{len(self.bots)}.log"
         with log.open("wb") as sink:
-            process = subprocess.Popen(
+            process = subprocess.Popen(  # noqa: ASYNC220 (Popen returns at once)
                 [sys.executable, "-m", "bot.cli", "slack", "--http", "--host", "127.0.0.1", "--port", str(port)],
                 env={**os.environ, **self.env}, stdout=sink, stderr=subprocess.STDOUT,
             )
