@@ -25,8 +25,9 @@ from bot.app import App, open_app
 from bot.config import Config
 from bot.generation.queue import NOT_STORED
 from bot.identity import Actor, ChannelRef
+from bot.results import Result
 from bot.sessions import DATABASE_BUSY, JobSpec
-from storage.models import Passage
+from storage.models import GenerationJob, Passage
 from tests.conftest import TurnRecorder, make_config, tiny_model_env
 from tests.test_console import console_env, storybot_command
 
@@ -194,6 +195,39 @@ async def test_a_killed_worker_is_started_again(running: tuple[App, TurnRecorder
     result = await app.sessions.handle(HERE, ALICE, c.Continue())
     assert result.job_id is not None
     assert (await turns.passage(result.job_id, timeout=30)).passage is not None
+
+
+class RefusingPlatform(TurnRecorder):
+    """A platform that will not take the first showing of a turn (a network error, a 5xx)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.refused = 0
+
+    async def turn_finished(self, job: JobSpec, result: Result | None) -> None:
+        await super().turn_finished(job, result)
+        if self.refused == 0:
+            self.refused += 1
+            raise ConnectionError("the platform did not answer")
+
+
+async def test_a_turn_the_platform_would_not_show_is_shown_again_later(running: tuple[App, TurnRecorder]) -> None:
+    app, _ = running
+    platform = RefusingPlatform()
+    app.queue.add_listener(platform, shows=HERE.platform)
+    await start_story(app)
+    result = await app.sessions.handle(HERE, ALICE, c.Continue())
+    assert result.job_id is not None
+    async with asyncio.timeout(30):  # the lease is 1 s: owed again a second after the refusal
+        while len(platform.outcomes.get(result.job_id, [])) < 2:
+            await asyncio.sleep(0.05)
+    first, again = platform.outcomes[result.job_id]
+    assert first is not None and again is not None and first.passage == again.passage
+    async with app.db.read() as tx:
+        job = await tx.get(GenerationJob, result.job_id)
+        assert job is not None and job.shown_at is not None
+    await asyncio.sleep(1.5)
+    assert len(platform.outcomes[result.job_id]) == 2  # shown, so owed no more
 
 
 # ---------------------------------------------------------------------- lengths past the context
