@@ -34,6 +34,7 @@ from bot.config import Config
 from bot.context import PromptLimits, build_prompt
 from bot.generation.backend import Backend, GenerationRequest, ModelUnavailable, Sampling, longest_passage
 from bot.generation.batcher import Batcher
+from bot.generation.heavy import run_heavy
 from bot.generation.text import clean_passage, speaker_stops, visible_text
 from bot.results import Result
 from bot.sessions import BOT_NAME, JobSpec, SessionManager
@@ -232,7 +233,7 @@ class GenerationQueue:
         """The model's batcher, its backend made in a thread (making one may import torch)."""
         async with self._making_backend:
             if model_name not in self._batchers:
-                backend = await asyncio.to_thread(self._backend_factory, model_name)
+                backend = await run_heavy(lambda: self._backend_factory(model_name))
                 self._batchers[model_name] = Batcher(backend, self.config.generation.max_batch)
         return self._batchers[model_name]
 
@@ -240,7 +241,7 @@ class GenerationQueue:
         """Load the default model now; returns the one-line problem if it cannot be loaded."""
         try:
             backend = await self.backend(self.config.model.name)
-            await asyncio.to_thread(backend.load)
+            await run_heavy(backend.load)
         except ModelUnavailable as error:
             return str(error)
         except Exception as error:  # a warm-up runs unattended: its failure is reported, not raised
@@ -356,7 +357,7 @@ class GenerationQueue:
         try:
             batcher = await self._batcher(str(run.spec.settings["model"]))
             # Loading (a download, the first time) is not part of a turn's time limit.
-            await asyncio.to_thread(batcher.backend.load)
+            await run_heavy(batcher.backend.load)
             loop = asyncio.get_running_loop()
             timer = loop.call_later(self.config.generation.job_timeout_s, run.time_out)
             text = await self._write_passage(batcher, run, loop)
