@@ -171,8 +171,8 @@ class GenerationJob(Base):
     ``heartbeat_at`` is refreshed by the process writing the turn; a running job whose
     heartbeat is older than the lease belongs to a process that died.
 
-    The row is also the turn's outbox. ``message_ref`` names the platform message that shows the
-    turn ("storybot is writing…", then the passage), so that whichever process writes or shows
+    The row is also the turn's outbox. ``message_ref`` names the platform message(s) that show the
+    turn ("storybot is writing…", then the passage; Discord ids comma-separated), so that whichever process writes or shows
     the turn edits that message instead of leaving it behind. When the job ends (done, failed,
     cancelled) it is owed a last showing: ``show_after`` says from when any process may take it
     (the writer's own process normally shows it first), and ``shown_at`` says it was shown.

@@ -163,16 +163,19 @@ class Bots:
         deadline = time.monotonic() + timeout
         while True:
             value = condition()
-            if inspect_awaitable(value):
+            if asyncio.iscoroutine(value):
                 value = await value
             if value:
                 return value
-            for bot in self.all:
-                if bot.name not in self.expected_dead and bot.proc.poll() is not None:
-                    raise AssertionError(f"{bot.name} died while waiting for {what}\n{self.logs()}")
+            self.check_alive(f"waiting for {what}")
             if time.monotonic() > deadline:
                 raise AssertionError(f"timed out after {timeout} s waiting for {what}\n{self.logs()}")
             await asyncio.sleep(0.05)
+
+    def check_alive(self, doing: str) -> None:
+        for bot in self.all:
+            if bot.name not in self.expected_dead and bot.proc.poll() is not None:
+                raise AssertionError(f"{bot.name} died while {doing}\n{self.logs()}")
 
     async def start(self, name: str) -> BotProcess:
         """Start a process and wait until it is connected to the fake gateway (READY sent)."""
@@ -192,10 +195,6 @@ class Bots:
             with contextlib.suppress(Exception):
                 self.expected_dead.add(bot.name)
                 bot.kill()
-
-
-def inspect_awaitable(value: Any) -> bool:
-    return asyncio.iscoroutine(value) or isinstance(value, asyncio.Future)
 
 
 @pytest.fixture
@@ -258,7 +257,7 @@ async def start_story(fake: CrashDiscord, bots: Bots) -> None:
 async def quiet(bots: Bots, seconds: float) -> None:
     """Let time pass (a lease or so) so a second, unwanted showing would have had time to come."""
     await asyncio.sleep(seconds)
-    await bots.until(lambda: True, "nothing")  # fails if a live bot died meanwhile
+    bots.check_alive("the test waited")
 
 
 # ------------------------------------------------------------------ tests
@@ -279,7 +278,7 @@ async def test_a_passage_stored_but_not_shown_is_shown_once_in_the_dead_process_
     assert (status, message_ref, shown) == ("done", held, False), bots.logs()
     [(stored,)] = await rows(database_url, BOT_PASSAGES)
     [post] = fake.posts()  # the first process's one "writing…" message, showing streamed text now
-    assert fake.messages[int(held)]["id"] == held
+    assert [m["id"] for m in fake.channel_messages()] == [held]
     assert WRITING in fake.messages[int(held)]["content"] and not fake.messages[int(held)]["components"]
 
     fake.hold_final_edits = False
@@ -338,10 +337,11 @@ async def test_a_turn_cut_off_while_writing_is_finished_in_the_dead_process_mess
         second = await bots.start("second")
         assert not writing["components"] and len(model_server.requests) == 1, "the first process is still writing"
         killed_at = bots.kill(first)
+        model_server.delay_s = 0.02
     else:  # the next process on the SQLite file runs the interrupted turn again at once
         killed_at = bots.kill(first)
+        model_server.delay_s = 0.02
         second = await bots.start("second")
-    model_server.delay_s = 0.02
 
     await bots.until(lambda: writing["components"], f"{second.name} to finish the turn in message {mid}")
     await quiet(bots, LEASE_S + 1)
@@ -359,3 +359,48 @@ async def test_a_turn_cut_off_while_writing_is_finished_in_the_dead_process_mess
     assert len(model_server.requests) == 2, "the takeover wrote the passage again"
     [(_, status, message_ref, shown, attempts)] = await rows(database_url, JOB)
     assert (status, message_ref, shown, attempts) == ("done", mid, True, 2)
+
+
+LONG_PASSAGE = " ".join(f"Wave {i} rolled in under the beam and broke on the rocks below." for i in range(45))
+
+
+async def test_a_long_turn_cut_off_while_writing_leaves_no_writing_message_behind(
+    fake: CrashDiscord, model_server: FakeOpenAI, bots: Bots, database_url: str
+) -> None:
+    # Enough text at once to fill two messages, then the rest slowly: the first process dies
+    # while the turn is shown in two messages.
+    head = 1950
+    model_server.pieces = lambda body: [LONG_PASSAGE[:head]] + [
+        LONG_PASSAGE[i : i + 40] for i in range(head, len(LONG_PASSAGE), 40)
+    ]
+    model_server.delay_s = 0.5
+    first = await bots.start("first")
+    await start_story(fake, bots)
+
+    two = await bots.until(lambda: len(fake.channel_messages()) == 2 and fake.channel_messages(),
+                           "the first process to stream into two messages")
+    mid, spill = two[0]["id"], two[1]["id"]
+    await bots.until(  # (recorded with the next streamed text after the second message is sent)
+        lambda: rows(database_url,
+                     f"SELECT 1 FROM generation_jobs WHERE status = 'running' AND message_ref = '{mid},{spill}'"),
+        "both of the turn's messages to be recorded",
+    )
+    if is_postgres(database_url):
+        second = await bots.start("second")
+        killed_at = bots.kill(first)
+        model_server.delay_s = 0.01
+    else:
+        killed_at = bots.kill(first)
+        model_server.delay_s = 0.01
+        second = await bots.start("second")
+
+    await bots.until(lambda: [m for m in fake.channel_messages() if m["components"]],
+                     f"{second.name} to finish the turn")
+    await quiet(bots, LEASE_S + 1)
+
+    [(stored,)] = await rows(database_url, BOT_PASSAGES)
+    shown = fake.channel_messages()
+    assert not [m["id"] for m in shown if WRITING in m["content"]], [(m["id"], m["content"][-60:]) for m in shown]
+    assert len(shown) == 2 and shown[0]["id"] == mid, [m["id"] for m in shown]
+    assert sum(len(fake.final_edits(m["id"], since=killed_at)) for m in shown) <= 1
+    assert shown[-1]["content"].endswith(FOOTER) and stored == LONG_PASSAGE

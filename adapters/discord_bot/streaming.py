@@ -37,10 +37,10 @@ class _LiveMessages:
     def __init__(self, channel: discord.PartialMessageable, interval: float, message_ref: str | None) -> None:
         self.channel = channel
         self.interval = interval
-        # A turn taken over from a dead process, or shown late for one, edits that process's message.
-        self.messages: list[discord.Message | discord.PartialMessage] = (
-            [channel.get_partial_message(int(message_ref))] if message_ref and message_ref.isdigit() else []
-        )
+        # A turn taken over from a dead process, or shown late for one, edits that process's messages.
+        self.messages: list[discord.Message | discord.PartialMessage] = [
+            channel.get_partial_message(int(part)) for part in (message_ref or "").split(",") if part.isdigit()
+        ]
         self.shown: list[str | None] = [None] * len(self.messages)  # None: not known, edit it
         self.latest: str | None = None
         self.finished = False
@@ -66,6 +66,11 @@ class _LiveMessages:
             for message in self.messages[len(contents) :]:
                 await message.delete()
             del self.messages[len(contents) :], self.shown[len(contents) :]
+
+    @property
+    def ref(self) -> str | None:
+        """The messages that show the turn, as the job records them: their ids, comma-separated."""
+        return ",".join(str(message.id) for message in self.messages) or None
 
     async def edit_loop(self) -> None:
         """Show the newest text, then rest ``interval``: at most one round of edits per interval."""
@@ -119,15 +124,15 @@ class TurnStreamer:
     async def turn_started(self, job: JobSpec) -> str | None:
         if job.channel.platform != "discord":
             return None
-        live = await self._start(job)
-        return str(live.messages[0].id) if live.messages else None
+        return (await self._start(job)).ref
 
-    async def turn_progress(self, job: JobSpec, text: str) -> None:
+    async def turn_progress(self, job: JobSpec, text: str) -> str | None:
         if job.channel.platform != "discord":
-            return
+            return None
         live = await self._start(job)
         live.latest = text
         live.changed.set()
+        return live.ref
 
     async def turn_finished(self, job: JobSpec, result: Result | None) -> None:
         """Show the end; raises if Discord would not take it (the queue shows it again later)."""

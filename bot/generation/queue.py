@@ -27,7 +27,7 @@ import logging
 import threading
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import Protocol
 
 from bot.config import Config
@@ -90,7 +90,9 @@ class TurnListener(Protocol):
         """Show that the turn is being written, in ``job.message_ref``'s message if there is one
         (a turn taken over from a dead process); returns the ref of the message that shows it."""
 
-    async def turn_progress(self, job: JobSpec, text: str) -> None: ...
+    async def turn_progress(self, job: JobSpec, text: str) -> str | None:
+        """Show the text so far; returns the ref of the messages that show the turn when it changed
+        (a long passage spilled into a second message), else None."""
 
     async def turn_finished(self, job: JobSpec, result: Result | None) -> None:
         """Show the turn's end: ``result`` holds the stored passage, or an error; None when the turn
@@ -105,6 +107,8 @@ class _Running:
     cancelled: threading.Event
     stream: _Throttle
     timed_out: bool = False
+    message_ref: str | None = None  # the messages that show it, as last recorded
+    recording: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     def time_out(self) -> None:
         self.timed_out = True
@@ -325,7 +329,8 @@ class GenerationQueue:
             specs := await self.sessions.claim_jobs(limit=max_batch - len(self._running))
         ):
             for spec in specs:
-                run = _Running(spec, threading.Event(), _Throttle(self.config.generation.stream_interval_s))
+                run = _Running(spec, threading.Event(), _Throttle(self.config.generation.stream_interval_s),
+                               message_ref=spec.message_ref)
                 if self._stopping:  # claimed while stop() began: left for the next start
                     run.cancelled.set()
                 self._running[spec.job_id] = run
@@ -351,7 +356,7 @@ class GenerationQueue:
     async def _turn(self, run: _Running) -> None:
         """Write one job's passage and store it (or its error); then make room for the next job."""
         # Shown beside the writing, so a slow platform never holds up the model.
-        started = asyncio.create_task(self._show_start(run.spec), name=f"show-start-{run.spec.job_id}")
+        started = asyncio.create_task(self._show_start(run), name=f"show-start-{run.spec.job_id}")
         pump = asyncio.create_task(self._pump(run))
         timer: asyncio.TimerHandle | None = None
         try:
@@ -374,29 +379,38 @@ class GenerationQueue:
             run.stream.close()
             self._wake.set()
         await pump
-        message_ref = await started
+        await started
         if result is not None or not self._stopping:
             # (A turn cut short by a stop is not "withdrawn": it runs again at the next start.)
-            await self._show_end(replace(run.spec, message_ref=message_ref), result)
+            await self._show_end(replace(run.spec, message_ref=run.message_ref), result)
 
-    async def _show_start(self, spec: JobSpec) -> str | None:
-        """Tell the listeners; record the message that shows the turn. Returns its ref."""
-        message_ref = spec.message_ref
-        shower = self._showers.get(spec.channel.platform)
+    async def _show_start(self, run: _Running) -> None:
+        await self._remember(run, await self._tell("turn_started", run.spec))
+
+    async def _tell(self, event: str, spec: JobSpec, *args: object) -> str | None:
+        """Tell every listener; returns what the platform's shower answered (its message ref)."""
+        shower, answer = self._showers.get(spec.channel.platform), None
         for listener in self._listeners:
             try:
-                posted = await listener.turn_started(spec)
-            except Exception:
-                log.exception("listener %r failed on turn_started", listener)
+                said = await getattr(listener, event)(spec, *args)
+            except Exception:  # one broken channel must not stop the queue
+                log.exception("listener %r failed on %s", listener, event)
                 continue
-            if listener is shower and posted:
-                message_ref = posted
-        if message_ref and message_ref != spec.message_ref:
+            if listener is shower:
+                answer = said
+        return answer
+
+    async def _remember(self, run: _Running, message_ref: str | None) -> None:
+        """Record the messages that show the turn when they change, so whoever shows it next
+        (a takeover, a late showing) edits them instead of leaving them behind."""
+        async with run.recording:
+            if not message_ref or message_ref == run.message_ref:
+                return
+            run.message_ref = message_ref
             try:
-                await self.sessions.record_turn_message(spec.job_id, message_ref)
-            except Exception as error:  # the turn goes on; a takeover would post a new message
-                log.warning("could not record the message of bot turn %d: %s", spec.job_id, error)
-        return message_ref
+                await self.sessions.record_turn_message(run.spec.job_id, message_ref)
+            except Exception as error:  # the turn goes on; a takeover would post new messages
+                log.warning("could not record the messages of bot turn %d: %s", run.spec.job_id, error)
 
     async def _show_end(self, spec: JobSpec, result: Result | None) -> None:
         """Tell the listeners how the turn ended; once its platform shows it, it is owed no more."""
@@ -528,14 +542,7 @@ class GenerationQueue:
 
     async def _pump(self, run: _Running) -> None:
         async for text in run.stream:
-            await self._notify("turn_progress", run.spec, text)
-
-    async def _notify(self, event: str, *args: object) -> None:
-        for listener in self._listeners:
-            try:
-                await getattr(listener, event)(*args)
-            except Exception:  # one broken channel must not stop the queue
-                log.exception("listener %r failed on %s", listener, event)
+            await self._remember(run, await self._tell("turn_progress", run.spec, text))
 
 
 class _Throttle:
