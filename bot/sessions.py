@@ -56,6 +56,7 @@ BOT_NAME = "storybot"
 STATUS_RECENT_PASSAGES = 3
 DEFAULT_TITLE = "Untitled story"
 DATABASE_BUSY = "The bot is busy right now; try again in a moment."
+OWED_FOR = timedelta(days=1)  # a turn no process could show for this long is given up
 
 # Commands that change nothing: answered from a read transaction, without a lock.
 READ_ONLY_COMMANDS: frozenset[type[c.Command]] = frozenset(
@@ -285,7 +286,7 @@ class SessionManager:
             id=passage.id,
             story_id=passage.story_id,
             seq=passage.seq,
-            number=await q.count_canonical(tx, passage.story_id),
+            number=await q.count_canonical(tx, passage.story_id, up_to_seq=passage.seq),
             author_kind=passage.author_kind,
             author_name=passage.author_name,
             text=passage.text,
@@ -825,17 +826,20 @@ class SessionManager:
         async def claim(tx: AsyncSession) -> list[tuple[JobSpec, Result | None]]:
             now = self.clock()
             everything = at_start and self.db.is_sqlite
-            jobs = await q.claim_owed_showings(tx, platforms, limit, now, self._owed_from(now), everything=everything)
+            jobs = await q.claim_owed_showings(
+                tx, platforms, limit, now, self._owed_from(now), now - OWED_FOR, everything=everything
+            )
             return [(await self._job_spec(tx, job), await self._ending(tx, job)) for job in jobs]
 
         return await self.db.transaction(claim)
 
     async def _ending(self, tx: AsyncSession, job: GenerationJob) -> Result | None:
-        """What an ended job shows: as ``finish_job`` and ``fail_job`` returned it."""
+        """What an ended job shows: as ``finish_job`` and ``fail_job`` returned it, except that a
+        passage undone or rewritten since (through another process) shows as withdrawn."""
         if job.status == JobStatus.FAILED:
             return Result(job.error or "The bot could not write its passage.", ok=False, story_id=job.story_id)
         passage = await q.passage_of_job(tx, job.id) if job.status == JobStatus.DONE else None
-        if passage is None:
+        if passage is None or passage.status != PassageStatus.CANONICAL:
             return None
         return Result("", story_id=job.story_id, passage=await self._view(tx, passage))
 

@@ -65,10 +65,13 @@ async def last_canonical_passage(tx: AsyncSession, story_id: int) -> Passage | N
     return (await tx.execute(query)).scalar_one_or_none()
 
 
-async def count_canonical(tx: AsyncSession, story_id: int) -> int:
+async def count_canonical(tx: AsyncSession, story_id: int, *, up_to_seq: int | None = None) -> int:
+    """Canonical passages of the story (up to and including ``up_to_seq``: a passage's number)."""
     query = select(func.count()).where(
         Passage.story_id == story_id, Passage.status == PassageStatus.CANONICAL
     )
+    if up_to_seq is not None:
+        query = query.where(Passage.seq <= up_to_seq)
     return int((await tx.execute(query)).scalar_one())
 
 
@@ -152,7 +155,7 @@ async def cancel_open_jobs(tx: AsyncSession, story_id: int, now: datetime, show_
         await tx.execute(
             update(GenerationJob)
             .where(GenerationJob.id.in_(ids), GenerationJob.message_ref.is_(None))
-            .values(shown_at=now)
+            .values(shown_at=now, show_after=None)
         )
     return ids
 
@@ -198,14 +201,21 @@ async def requeue_running_jobs(tx: AsyncSession, stale_before: datetime | None) 
 
 
 async def claim_owed_showings(
-    tx: AsyncSession, platforms: Sequence[str], limit: int, now: datetime, lease_until: datetime, *, everything: bool
+    tx: AsyncSession,
+    platforms: Sequence[str],
+    limit: int,
+    now: datetime,
+    lease_until: datetime,
+    ended_after: datetime,
+    *,
+    everything: bool,
 ) -> Sequence[GenerationJob]:
-    """Take ended jobs of ``platforms`` whose last showing is owed, oldest first.
+    """Take jobs of ``platforms`` that ended after ``ended_after`` and whose last showing is owed.
 
     Owed from their ``show_after`` (from the start when ``everything``: a process alone on its
     database knows every owed showing is a dead process's). A claimed job's ``show_after``
     moves to ``lease_until``, so no other process shows it meanwhile, and a showing that fails
-    is tried again then.
+    is tried again then; one that ended before ``ended_after`` is given up.
     """
     query = (
         select(GenerationJob)
@@ -214,6 +224,7 @@ async def claim_owed_showings(
             GenerationJob.shown_at.is_(None),
             GenerationJob.show_after.is_not(None),
             GenerationJob.status.not_in(JobStatus.OPEN),
+            GenerationJob.finished_at >= ended_after,
             Story.platform.in_(platforms),
         )
         .order_by(GenerationJob.id)
@@ -234,7 +245,7 @@ async def mark_shown(tx: AsyncSession, job_id: int, now: datetime) -> None:
         update(GenerationJob)
         .where(GenerationJob.id == job_id, GenerationJob.status.not_in(JobStatus.OPEN),
                GenerationJob.shown_at.is_(None))
-        .values(shown_at=now)
+        .values(shown_at=now, show_after=None)
     )
 
 

@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from bot import commands as c
 from bot.app import open_app
@@ -320,3 +320,36 @@ async def _until(condition: Callable[[], bool], timeout: float = 3.0) -> None:
     while not condition():
         assert time.monotonic() < deadline, "condition not met in time"
         await asyncio.sleep(0.02)
+
+
+async def test_a_turn_cancelled_by_another_process_stops_at_the_next_heartbeat_and_shows_once(
+        tmp_path: Path, fake: FakeOpenAI) -> None:
+    fake.pieces = lambda body: [f" Word{i}" for i in range(40)]
+    fake.delay_s = 0.2  # an eight-second turn
+    config: Config = make_config(tmp_path, {
+        "STORYBOT_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'stories.db'}",
+        "STORYBOT_MODEL_BACKEND": "openai",
+        "STORYBOT_MODEL_NAME": str(tmp_path / "no-local-model"),
+        "STORYBOT_MODEL_MAX_NEW_TOKENS": "64",
+        "STORYBOT_OPENAI_BASE_URL": fake.url,
+        "STORYBOT_OPENAI_MODEL": "served-model",
+        "STORYBOT_GENERATION_STREAM_INTERVAL_S": "0",
+        "STORYBOT_GENERATION_JOB_LEASE_S": "0.4",
+        "STORYBOT_STORY_PASSAGES_PER_MINUTE": "0",
+    })
+    turns = TurnRecorder()
+    channel, alice = ChannelRef("test", "guild", "harbour"), Actor("u-alice", "Alice")
+    async with open_app(config) as app:
+        app.queue.add_listener(turns, shows="test")
+        started = await app.sessions.handle(channel, alice, c.parse('/story start "Lighthouse" The keeper climbed.'))
+        assert started.job_id is not None
+        await turns.writing(started.job_id, timeout=30)
+        # An undo handled by another process: only the database changes, nobody wakes this one.
+        async with app.db.engine.begin() as connection:
+            await connection.execute(text(
+                "UPDATE generation_jobs SET status = 'cancelled', show_after = CURRENT_TIMESTAMP"))
+        begun = time.monotonic()
+        assert await turns.wait(started.job_id, timeout=10) is None  # withdrawn
+        assert time.monotonic() - begun < 2.0  # at the next heartbeat, not after the whole turn
+        await asyncio.sleep(1.5)  # several sweeps of owed showings
+    assert turns.outcomes[started.job_id] == [None]  # shown once, by the process that was writing it

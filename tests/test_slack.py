@@ -515,3 +515,13 @@ async def test_a_request_no_listener_handles_gets_200_and_one_log_line(
         assert sent.status == 200, sent
         assert_logged_once(caplog, logging.INFO)
     await assert_kept_and_answering(slack, before)
+
+
+async def test_a_thread_start_the_rules_refuse_takes_its_opening_message_back(slack: Slack) -> None:
+    api, send = slack.api, slack.sender
+    sent = await send.command(f'start thread:true "{"Long " * 60}"', user=ALICE)
+    assert sent.status == 200 and sent.body == ""  # the answer needs the opening message gone first
+    refusal = await api.wait_for(lambda: ephemerals(slack, ALICE))
+    assert refusal[0].startswith("⚠️ The title") and "200" in refusal[0]
+    await api.wait_for(lambda: api.of("chat.delete"))
+    assert not [a for a in api.messages.values() if "is starting" in shown(a)]

@@ -25,6 +25,7 @@ from adapters.discord_bot.render import (
     problem,
     streaming_messages,
 )
+from bot.generation.queue import TurnGone
 from bot.results import Result
 from bot.sessions import JobSpec
 
@@ -64,7 +65,10 @@ class _LiveMessages:
                     self.messages.append(await self.channel.send(content, allowed_mentions=NO_PINGS, **extra))
                     self.shown.append(content)
             for message in self.messages[len(contents) :]:
-                await message.delete()
+                try:
+                    await message.delete()
+                except discord.NotFound:  # already deleted by someone: as good
+                    pass
             del self.messages[len(contents) :], self.shown[len(contents) :]
 
     @property
@@ -141,10 +145,13 @@ class TurnStreamer:
         # A turn that started in another process, or before a restart, shows only its end here.
         live = self._turns.pop(job.job_id, None) or _LiveMessages(self._channel(job), self.interval, job.message_ref)
         await live.finish()
-        if result is None:
-            await live.show([WITHDRAWN])
-        elif not result.ok:
-            await live.show([problem(result.text)])
-        elif result.passage is not None:
-            passage = result.passage
-            await live.show(passage_messages(passage, bot_footer(job, passage)), passage_buttons(passage.story_id))
+        try:
+            if result is None:
+                await live.show([WITHDRAWN])
+            elif not result.ok:
+                await live.show([problem(result.text)])
+            elif result.passage is not None:
+                passage = result.passage
+                await live.show(passage_messages(passage, bot_footer(job, passage)), passage_buttons(passage.story_id))
+        except (discord.NotFound, discord.Forbidden) as error:  # the channel is gone, or closed to the bot
+            raise TurnGone(f"Discord answers {error.status} in {job.channel.key}") from error

@@ -208,7 +208,7 @@ class SlackStory:
                 await ack()
             return
         result = reply.result
-        if ack is not None and answer_in_ack and _fits_in_ack(result):
+        if ack is not None and answer_in_ack and reply.opening is None and _fits_in_ack(result):
             text = result.text if result.ok else f"⚠️ {result.text}"
             await ack(text=render.fallback(text), blocks=render.text_blocks(text))
             return

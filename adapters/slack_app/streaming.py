@@ -18,6 +18,7 @@ import logging
 
 from adapters.slack_app import render
 from adapters.slack_app.messages import SLACK_ERRORS, Messages
+from bot.generation.queue import TurnGone
 from bot.results import Result
 from bot.sessions import BOT_NAME, JobSpec
 
@@ -26,6 +27,8 @@ log = logging.getLogger(__name__)
 PLATFORM = "slack"
 WRITING = f"✍️ {BOT_NAME} is writing…"
 WITHDRAWN = f"{BOT_NAME}'s turn was withdrawn."
+# Refusals that no retry will change: the turn can no longer be shown there.
+CHANNEL_GONE = frozenset({"channel_not_found", "is_archived", "not_in_channel", "channel_is_archived"})
 
 
 def footer(job: JobSpec, number: int) -> str:
@@ -80,20 +83,26 @@ class _LiveTurn:
             except SLACK_ERRORS as error:
                 if not _message_gone(error):
                     raise
-        await self.messages.post(self.job.channel, blocks, text)  # its message was deleted, or never posted
+        try:
+            await self.messages.post(self.job.channel, blocks, text)  # its message was deleted, or never posted
+        except SLACK_ERRORS as error:
+            if _slack_error(error) in CHANNEL_GONE:
+                raise TurnGone(f"Slack answers {_slack_error(error)} in {self.job.channel.key}") from error
+            raise
 
     async def _writing(self, ts: str | None) -> str | None:
         """Post "writing…", or turn the message of a turn taken over from a dead process back to it."""
         ref = self.job.channel
         blocks = render.note_blocks(WRITING)
-        try:
-            if ts is not None:
-                try:
-                    await self.messages.update(ref, ts, blocks, WRITING)
+        if ts is not None:
+            try:
+                await self.messages.update(ref, ts, blocks, WRITING)
+                return ts
+            except SLACK_ERRORS as error:
+                if not _message_gone(error):  # a passing failure: the next edits still go there
+                    log.warning("cannot update bot turn %d in %s: %s", self.job.job_id, ref.key, error)
                     return ts
-                except SLACK_ERRORS as error:
-                    if not _message_gone(error):
-                        raise
+        try:
             return await self.messages.post(ref, blocks, WRITING)
         except SLACK_ERRORS as error:
             log.warning("cannot post bot turn %d in %s: %s", self.job.job_id, ref.key, error)
@@ -129,10 +138,15 @@ class _LiveTurn:
             pass
 
 
+def _slack_error(error: Exception) -> str | None:
+    """The error code of a Web API refusal (``channel_not_found``…); None for a network failure."""
+    response = getattr(error, "response", None)
+    return response.get("error") if response is not None else None
+
+
 def _message_gone(error: Exception) -> bool:
     """Slack says the message to edit is not there (deleted by someone): post a new one instead."""
-    response = getattr(error, "response", None)
-    return response is not None and response.get("error") in ("message_not_found", "cant_update_message")
+    return _slack_error(error) in ("message_not_found", "cant_update_message")
 
 
 class TurnStreamer:

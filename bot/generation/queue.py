@@ -47,6 +47,9 @@ FIRST_BACKOFF_S = 0.5  # the worker's wait after a failure, doubled per failure 
 MAX_BACKOFF_S = 30.0  # ...up to this
 NOT_STORED = "The bot's passage could not be saved just now; it will be written again shortly."
 INTERNAL_ERROR = "The bot hit an internal error; try again."
+# What a turn shows when the database did not confirm its outcome. It may have been stored all the
+# same (the commit's reply was lost), so showing this never marks the turn shown.
+UNSURE = Result.error(NOT_STORED)
 OWED_PER_SWEEP = 100  # unshown turns taken per sweep (one per heartbeat); the rest wait for the next
 
 
@@ -74,6 +77,11 @@ class QueueHealth:
     def as_dict(self) -> dict[str, object]:
         """The figures as JSON-ready values, with the verdicts, for health endpoints."""
         return {**asdict(self), "healthy": self.healthy, "ready": self.ready}
+
+
+class TurnGone(Exception):
+    """What a shower raises when the place that would show a turn is gone for good (the channel
+    deleted or archived, the bot removed): the turn is then owed no more."""
 
 
 class TurnListener(Protocol):
@@ -339,8 +347,10 @@ class GenerationQueue:
                 task.add_done_callback(self._turns.discard)
 
     async def _heartbeat(self) -> None:
-        """Tell other processes this one is alive, and take back turns whose process is not."""
+        """Tell other processes this one is alive, take back turns whose process is not, and stop
+        writing turns another process cancelled (an undo there wakes only that process)."""
         await self.sessions.keep_jobs_alive(list(self._running))
+        await self._stop_cancelled()
         if recovered := await self.sessions.requeue_interrupted_jobs():
             log.warning("re-running %d bot turns whose process stopped answering", recovered)
 
@@ -375,6 +385,7 @@ class GenerationQueue:
         finally:
             if timer is not None:
                 timer.cancel()
+            self._showing.add(run.spec.job_id)  # (before it leaves _running: a sweep must not take it)
             self._running.pop(run.spec.job_id, None)
             run.stream.close()
             self._wake.set()
@@ -383,6 +394,7 @@ class GenerationQueue:
         if result is not None or not self._stopping:
             # (A turn cut short by a stop is not "withdrawn": it runs again at the next start.)
             await self._show_end(replace(run.spec, message_ref=run.message_ref), result)
+        self._showing.discard(run.spec.job_id)
 
     async def _show_start(self, run: _Running) -> None:
         await self._remember(run, await self._tell("turn_started", run.spec))
@@ -420,6 +432,8 @@ class GenerationQueue:
             for listener in self._listeners:
                 try:
                     await listener.turn_finished(spec, result)
+                except TurnGone as gone:
+                    log.warning("bot turn %d cannot be shown any more: %s", spec.job_id, gone)
                 except Exception as error:
                     if listener is not shower:
                         log.exception("listener %r failed on turn_finished", listener)
@@ -427,7 +441,7 @@ class GenerationQueue:
                     log.warning("bot turn %d could not be shown (%s); it will be shown again later",
                                 spec.job_id, error)
                     return
-            if shower is not None:
+            if shower is not None and result is not UNSURE:
                 await self.sessions.mark_turn_shown(spec.job_id)
         except Exception as error:  # shown, but not marked: shown once more later, which is harmless
             log.warning("could not mark bot turn %d shown: %s", spec.job_id, error)
@@ -448,8 +462,8 @@ class GenerationQueue:
             self._sweep_everything = everything  # still owed a full sweep once the database answers
             raise
         for spec, result in owed:
-            if spec.job_id in self._showing:
-                continue  # this process is showing it right now
+            if spec.job_id in self._showing or spec.job_id in self._running:
+                continue  # this process is writing or showing it right now
             log.info("showing bot turn %d, which its process left unshown", spec.job_id)
             task = asyncio.create_task(self._show_end(spec, result), name=f"show-owed-{spec.job_id}")
             self._turns.add(task)
@@ -466,7 +480,7 @@ class GenerationQueue:
         except Exception as error:
             self._record_failure(error)
             log.warning("bot turn %s could not be stored; it will run again after its lease", run.spec.job_id)
-            return Result.error(NOT_STORED)
+            return UNSURE
 
     async def _store(self, run: _Running, text: str) -> Result | None:
         if run.timed_out:
