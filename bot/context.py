@@ -16,6 +16,50 @@ from dataclasses import dataclass, field
 
 PASSAGE_SEPARATOR = "\n\n"
 
+# How the story is put to a chat model: a system turn that says what to write, the story in the
+# person's turn, and the model's own turn begun. Read by the quality benchmark's judgement, not
+# by taste: asked plainly for the next passage, an instruct model writes prose; given the bare
+# "Title: …" text it tends to answer with a numbered list of questions about it.
+CHAT_SYSTEM = (
+    "You are a novelist writing a story together with a group of people, one passage at a time. "
+    "Write only the next passage of the story: a paragraph or two of prose that carries it forward, "
+    "in the story's own language, tense and point of view. Never write a title, a list, a heading, "
+    "a note or a question to the reader."
+)
+CHAT_REQUEST = "Write the next passage of the story."
+_STORY = "\x00story\x00"  # where the story goes in the rendered template
+
+
+@dataclass(frozen=True, slots=True)
+class PromptFrame:
+    """Text before and after the story: a chat template's turns, or nothing (plain completion).
+
+    The head never changes, so the prompt's start stays byte-stable for the prefix cache."""
+
+    head: str = ""
+    tail: str = ""
+
+    def around(self, story_prompt: str) -> str:
+        if not (self.head or self.tail):
+            return story_prompt
+        return self.head + story_prompt.rstrip() + self.tail
+
+
+COMPLETION = PromptFrame()
+
+
+def chat_frame(render: Callable[[list[dict[str, str]]], str]) -> PromptFrame:
+    """The frame a chat template gives: ``render`` turns messages into the model's text, with the
+    assistant's turn begun (``apply_chat_template(..., tokenize=False, add_generation_prompt=True)``)."""
+    text = render([
+        {"role": "system", "content": CHAT_SYSTEM},
+        {"role": "user", "content": f"{_STORY}\n\n{CHAT_REQUEST}"},
+    ])
+    head, story, tail = text.partition(_STORY)
+    if not story:
+        raise ValueError("the chat template dropped the story")
+    return PromptFrame(head, tail)
+
 
 @dataclass(frozen=True, slots=True)
 class LoreItem:

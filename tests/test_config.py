@@ -34,7 +34,7 @@ def test_defaults_without_a_file(empty_dir):
     config = load_config(env={})
     assert config == Config()
     assert config.database.url == "sqlite+aiosqlite:///storybot.db"
-    assert config.model.name == "HuggingFaceTB/SmolLM2-360M"
+    assert config.model.name == "bundled:smollm2-135m"
     assert config.model.temperature == 0.8
     assert config.model.bad_words == ()
     assert config.story.default_mode == "alternate"

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bot.context import LoreItem, PromptLimits, StorySnapshot, build_prompt
+from bot.context import CHAT_REQUEST, COMPLETION, LoreItem, PromptLimits, StorySnapshot, build_prompt, chat_frame
 from bot.generation.local import LocalBackend
 from tests.conftest import make_config
 
@@ -422,3 +422,33 @@ def test_real_tokens_never_exceed_a_budget_that_holds_title_and_direction(
         if tokenizer_count(prompt) > budget:
             over[budget] = tokenizer_count(prompt)
     assert over == {}
+
+
+# ---------------------------------------------------------------------- the chat frame
+
+
+def chatml(messages: list[dict[str, str]]) -> str:
+    """A ChatML template (SmolLM2's) with the assistant's turn begun, as apply_chat_template renders it."""
+    turns = "".join(f"<|im_start|>{m['role']}\n{m['content']}<|im_end|>\n" for m in messages)
+    return turns + "<|im_start|>assistant\n"
+
+
+def test_a_chat_frame_puts_the_story_in_the_persons_turn_and_begins_the_models() -> None:
+    frame = chat_frame(chatml)
+    prompt = frame.around(build_prompt(story(["The keeper climbed."], genre="mystery"), ROOMY, words))
+    assert prompt.startswith("<|im_start|>system\nYou are a novelist")
+    assert "<|im_start|>user\nTitle: The Lighthouse\nGenre: mystery\n\nThe keeper climbed.\n\n" in prompt
+    assert prompt.endswith(f"{CHAT_REQUEST}<|im_end|>\n<|im_start|>assistant\n")
+    # The head does not depend on the story, so the channel's prefix cache still matches.
+    other = frame.around(build_prompt(story(["Another start."]), ROOMY, words))
+    assert other.startswith(frame.head) and frame.head in prompt
+
+
+def test_plain_completion_is_the_story_as_it_is() -> None:
+    body = build_prompt(story(["The keeper climbed."]), ROOMY, words)
+    assert COMPLETION.around(body) == body
+
+
+def test_a_template_that_drops_the_story_is_refused() -> None:
+    with pytest.raises(ValueError, match="dropped the story"):
+        chat_frame(lambda messages: "<|im_start|>assistant\n")

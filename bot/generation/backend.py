@@ -14,6 +14,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from bot.context import PromptFrame
+
 
 MIN_PROMPT_TOKENS = 64  # the least story a bot passage is written from
 
@@ -77,6 +79,10 @@ class Backend(Protocol):
         """Prompt plus new tokens the model can attend to."""
 
     def count_tokens(self, text: str) -> int: ...
+
+    @property
+    def prompt_frame(self) -> PromptFrame:
+        """What goes around the story in the prompt (empty for plain completion); needs ``load``."""
 
     def generate(
         self, requests: Sequence[GenerationRequest], more: Callable[[], Sequence[GenerationRequest]] | None = None

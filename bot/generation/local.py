@@ -21,8 +21,10 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from transformers.utils import logging as transformers_logging
 
 from bot.config import ModelConfig
+from bot.context import COMPLETION, PromptFrame, chat_frame
 from bot.generation.backend import GenerationRequest, ModelUnavailable
 from bot.generation.decoding import Decoder
+from bot.generation.model_files import model_source
 from bot.generation.prefix_cache import PrefixCache
 
 log = logging.getLogger(__name__)
@@ -58,6 +60,18 @@ def pick_dtype(setting: str, device: str) -> torch.dtype:
     return torch.float32
 
 
+def _prompt_frame(style: str, model_name: str, tokenizer: Any) -> PromptFrame:
+    """``model.prompt_style`` for this model: ``auto`` is chat wherever there is a chat template."""
+    has_template = bool(getattr(tokenizer, "chat_template", None))
+    if style == "completion" or (style == "auto" and not has_template):
+        return COMPLETION
+    if not has_template:
+        raise ModelUnavailable(
+            f"model.prompt_style is chat, but {model_name} has no chat template: set it to completion or auto."
+        )
+    return chat_frame(lambda messages: tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True))
+
+
 def _cpu_computes_bfloat16() -> bool:
     # A private helper of torch.cpu (present since torch 2.1); absent, assume no support.
     check = getattr(torch.cpu, "_is_avx512_bf16_supported", None)
@@ -77,6 +91,7 @@ class LocalBackend:
         self._model: Any = None
         self._tokenizer: Any = None
         self._context_length = 0
+        self._frame = COMPLETION
 
     def load(self) -> None:
         with self._lock:
@@ -92,19 +107,22 @@ class LocalBackend:
             cache_bytes = self.config.prefix_cache_mb * 1024 * 1024
             prefix_cache = PrefixCache(cache_bytes) if cache_bytes else None
             self._decoder = Decoder(model, tokenizer, self.device, prefix_cache)
+            self._frame = _prompt_frame(self.config.prompt_style, self.model_name, tokenizer)
             self._context_length = self.config.context_length or _model_context_length(model, tokenizer)
             log.info("model %s ready (context %d tokens)", self.model_name, self._context_length)
 
     def _from_pretrained(self) -> tuple[Any, Any]:
         """Cache or local folder first; the hub only when that fails and it can be reached.
 
-        Offline, the hub client retries each file for about a minute before giving up; a
-        quick connection check turns that into an immediate, clear answer.
+        The bundled model and GGUF files are converted once into a local folder first
+        (``model_files``). Offline, the hub client retries each file for about a minute before
+        giving up; a quick connection check turns that into an immediate, clear answer.
         """
+        source = model_source(self.model_name, self.config.cache_dir)
         try:
-            return self._load_files(local_only=True)
+            return self._load_files(source, local_only=True)
         except Exception as error:  # the loaders raise many kinds; all mean "not here"
-            if self.config.local_files_only or _looks_local(self.model_name):
+            if self.config.local_files_only or _looks_local(source):
                 raise ModelUnavailable(_explain_load_failure(self.model_name, error)) from None
         if not _hub_reachable():
             raise ModelUnavailable(
@@ -113,15 +131,15 @@ class LocalBackend:
             )
         log.info("downloading model %s from the hub", self.model_name)
         try:
-            return self._load_files(local_only=False)
+            return self._load_files(source, local_only=False)
         except Exception as error:
             log.debug("model download failed", exc_info=True)
             raise ModelUnavailable(_explain_load_failure(self.model_name, error)) from None
 
-    def _load_files(self, *, local_only: bool) -> tuple[Any, Any]:
-        tokenizer = AutoTokenizer.from_pretrained(self.model_name, local_files_only=local_only)
+    def _load_files(self, source: str, *, local_only: bool) -> tuple[Any, Any]:
+        tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=local_only)
         model = AutoModelForCausalLM.from_pretrained(
-            self.model_name, dtype=pick_dtype(self.config.dtype, self.device), local_files_only=local_only
+            source, dtype=pick_dtype(self.config.dtype, self.device), local_files_only=local_only
         )
         return tokenizer, model
 
@@ -133,6 +151,11 @@ class LocalBackend:
     def context_length(self) -> int:
         self.load()
         return self._context_length
+
+    @property
+    def prompt_frame(self) -> PromptFrame:
+        self.load()
+        return self._frame
 
     def count_tokens(self, text: str) -> int:
         self.load()

@@ -41,6 +41,7 @@ from typing import Any, TypeVar
 import httpx
 
 from bot.config import Config
+from bot.context import COMPLETION, PromptFrame
 from bot.generation.backend import GenerationRequest, ModelUnavailable
 from bot.generation.text import cut_at_stops
 
@@ -168,6 +169,11 @@ class OpenAIBackend:
     def count_tokens(self, text: str) -> int:
         self.load()
         return self._count(text)
+
+    @property
+    def prompt_frame(self) -> PromptFrame:
+        """The completions API continues text as it is: the server applies no template."""
+        return COMPLETION
 
     def generate(
         self, requests: Sequence[GenerationRequest], more: Callable[[], Sequence[GenerationRequest]] | None = None

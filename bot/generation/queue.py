@@ -514,8 +514,11 @@ class GenerationQueue:
         longest = longest_passage(backend.context_length)
         if sampling.max_new_tokens > longest:
             sampling = replace(sampling, max_new_tokens=longest)
+        frame = backend.prompt_frame
         limits = PromptLimits(
-            budget_tokens=max(backend.context_length - sampling.max_new_tokens, 1),
+            budget_tokens=max(
+                backend.context_length - sampling.max_new_tokens - backend.count_tokens(frame.head + frame.tail), 1
+            ),
             lore_max_tokens=self.config.story.lore_max_tokens,
             note_depth=self.config.story.note_depth,
         )
@@ -528,7 +531,7 @@ class GenerationQueue:
                 loop.call_soon_threadsafe(run.stream.put, shown)
 
         return GenerationRequest(
-            prompt=build_prompt(spec.story, limits, backend.count_tokens),
+            prompt=frame.around(build_prompt(spec.story, limits, backend.count_tokens)),
             sampling=sampling,
             stop_texts=stops,
             on_text=on_text,
