@@ -119,7 +119,9 @@ class _StartOrder(TurnRecorder):
 
 
 async def test_a_busy_channel_cannot_starve_another(config: Config) -> None:
-    one_at_a_time = replace(config, generation=replace(config.generation, max_batch=1))
+    # Long turns: the first must still be writing while the channel asks for nine more.
+    one_at_a_time = replace(config, generation=replace(config.generation, max_batch=1),
+                            model=replace(config.model, max_new_tokens=256, min_new_tokens=256))
     busy, quiet = ChannelRef("t", "w", "busy"), ChannelRef("t", "w", "quiet")
     turns = _StartOrder()
     async with open_app(one_at_a_time) as app:
