@@ -1,4 +1,4 @@
-"""Random-weight GPT-2 models with a freshly trained byte-level BPE tokenizer.
+"""Random-weight GPT-2 and Llama models with a freshly trained byte-level BPE tokenizer.
 
 Nothing here downloads: the tests and the benchmark build the model they need from text they
 carry, save it with ``save_pretrained`` and load it through the product's own loading code.
@@ -16,9 +16,38 @@ END_OF_TEXT = "<|endoftext|>"
 def build_random_gpt2(folder: Path, texts: Iterable[str], vocab_size: int, **gpt2_config: Any) -> None:
     """Train a tokenizer of up to ``vocab_size`` tokens on ``texts`` and save it with a GPT-2
     of the given shape (``GPT2Config`` fields), seeded so the weights are the same every time."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    _build(folder, texts, vocab_size, GPT2Config, GPT2LMHeadModel, gpt2_config)
+
+
+def build_random_llama(folder: Path, texts: Iterable[str], vocab_size: int, **llama_config: Any) -> None:
+    """The same with a Llama (``LlamaConfig`` fields: grouped-query attention, rotary positions,
+    tied embeddings, ...), the architecture of SmolLM2 and most current small models."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    _build(folder, texts, vocab_size, LlamaConfig, LlamaForCausalLM, llama_config)
+
+
+def _build(folder: Path, texts: Iterable[str], vocab_size: int, config_class: Any, model_class: Any,
+           shape: dict[str, Any]) -> None:
     import torch
+
+    tokenizer = _train_tokenizer(texts, vocab_size)
+    torch.manual_seed(0)
+    config = config_class(
+        vocab_size=tokenizer.vocab_size, bos_token_id=tokenizer.eos_token_id, eos_token_id=tokenizer.eos_token_id,
+        **shape,
+    )
+    folder.mkdir(parents=True, exist_ok=True)
+    tokenizer.save_pretrained(folder)
+    model_class(config).save_pretrained(folder)
+
+
+def _train_tokenizer(texts: Iterable[str], vocab_size: int) -> Any:
+    """A byte-level BPE tokenizer of up to ``vocab_size`` tokens, ``END_OF_TEXT`` its only special token."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
+    from transformers import PreTrainedTokenizerFast
 
     tokenizer = Tokenizer(models.BPE())
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
@@ -30,11 +59,4 @@ def build_random_gpt2(folder: Path, texts: Iterable[str], vocab_size: int, **gpt
         show_progress=False,
     )
     tokenizer.train_from_iterator(texts, trainer=trainer)
-    fast = PreTrainedTokenizerFast(tokenizer_object=tokenizer, eos_token=END_OF_TEXT, bos_token=END_OF_TEXT)
-    torch.manual_seed(0)
-    config = GPT2Config(
-        vocab_size=fast.vocab_size, bos_token_id=fast.eos_token_id, eos_token_id=fast.eos_token_id, **gpt2_config
-    )
-    folder.mkdir(parents=True, exist_ok=True)
-    fast.save_pretrained(folder)
-    GPT2LMHeadModel(config).save_pretrained(folder)
+    return PreTrainedTokenizerFast(tokenizer_object=tokenizer, eos_token=END_OF_TEXT, bos_token=END_OF_TEXT)

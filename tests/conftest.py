@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.models import build_random_gpt2
+from bench.models import build_random_gpt2, build_random_llama
 from bot.app import App, open_app
 from bot.config import Config, load_config
 from bot.results import Result
@@ -46,6 +46,20 @@ def _build_tiny_model(folder: Path) -> None:
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("tiny-model")
     _build_tiny_model(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_llama_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random Llama (grouped-query attention, rotary positions, tied embeddings: the shape of
+    SmolLM2) with the same tokenizer. Its weights are drawn wider than Llama's default (0.02): with
+    those, this small a model writes one token over and over whatever its context and positions,
+    and no comparison of texts could catch a row decoded at the wrong positions."""
+    folder = tmp_path_factory.mktemp("tiny-llama")
+    build_random_llama(folder, CORPUS.splitlines() * 4, vocab_size=400, hidden_size=32, intermediate_size=64,
+                       num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                       max_position_embeddings=1024, rope_theta=10000, tie_word_embeddings=True,
+                       initializer_range=0.3)
     return folder
 
 
