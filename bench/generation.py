@@ -1,10 +1,12 @@
 """Generation benchmark: batching, prefix cache, streaming latency, event-loop lag, memory.
 
-    python -m bench.generation [--quick] [--json] [--model FOLDER]
+    python -m bench.generation [--quick] [--json] [--model NAME]
 
-Without ``--model`` it builds a GPT-2-small-sized model (124M parameters, random weights, a
-50257-token byte-level BPE tokenizer) once into ~/.cache/storybot/bench-gpt2-small and loads it
-through the product's own loading code. Throughput and latency are measured through the whole
+By default it runs the model the bot ships with (``bundled:smollm2-135m``: SmolLM2-135M-Instruct,
+a Llama with 30 thin layers), converted once like the bot converts it. ``--model random-gpt2``
+builds a GPT-2-small-sized model (124M parameters, random weights, a 50257-token byte-level BPE
+tokenizer) once into ~/.cache/storybot/bench-gpt2-small; any model folder or .gguf file works
+too. The model is loaded through the product's own loading code. Throughput and latency are measured through the whole
 product path (story rules, SQLite, the generation queue, the local backend); the prefix-cache
 figures call the backend directly, so they isolate the cache. The event-loop lag while a bot
 starts (loads the model, writes its first turn) is measured by ``bench.load_lag`` in a fresh process.
@@ -32,11 +34,24 @@ from bot.app import open_app
 from bot.config import Config, load_config
 from bot.generation.backend import GenerationRequest, Sampling
 from bot.generation.local import LocalBackend, pick_device, pick_dtype
+from bot.generation.model_files import model_source
 from bot.identity import Actor, ChannelRef
 
-DEFAULT_MODEL_DIR = Path.home() / ".cache" / "storybot" / "bench-gpt2-small"
+DEFAULT_MODEL = "bundled:smollm2-135m"
+RANDOM_GPT2 = "random-gpt2"
+RANDOM_GPT2_DIR = Path.home() / ".cache" / "storybot" / "bench-gpt2-small"
 CHANNEL_COUNTS = (1, 4, 8)
 LAG_SLEEP_S = 0.010  # the sampler's sleep while generating (README: "10 ms sleeper")
+
+
+def benchmark_model(name: str) -> Path:
+    """The folder of the model to measure; the random GPT-2 is built, a GGUF file converted, once."""
+    if name != RANDOM_GPT2:
+        return Path(model_source(name))
+    if not (RANDOM_GPT2_DIR / "config.json").exists():
+        print(f"building the benchmark model in {RANDOM_GPT2_DIR} (once)…", flush=True)
+        build_model(RANDOM_GPT2_DIR)
+    return RANDOM_GPT2_DIR
 
 
 def build_model(folder: Path) -> None:
@@ -132,15 +147,14 @@ def _prompt_of(backend: LocalBackend, words: list[str], tokens: int) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.generation", description=__doc__.splitlines()[0])
-    parser.add_argument("--model", type=Path, help="a local model folder (default: a random GPT-2 small)")
+    parser.add_argument("--model", default=DEFAULT_MODEL,
+                        help=f"{DEFAULT_MODEL} (default), {RANDOM_GPT2} (a GPT-2 small with random weights), "
+                             "a model folder or a .gguf file")
     parser.add_argument("--quick", action="store_true", help="fewer tokens: finishes in about two minutes")
     parser.add_argument("--json", action="store_true", help="print one JSON object on the last line")
     args = parser.parse_args(argv)
 
-    model_dir = args.model or DEFAULT_MODEL_DIR
-    if args.model is None and not (model_dir / "config.json").exists():
-        print(f"building the benchmark model in {model_dir} (once)…", flush=True)
-        build_model(model_dir)
+    model_dir = benchmark_model(args.model)
     new_tokens = 16 if args.quick else 64
     rounds = 1 if args.quick else 2
     story_lines = 2 if args.quick else 4  # each channel's story so far: ~75 or ~150 tokens

@@ -8,9 +8,11 @@ them costs the running bot.
 from __future__ import annotations
 
 import asyncio
+import os
 import statistics
 import time
 from pathlib import Path
+from typing import Any
 
 from bot.config import Config, load_config
 from bot.sessions import JobSpec
@@ -91,3 +93,17 @@ def percentile(values: list[float], q: float) -> float:
     if len(values) == 1:
         return values[0]
     return statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1]
+
+
+def cpu_info() -> dict[str, Any]:
+    """The CPU's model name and the vector extensions that decide the dtype (Linux; else unknown)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        text = ""
+    fields = {key.strip(): value.strip() for key, value in
+              (line.split(":", 1) for line in text.splitlines() if ":" in line)}
+    flags = set(fields.get("flags", "").split())
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return {"cpu": fields.get("model name", "unknown"), "cpus": usable,
+            **{flag: flag in flags for flag in ("avx2", "avx512f", "avx512_bf16")}}

@@ -52,7 +52,7 @@ from typing import Any
 
 import aiohttp
 
-from bench.harness import percentile
+from bench.harness import cpu_info, percentile
 from tests.fake_slack import (
     BOT_TOKEN,
     SIGNING_SECRET,
@@ -375,20 +375,6 @@ def probe_device(env: dict[str, str], folder: Path) -> dict[str, str]:
     except (subprocess.SubprocessError, ValueError):
         return {"device": "unknown", "dtype": "unknown", "torch_threads": "unknown"}
     return {"device": device, "dtype": dtype, "torch_threads": threads}
-
-
-def cpu_info() -> dict[str, Any]:
-    """The CPU's model name and the vector extensions that decide the dtype (Linux; else unknown)."""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        text = ""
-    fields = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
-    fields = {key.strip(): value.strip() for key, value in fields.items()}
-    flags = set(fields.get("flags", "").split())
-    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return {"cpu": fields.get("model name", "unknown"), "cpus": usable,
-            **{flag: flag in flags for flag in ("avx2", "avx512f", "avx512_bf16")}}
 
 
 # ---------------------------------------------------------------------- the run and the report

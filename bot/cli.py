@@ -31,7 +31,7 @@ def _parser() -> argparse.ArgumentParser:
     slack_parser.add_argument("--port", type=int, default=3000, help="port to listen on with --http (default: 3000)")
     add_archive_parsers(sub)
     # Listed for --help; main() hands everything after "bench" to the benchmark's own parser.
-    sub.add_parser("bench", help="measure generation speed (see `storybot bench --help`)")
+    sub.add_parser("bench", help="measure generation speed (`storybot bench --help`), or `storybot bench quality`")
     return parser
 
 
@@ -80,6 +80,11 @@ async def _migrate(config: Config) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:2] == ["bench", "quality"]:  # what the bot's passages read like
+        from bench.quality import main as quality_main
+
+        quality_main(argv[2:])
+        return 0
     if argv[:1] == ["bench"]:  # its own options; it builds its own model and database
         from bench.generation import main as bench_main
 
