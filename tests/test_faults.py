@@ -223,9 +223,15 @@ async def test_a_turn_the_platform_would_not_show_is_shown_again_later(running: 
             await asyncio.sleep(0.05)
     first, again = platform.outcomes[result.job_id]
     assert first is not None and again is not None and first.passage == again.passage
-    async with app.db.read() as tx:
-        job = await tx.get(GenerationJob, result.job_id)
-        assert job is not None and job.shown_at is not None
+
+    async def shown_at() -> object:
+        async with app.db.read() as tx:
+            job = await tx.get(GenerationJob, result.job_id)
+            return job.shown_at if job is not None else None
+
+    async with asyncio.timeout(10):  # (marked once turn_finished has returned)
+        while await shown_at() is None:
+            await asyncio.sleep(0.05)
     await asyncio.sleep(1.5)
     assert len(platform.outcomes[result.job_id]) == 2  # shown, so owed no more
 
