@@ -6,6 +6,10 @@ start on SQLite, which serves one process; once their lease runs out on PostgreS
 is stored by ``SessionManager.finish_job``, which stores it only while the job is still running
 (so a cancelled or already-finished job never adds a passage).
 
+The job row is also the turn's outbox: the message that shows the turn is recorded on it, and an
+ended turn stays owed until its platform's shower has shown it; whichever process sweeps next
+shows what a dead process left unshown (``_show_owed``; docs/ARCHITECTURE.md §4 and §6).
+
 Each claimed job is one ``_turn`` task. Model work runs in the backend's worker thread
 (``Batcher``): the event loop only waits on it, so chat interactions are answered while the
 model writes. A turn claimed while others are being written joins their batch at the next
