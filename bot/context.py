@@ -28,6 +28,8 @@ CHAT_SYSTEM = (
 )
 CHAT_REQUEST = "Write the next passage of the story."
 _STORY = "\x00story\x00"  # where the story goes in the rendered template
+# The labels of the prompt's header lines: a passage that writes one is echoing the prompt.
+HEADER_LABELS = ("Title", "Genre")
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,13 +161,13 @@ class _Parts:
 
 
 def _title_line(story: StorySnapshot) -> str:
-    return f"Title: {story.title}\n\n"
+    return f"{HEADER_LABELS[0]}: {story.title}\n\n"
 
 
 def _preamble(story: StorySnapshot) -> str:
-    lines = [f"Title: {story.title}"]
+    lines = [f"{HEADER_LABELS[0]}: {story.title}"]
     if story.genre:
-        lines.append(f"Genre: {story.genre}")
+        lines.append(f"{HEADER_LABELS[1]}: {story.genre}")
     text = "\n".join(lines) + "\n\n"
     if story.memory.strip():
         text += f"[Memory: {story.memory.strip()}]\n\n"

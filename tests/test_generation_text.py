@@ -137,3 +137,18 @@ def test_multiline_passages_are_kept() -> None:
 def test_a_poem_without_sentence_ends_keeps_all_its_lines() -> None:
     poem = "Over the rocks\nthe beam goes round\nand round"
     assert clean_passage(poem, STOPS) == poem
+
+
+@pytest.mark.parametrize(
+    ("raw", "shown"),
+    [
+        ("Title: The Wizard's Tax Audit\nGenre: comedy\n\nMagnus sighed. He paid.", "Magnus sighed. He paid."),
+        ("\nTitle: Rain Check\nShe laughed.", "She laughed."),
+        ("The sea rose. Then it fell.\nTitle: Part two\nMore of it.", "The sea rose. Then it fell."),
+        ("She ran.\n[Memory: the key is gold.]", "She ran."),
+        ("Genre: horror", ""),
+        ("A title: not a heading. Fine.", "A title: not a heading. Fine."),
+    ],
+)
+def test_the_prompts_own_markup_never_reaches_a_passage(raw: str, shown: str) -> None:
+    assert clean_passage(raw, STOPS) == shown

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
+from bot.context import HEADER_LABELS
 from bot.printable import CONTROL_CHARACTERS
 
 # Control characters (but newline and tab) and the replacement character: what a model emits
@@ -18,6 +19,11 @@ _SENTENCE_END = re.compile(r"[.!?…][\"'”’»)\]]*(?=\s|$)|[。！？][」�
 # Titles whose full stop never ends a sentence ("Mr. Hale opened the door").
 _TITLES = frozenset({"mr", "mrs", "ms", "dr", "prof", "st", "mt", "sr", "jr", "capt", "col", "gen", "lt", "sgt", "rev"})
 _LAST_WORD = re.compile(r"(\w+)$")
+# A line that writes one of the prompt's header labels ("Title: …"), or a [bracketed note]: the
+# model echoing the prompt's markup rather than telling the story.
+_LABELS = "|".join(HEADER_LABELS)
+_OPENING_HEADERS = re.compile(rf"(?:\s*(?:{_LABELS})[ \t]*:[^\n]*(?:\n|$))+")
+_MARKUP = re.compile(rf"(?:^|\n)[ \t]*(?:\[|(?:{_LABELS})[ \t]*:)")
 
 
 def speaker_stops(names: Iterable[str]) -> tuple[str, ...]:
@@ -55,10 +61,15 @@ def _after_title(text: str, stop: int) -> bool:
 
 def visible_text(raw: str, stops: Iterable[str]) -> str:
     """What may be shown while the passage is still being written: no speaker lines, echoed
-    [bracket notes] or unprintable characters. (The last sentence may still be unfinished.)"""
+    prompt markup ("Title: …" headings, [bracket notes]) or unprintable characters. Header lines
+    the passage opens with are dropped; markup later on ends it. (The last sentence may still
+    be unfinished.)"""
     text = _UNPRINTABLE.sub("", cut_at_stops(raw, stops))
-    bracket = re.search(r"(?:^|\n)\s*\[", text)
-    return text[: bracket.start()] if bracket else text
+    opening = _OPENING_HEADERS.match(text)
+    if opening:
+        text = text[opening.end() :]
+    markup = _MARKUP.search(text)
+    return text[: markup.start()] if markup else text
 
 
 def clean_passage(raw: str, stops: Iterable[str]) -> str:
