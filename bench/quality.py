@@ -362,7 +362,7 @@ def write_with_seed_recipe(openings: Sequence[Opening], samples: int, model: str
             with torch.inference_mode():
                 output = lm.generate(**inputs, do_sample=True, top_k=50, top_p=0.95, num_beams=5,
                                      max_new_tokens=PRODUCT.max_new_tokens)
-            text = tokenizer.decode(output[0, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
+            text = str(tokenizer.decode(output[0, inputs["input_ids"].shape[1] :], skip_special_tokens=True))
             row.append(Sample(text.strip(), time.perf_counter() - began))
         written.append(row)
         print(f"  seed recipe {index + 1:2}/{len(openings)} {opening.title}", flush=True)

@@ -424,7 +424,7 @@ async def measure(model_dir: Path, rate: float, channels: int, new_tokens: int, 
     return figures
 
 
-def _stats(seconds: list[float]) -> dict[str, float | int]:
+def _stats(seconds: list[float]) -> dict[str, float | int | None]:
     return {"count": len(seconds), "p50_s": _r(percentile(seconds, 50)), "p90_s": _r(percentile(seconds, 90)),
             "p99_s": _r(percentile(seconds, 99)), "max_s": _r(max(seconds, default=float("nan")))}
 
