@@ -38,7 +38,6 @@ import itertools
 import json
 import math
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -61,6 +60,7 @@ from tests.fake_slack import (
     SignedSender,
     start_fake_slack,
 )
+from tests.loopback import free_port
 
 REPO = Path(__file__).resolve().parent.parent
 # The model ``bench.generation`` builds (not imported from there: it imports torch at its top).
@@ -295,12 +295,6 @@ async def watch(bot: subprocess.Popen[bytes], api: FakeSlack, timeline: Timeline
 
 
 # ---------------------------------------------------------------------- the bot process
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def bot_environment(api_url: str, folder: Path, model_dir: Path, new_tokens: int) -> dict[str, str]:

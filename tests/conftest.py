@@ -13,8 +13,11 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from bench.models import build_random_gpt2, build_random_llama
 from bot.app import App, open_app
@@ -136,6 +139,21 @@ async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncI
     url = request.getfixturevalue("postgres_database")
     await _reset_postgres(url)
     yield url
+
+
+def is_postgres(url: str) -> bool:
+    return url.startswith("postgresql")
+
+
+async def read_rows(url: str, sql: str) -> list[tuple[Any, ...]]:
+    """Read a bot's database directly (SQLite file or PostgreSQL), as an operator would check it
+    beside the bot's processes, in a connection of its own."""
+    engine = create_async_engine(url)
+    try:
+        async with engine.connect() as connection:
+            return [tuple(row) for row in await connection.execute(text(sql))]
+    finally:
+        await engine.dispose()
 
 
 def make_config(tmp_path: Path, env: dict[str, str]) -> Config:

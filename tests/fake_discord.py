@@ -276,6 +276,11 @@ class FakeDiscord:
     def edits_of(self, message_id: str) -> list[Request]:
         return [r for r in self.requests if r.method == "PATCH" and r.path.endswith(f"/messages/{message_id}")]
 
+    def assert_nothing_could_ping(self) -> None:
+        """Every message payload the bot sent turned mentions off: nothing could ping anyone."""
+        for request, message in self.message_payloads():
+            assert message.get("allowed_mentions") == {"parse": []}, (request.method, request.path, message)
+
     def message_payloads(self) -> list[tuple[Request, dict[str, Any]]]:
         """Every request that creates or changes a message's content, with that message part."""
         found = []

@@ -23,9 +23,9 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import create_async_engine
 
+from tests.conftest import is_postgres
+from tests.conftest import read_rows as rows
 from tests.fake_discord import BODY, CHANNEL_ID, FakeDiscord, user
 from tests.fake_openai import FakeOpenAI, running_fake_openai
 
@@ -99,8 +99,7 @@ async def fake() -> AsyncIterator[CrashDiscord]:
     finally:
         server.released.set()
         await server.stop()
-    for request, message in server.message_payloads():
-        assert message.get("allowed_mentions") == {"parse": []}, (request.method, request.path, message)
+    server.assert_nothing_could_ping()
 
 
 @pytest.fixture
@@ -222,22 +221,8 @@ def bots(tmp_path: Path, fake: CrashDiscord, model_server: FakeOpenAI, database_
         fake.released.set()
 
 
-async def rows(url: str, sql: str) -> list[tuple[Any, ...]]:
-    """Read the bot's database directly (SQLite file or PostgreSQL), in a transaction of its own."""
-    engine = create_async_engine(url)
-    try:
-        async with engine.connect() as conn:
-            return [tuple(row) for row in await conn.execute(text(sql))]
-    finally:
-        await engine.dispose()
-
-
 JOB = "SELECT id, status, message_ref, shown_at IS NOT NULL, attempts FROM generation_jobs"
 BOT_PASSAGES = "SELECT text FROM passages WHERE author_kind = 'bot'"
-
-
-def is_postgres(url: str) -> bool:
-    return url.startswith("postgresql")
 
 
 def expected_final(passage: str) -> str:

@@ -14,7 +14,6 @@ import asyncio
 import contextlib
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -25,10 +24,10 @@ from typing import Any
 
 import aiohttp
 import pytest
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import create_async_engine
 
 from adapters.slack_app.render import plain_text
+from tests.conftest import is_postgres
+from tests.conftest import read_rows as rows
 from tests.fake_openai import FakeOpenAI, running_fake_openai
 from tests.fake_slack import (
     BOT_TOKEN,
@@ -37,18 +36,13 @@ from tests.fake_slack import (
     SignedSender,
     start_fake_slack,
 )
+from tests.loopback import free_port
 
 ALICE, BOB = "U0ALICE", "U0BOB"
 PIECES = ["The lamp", " was cold", ", and the sea", " was loud."]
 PASSAGE = "The lamp was cold, and the sea was loud."
 LEASE_S = 1.0  # a dead process's turns and showings are taken up this long after it last beat
 START_TIMEOUT_S = 60.0
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @dataclass
@@ -84,7 +78,7 @@ class World:
     bots: list[BotProcess] = field(default_factory=list)
 
     async def start_bot(self) -> BotProcess:
-        port = _free_port()
+        port = free_port()
         log = self.folder / f"bot-{len(self.bots)}.log"
         with log.open("wb") as sink:
             process = subprocess.Popen(  # noqa: ASYNC220 (Popen returns at once)
@@ -143,20 +137,6 @@ async def world(tmp_path: Path, database_url: str) -> AsyncIterator[World]:
                 bot.kill()
             api.released.set()
             await runner.cleanup()
-
-
-async def rows(url: str, sql: str) -> list[tuple[Any, ...]]:
-    """Read the database the way an operator would check it, beside the bot processes."""
-    engine = create_async_engine(url)
-    try:
-        async with engine.connect() as connection:
-            return [tuple(row) for row in (await connection.execute(text(sql))).all()]
-    finally:
-        await engine.dispose()
-
-
-def is_postgres(url: str) -> bool:
-    return url.startswith("postgresql")
 
 
 def shown(args: dict[str, Any]) -> str:

@@ -44,9 +44,7 @@ async def fake() -> AsyncIterator[FakeDiscord]:
     await server.start()
     yield server
     await server.stop()
-    # Whatever a test did, nothing the bot sent may have been able to ping anyone.
-    for request, message in server.message_payloads():
-        assert message.get("allowed_mentions") == {"parse": []}, (request.method, request.path, message)
+    server.assert_nothing_could_ping()  # whatever a test did
 
 
 @pytest.fixture

@@ -34,19 +34,22 @@ STORY = [
 ALICE = Actor("u-alice", "Alice")
 
 
-@pytest.fixture(scope="module")
-def backends(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[LocalBackend, LocalBackend]:
+def load_twice(model_dir: Path, folder: Path) -> tuple[LocalBackend, LocalBackend]:
     """The same model twice: with the per-channel prefix cache, and without it.
 
     In float32: the tests compare texts exactly, and bfloat16 may round a batch differently.
     """
-    config = make_config(tmp_path_factory.mktemp("engine"), {"STORYBOT_MODEL_NAME": str(tiny_model_dir),
-                                                             "STORYBOT_MODEL_LOCAL_FILES_ONLY": "true",
-                                                             "STORYBOT_MODEL_DTYPE": "float32"})
+    config = make_config(folder, {"STORYBOT_MODEL_NAME": str(model_dir), "STORYBOT_MODEL_LOCAL_FILES_ONLY": "true",
+                                  "STORYBOT_MODEL_DTYPE": "float32"})
     cached, plain = LocalBackend(config.model), LocalBackend(replace(config.model, prefix_cache_mb=0))
     cached.load()
     plain.load()
     return cached, plain
+
+
+@pytest.fixture(scope="module")
+def backends(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[LocalBackend, LocalBackend]:
+    return load_twice(tiny_model_dir, tmp_path_factory.mktemp("engine"))
 
 
 def test_prefix_cache_reuses_the_story_and_never_changes_the_text(backends: tuple[LocalBackend, LocalBackend]) -> None:

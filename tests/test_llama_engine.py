@@ -27,7 +27,7 @@ from bot.generation.backend import GenerationRequest, Sampling
 from bot.generation.local import LocalBackend
 from tests import test_engine as engine_tests
 from tests import test_local_backend as backend_tests
-from tests.conftest import CORPUS, make_config
+from tests.conftest import CORPUS
 
 Backends = tuple[LocalBackend, LocalBackend]
 
@@ -45,15 +45,8 @@ NEW_TOKENS = {"short": 24, "middle": 16, "long": 8}
 
 @pytest.fixture(scope="module")
 def backends(tiny_llama_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Backends:
-    """The Llama twice, as ``tests.test_engine`` has GPT-2: with the prefix cache, and without it.
-    In float32, since the texts are compared exactly."""
-    config = make_config(tmp_path_factory.mktemp("llama-engine"), {"STORYBOT_MODEL_NAME": str(tiny_llama_dir),
-                                                                  "STORYBOT_MODEL_LOCAL_FILES_ONLY": "true",
-                                                                  "STORYBOT_MODEL_DTYPE": "float32"})
-    cached, plain = LocalBackend(config.model), LocalBackend(replace(config.model, prefix_cache_mb=0))
-    cached.load()
-    plain.load()
-    return cached, plain
+    """The Llama twice, as ``tests.test_engine`` has GPT-2: with the prefix cache, and without it."""
+    return engine_tests.load_twice(tiny_llama_dir, tmp_path_factory.mktemp("llama-engine"))
 
 
 def test_the_model_is_a_llama_that_the_engine_batches(backends: Backends) -> None:
