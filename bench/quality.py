@@ -59,6 +59,7 @@ from bot import commands as c
 from bot.app import open_app
 from bot.config import Config, ConfigError, ModelConfig, validate_setting
 from bot.identity import Actor, ChannelRef
+from bot.language import HAN, language_of
 from bot.results import Result
 from bot.sessions import BOT_NAME, SessionManager
 
@@ -70,10 +71,9 @@ PRODUCT = ModelConfig()  # the product's default sampling settings
 
 # ------------------------------------------------------------------------------ the metrics
 
-_CJK = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
-_UNIT = re.compile(f"[{_CJK}]|[^\\s{_CJK}]+")
+_UNIT = re.compile(f"[{HAN}]|[^\\s{HAN}]+")
 _EDGE_PUNCTUATION = re.compile(r"^[\W_]+|[\W_]+$")
-_CJK_CHAR = re.compile(f"[{_CJK}]")
+_CJK_CHAR = re.compile(f"[{HAN}]")
 
 # A list item: "1." "2)" "- " "* " "• " or a Markdown heading, at the very start.
 _LIST_MARKER = re.compile(r"\s*(?:\d+[.)](?:\s|$)|[-*•]\s|#)")
@@ -92,15 +92,17 @@ _ASSISTANT_OPENERS = re.compile(
     re.IGNORECASE,
 )
 _ASSISTANT_ANYWHERE = re.compile(r"continuation of the|the story continues|as an ai\b|language model", re.IGNORECASE)
-# Frequent short words of each language of the openings, to tell a passage's language by.
-_STOPWORDS = {
-    "en": frozenset({"the", "and", "of", "to", "was", "he", "she", "it", "in", "that", "his", "her", "with", "had"}),
-    "es": frozenset({"el", "la", "de", "que", "y", "los", "las", "en", "un", "una", "se", "por", "con", "su", "del"}),
-    "fr": frozenset({"le", "la", "les", "de", "et", "est", "un", "une", "que", "il", "elle", "dans", "du", "des", "au"}),
-}
-
-JUNK_KINDS = ("empty", "no_letters", "list_start", "prompt_markup", "chat_token", "role_line", "speaker_line",
-              "assistant_talk", "wrong_language")
+JUNK_KINDS = (
+    "empty",
+    "no_letters",
+    "list_start",
+    "prompt_markup",
+    "chat_token",
+    "role_line",
+    "speaker_line",
+    "assistant_talk",
+    "wrong_language",
+)
 
 
 def units(text: str) -> list[str]:
@@ -155,20 +157,6 @@ def on_topic(text: str, anchors: Iterable[str]) -> bool:
     return False
 
 
-def language_of(text: str) -> str | None:
-    """A guess: "zh" when CJK characters are most of the letters, else the language ("en", "es",
-    "fr") whose frequent short words occur most, with at least two; None when it cannot tell."""
-    letters = sum(ch.isalpha() for ch in text)
-    if not letters:
-        return None
-    if len(_CJK_CHAR.findall(text)) / letters > 0.5:
-        return "zh"
-    words = units(text)
-    scores = {language: sum(word in common for word in words) for language, common in _STOPWORDS.items()}
-    best = max(scores, key=lambda language: scores[language])
-    return best if scores[best] >= 2 else None
-
-
 def junk_kinds(text: str, participants: Iterable[str], language: str | None = None) -> list[str]:
     """Why a passage is junk (``JUNK_KINDS``, in that order); empty when it is not.
 
@@ -191,7 +179,8 @@ def junk_kinds(text: str, participants: Iterable[str], language: str | None = No
         kinds.append("speaker_line")
     if _ASSISTANT_OPENERS.match(text) or _ASSISTANT_ANYWHERE.search(text):
         kinds.append("assistant_talk")
-    if language is not None and language_of(text) not in (None, language):
+    written_in = language_of(text)
+    if language is not None and written_in is not None and written_in.code != language:
         kinds.append("wrong_language")
     return kinds
 
@@ -258,8 +247,9 @@ def product_config(model: str, db_path: Path, prompt_style: str | None) -> Confi
             raise SystemExit("--prompt-style: this storybot has no model.prompt_style setting yet.")
         overrides["prompt_style"] = prompt_style
     try:
-        checked = {key: validate_setting("model", key, value, f"--{key.replace('_', '-')}")
-                   for key, value in overrides.items()}
+        checked = {
+            key: validate_setting("model", key, value, f"--{key.replace('_', '-')}") for key, value in overrides.items()
+        }
     except ConfigError as error:
         raise SystemExit(str(error)) from None
     return replace(config, model=replace(config.model, **checked))
@@ -360,8 +350,9 @@ def write_with_seed_recipe(openings: Sequence[Opening], samples: int, model: str
         for _ in range(samples):
             began = time.perf_counter()
             with torch.inference_mode():
-                output = lm.generate(**inputs, do_sample=True, top_k=50, top_p=0.95, num_beams=5,
-                                     max_new_tokens=PRODUCT.max_new_tokens)
+                output = lm.generate(
+                    **inputs, do_sample=True, top_k=50, top_p=0.95, num_beams=5, max_new_tokens=PRODUCT.max_new_tokens
+                )
             text = str(tokenizer.decode(output[0, inputs["input_ids"].shape[1] :], skip_special_tokens=True))
             row.append(Sample(text.strip(), time.perf_counter() - began))
         written.append(row)
@@ -400,19 +391,33 @@ def table(report: dict[str, Any]) -> str:
 def describe_machine(report: dict[str, Any]) -> str:
     flags = ", ".join(f"{flag} {'yes' if report[flag] else 'no'}" for flag in ("avx2", "avx512f", "avx512_bf16"))
     dtypes = ", ".join(f"{name} {report['dtype'][name]}" for name in SYSTEMS if name in report["dtype"])
-    return (f"CPU {report['cpu']}, {report['cpus']} CPUs, {flags}; torch {report['device']}, {dtypes}, "
-            f"{report['torch_threads']} threads; model {report['model']}")
+    return (
+        f"CPU {report['cpu']}, {report['cpus']} CPUs, {flags}; torch {report['device']}, {dtypes}, "
+        f"{report['torch_threads']} threads; model {report['model']}"
+    )
 
 
 def markdown(report: dict[str, Any], openings: Sequence[Opening], written: dict[str, list[list[Sample]]]) -> str:
     """Every opening with each system's passages after it, for a person to read."""
-    out = ["# storybot quality benchmark", "", describe_machine(report), "",
-           f"{report['samples']} samples per opening and system; prompt style: {report['prompt_style']}.", "",
-           "```", table(report), "```", ""]
+    out = [
+        "# storybot quality benchmark",
+        "",
+        describe_machine(report),
+        "",
+        f"{report['samples']} samples per opening and system; prompt style: {report['prompt_style']}.",
+        "",
+        "```",
+        table(report),
+        "```",
+        "",
+    ]
     for index, opening in enumerate(openings):
         out += [f"## {index + 1}. {opening.title} ({opening.genre})", ""]
-        out += [f"- **{label}:** {text}" for label, text in (("Memory", opening.memory), ("Author's note",
-                                                                                          opening.note)) if text]
+        out += [
+            f"- **{label}:** {text}"
+            for label, text in (("Memory", opening.memory), ("Author's note", opening.note))
+            if text
+        ]
         out += [f"- **Lore** ({', '.join(entry.keys)}): {entry.text}" for entry in opening.lore]
         out += ["", *(f"> **{name}:** {text}\n>" for name, text in opening.passages), ""]
         for name, rows in written.items():
@@ -421,8 +426,14 @@ def markdown(report: dict[str, Any], openings: Sequence[Opening], written: dict[
                 kinds = junk_kinds(sample.text, opening.participants, opening.language)
                 tags = f" — junk: {', '.join(kinds)}" if kinds else ""
                 error = f" — {sample.error}" if sample.error else ""
-                out += [f"**Sample {number}** ({sample.seconds:.1f} s{tags}{error})", "", "```text",
-                        sample.text.replace("```", "ʼʼʼ"), "```", ""]
+                out += [
+                    f"**Sample {number}** ({sample.seconds:.1f} s{tags}{error})",
+                    "",
+                    "```text",
+                    sample.text.replace("```", "ʼʼʼ"),
+                    "```",
+                    "",
+                ]
     return "\n".join(out)
 
 
@@ -432,8 +443,13 @@ def machine(model: str, dtype: dict[str, str]) -> dict[str, Any]:
 
     from bot.generation.local import pick_device
 
-    return {**cpu_info(), "device": pick_device(PRODUCT.device), "dtype": dtype,
-            "torch_threads": torch.get_num_threads(), "model": model}
+    return {
+        **cpu_info(),
+        "device": pick_device(PRODUCT.device),
+        "dtype": dtype,
+        "torch_threads": torch.get_num_threads(),
+        "model": model,
+    }
 
 
 def prompt_style_used(config: ModelConfig, model: str) -> str:
@@ -456,7 +472,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--samples", type=int, default=3, help="passages per opening and system (default 3)")
     parser.add_argument("--quick", action="store_true", help=f"6 openings, {QUICK_SAMPLES} samples each")
     parser.add_argument("--json", action="store_true", help="print one JSON object on the last line")
-    parser.add_argument("--out", type=Path, default=Path(DEFAULT_OUT), help=f"the Markdown file (default {DEFAULT_OUT})")
+    parser.add_argument(
+        "--out", type=Path, default=Path(DEFAULT_OUT), help=f"the Markdown file (default {DEFAULT_OUT})"
+    )
     parser.add_argument("--prompt-style", help="model.prompt_style for the storybot side")
     parser.add_argument("--skip-seed-recipe", action="store_true", help="measure the storybot side only")
     parser.add_argument("--seed", type=int, default=0, help="torch's random seed before each system (default 0)")
@@ -484,8 +502,13 @@ def main(argv: list[str] | None = None) -> None:
         torch.manual_seed(args.seed)
         written["seed_recipe"], dtype["seed_recipe"] = write_with_seed_recipe(openings, samples, args.model)
     report: dict[str, Any] = {name: summarize(openings, rows) for name, rows in written.items()}
-    report.update(machine(args.model, dtype), openings=len(openings), samples=samples, prompt_style=style,
-                  seconds=round(time.perf_counter() - began, 1))
+    report.update(
+        machine(args.model, dtype),
+        openings=len(openings),
+        samples=samples,
+        prompt_style=style,
+        seconds=round(time.perf_counter() - began, 1),
+    )
     args.out.write_text(markdown(report, openings, written), encoding="utf-8")
     print(describe_machine(report))
     print(table(report))

@@ -14,20 +14,23 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from bot.language import LONGEST_REQUEST, next_passage_request
+
 PASSAGE_SEPARATOR = "\n\n"
 
 # How the story is put to a chat model: a system turn that says what to write, the story in the
 # person's turn, and the model's own turn begun. Read by the quality benchmark's judgement, not
 # by taste: asked plainly for the next passage, an instruct model writes prose; given the bare
-# "Title: …" text it tends to answer with a numbered list of questions about it.
+# "Title: …" text it tends to answer with a numbered list of questions about it. The request
+# is in the story's own language (``bot.language``): asked in English, it answers in English.
 CHAT_SYSTEM = (
     "You are a novelist writing a story together with a group of people, one passage at a time. "
     "Write only the next passage of the story: a paragraph or two of prose that carries it forward, "
     "in the story's own language, tense and point of view. Never write a title, a list, a heading, "
     "a note or a question to the reader."
 )
-CHAT_REQUEST = "Write the next passage of the story."
 _STORY = "\x00story\x00"  # where the story goes in the rendered template
+_REQUEST = "\x00request\x00"  # where the request goes
 # The labels of the prompt's header lines: a passage that writes one is echoing the prompt.
 HEADER_LABELS = ("Title", "Genre")
 
@@ -36,7 +39,8 @@ HEADER_LABELS = ("Title", "Genre")
 class PromptFrame:
     """Text before and after the story: a chat template's turns, or nothing (plain completion).
 
-    The head never changes, so the prompt's start stays byte-stable for the prefix cache."""
+    The head never changes, so the prompt's start stays byte-stable for the prefix cache; the
+    tail holds the request, put in the story's language."""
 
     head: str = ""
     tail: str = ""
@@ -44,21 +48,31 @@ class PromptFrame:
     def around(self, story_prompt: str) -> str:
         if not (self.head or self.tail):
             return story_prompt
-        return self.head + story_prompt.rstrip() + self.tail
+        return self.head + story_prompt.rstrip() + self.tail.replace(_REQUEST, next_passage_request(story_prompt))
+
+    def overhead(self) -> str:
+        """The frame's own text at its longest (the longest request): what a prompt budget keeps free."""
+        return self.head + self.tail.replace(_REQUEST, LONGEST_REQUEST)
 
 
 COMPLETION = PromptFrame()
 
 
+def chat_messages(story_prompt: str, request: str) -> list[dict[str, str]]:
+    """The story as a chat: the system turn says what to write, the person's turn holds the story
+    and the request. Used for local chat templates and for OpenAI-compatible chat servers alike."""
+    return [
+        {"role": "system", "content": CHAT_SYSTEM},
+        {"role": "user", "content": f"{story_prompt.rstrip()}\n\n{request}"},
+    ]
+
+
 def chat_frame(render: Callable[[list[dict[str, str]]], str]) -> PromptFrame:
     """The frame a chat template gives: ``render`` turns messages into the model's text, with the
     assistant's turn begun (``apply_chat_template(..., tokenize=False, add_generation_prompt=True)``)."""
-    text = render([
-        {"role": "system", "content": CHAT_SYSTEM},
-        {"role": "user", "content": f"{_STORY}\n\n{CHAT_REQUEST}"},
-    ])
+    text = render(chat_messages(_STORY, _REQUEST))
     head, story, tail = text.partition(_STORY)
-    if not story:
+    if not story or _REQUEST not in tail:
         raise ValueError("the chat template dropped the story")
     return PromptFrame(head, tail)
 

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bot.context import CHAT_REQUEST, COMPLETION, LoreItem, PromptLimits, StorySnapshot, build_prompt, chat_frame
+from bot.context import COMPLETION, LoreItem, PromptLimits, StorySnapshot, build_prompt, chat_frame
 from bot.generation.local import LocalBackend
 from tests.conftest import make_config
 
@@ -91,8 +91,9 @@ def test_any_story_fits_any_budget_that_can_hold_the_title_and_direction(
 ) -> None:
     snapshot, passages = drawn
     # window_step=1: the window may start at any passage (its steps have their own test).
-    limits = PromptLimits(budget_tokens=budget, lore_max_tokens=lore_max, note_depth=depth, lore_scan_passages=scan,
-                          window_step=1)
+    limits = PromptLimits(
+        budget_tokens=budget, lore_max_tokens=lore_max, note_depth=depth, lore_scan_passages=scan, window_step=1
+    )
     prompt = build_prompt(snapshot, limits, words)
 
     assert build_prompt(snapshot, limits, words) == prompt, "same story and budget, different prompt"
@@ -182,9 +183,16 @@ def test_title_genre_and_memory_come_first_in_that_order() -> None:
     )
     prompt = build_prompt(snapshot, ROOMY, words)
     assert prompt.startswith("Title: The Lighthouse")
-    order = [prompt.index(part) for part in (
-        "fantasy", "The dragon is called Ember.", "Dragons breathe smoke", "The dragon slept", "the dragon wakes",
-    )]
+    order = [
+        prompt.index(part)
+        for part in (
+            "fantasy",
+            "The dragon is called Ember.",
+            "Dragons breathe smoke",
+            "The dragon slept",
+            "the dragon wakes",
+        )
+    ]
     assert order == sorted(order)
 
 
@@ -215,8 +223,11 @@ def test_consecutive_turns_share_their_head_so_a_prefix_cache_is_reused() -> Non
 def test_memory_stays_in_the_head_and_lore_moves_next_to_the_note() -> None:
     lore = (LoreItem(("wave",), "Waves here are tall."),)
     passages = numbered(6) + ["A wave rose."]
-    prompt = build_prompt(story(passages, memory="The keeper is old.", note="Keep it grim.", lore=lore),
-                          PromptLimits(budget_tokens=500, note_depth=2), words)
+    prompt = build_prompt(
+        story(passages, memory="The keeper is old.", note="Keep it grim.", lore=lore),
+        PromptLimits(budget_tokens=500, note_depth=2),
+        words,
+    )
     assert prompt.index("The keeper is old.") < prompt.index("<p0>")
     assert prompt.index("<p4>") < prompt.index("Waves here are tall.") < prompt.index("Keep it grim.")
     assert prompt.index("Keep it grim.") < prompt.index("<p5>")
@@ -391,7 +402,7 @@ def test_real_tokens_never_exceed_the_budget(tokenizer_count, spare: int) -> Non
     prompt = build_prompt(snapshot, PromptLimits(budget_tokens=budget), tokenizer_count)
     assert tokenizer_count(prompt) <= budget
     kept = [p for p in CORPUS_PASSAGES if p in prompt]
-    assert kept == CORPUS_PASSAGES[len(CORPUS_PASSAGES) - len(kept):]
+    assert kept == CORPUS_PASSAGES[len(CORPUS_PASSAGES) - len(kept) :]
     if spare >= 70:
         assert kept, "a budget this size has room for the newest passage"
 
@@ -401,8 +412,11 @@ def test_real_tokens_never_exceed_the_budget(tokenizer_count, spare: int) -> Non
     [
         pytest.param(
             story(
-                ["The sea was loud."], genre="mystery", memory="The keeper is old.",
-                note="Keep it dark.", direction="the ship arrives",
+                ["The sea was loud."],
+                genre="mystery",
+                memory="The keeper is old.",
+                note="Keep it dark.",
+                direction="the ship arrives",
             ),
             id="with-note",
         ),
@@ -413,7 +427,8 @@ def test_real_tokens_never_exceed_the_budget(tokenizer_count, spare: int) -> Non
     ],
 )
 def test_real_tokens_never_exceed_a_budget_that_holds_title_and_direction(
-    tokenizer_count, snapshot: StorySnapshot  # type: ignore[no-untyped-def]
+    tokenizer_count,
+    snapshot: StorySnapshot,  # type: ignore[no-untyped-def]
 ) -> None:
     smallest = tokenizer_count(_minimal_prompt(snapshot))
     over = {}
@@ -438,10 +453,27 @@ def test_a_chat_frame_puts_the_story_in_the_persons_turn_and_begins_the_models()
     prompt = frame.around(build_prompt(story(["The keeper climbed."], genre="mystery"), ROOMY, words))
     assert prompt.startswith("<|im_start|>system\nYou are a novelist")
     assert "<|im_start|>user\nTitle: The Lighthouse\nGenre: mystery\n\nThe keeper climbed.\n\n" in prompt
-    assert prompt.endswith(f"{CHAT_REQUEST}<|im_end|>\n<|im_start|>assistant\n")
+    assert prompt.endswith(
+        "The keeper climbed.\n\nWrite the next passage of the story.<|im_end|>\n<|im_start|>assistant\n"
+    )
     # The head does not depend on the story, so the channel's prefix cache still matches.
     other = frame.around(build_prompt(story(["Another start."]), ROOMY, words))
     assert other.startswith(frame.head) and frame.head in prompt
+
+
+def test_a_chat_frame_asks_in_the_storys_own_language() -> None:
+    frame = chat_frame(chatml)
+    spanish = frame.around(
+        build_prompt(story(["La casa de los relojes estaba en silencio, y el reloj se paró."]), ROOMY, words)
+    )
+    chinese = frame.around(build_prompt(story(["雾里的茶馆只剩下一盏灯。"]), ROOMY, words))
+    assert spanish.endswith(
+        "Escribe el siguiente pasaje de la historia, en español.<|im_end|>\n<|im_start|>assistant\n"
+    )
+    assert "请用中文写出故事的下一段。<|im_end|>" in chinese
+    assert spanish.startswith(frame.head) and chinese.startswith(frame.head)
+    # A budget keeps room for the longest request, whatever the story's language.
+    assert all(len(frame.around(body)) - len(body) <= len(frame.overhead()) for body in ("La casa y el reloj.", "雾"))
 
 
 def test_plain_completion_is_the_story_as_it_is() -> None:

@@ -21,9 +21,10 @@ from sqlalchemy import select, text
 from bot import commands as c
 from bot.app import open_app
 from bot.config import Config
+from bot.context import CHAT_SYSTEM
 from bot.generation.backend import GenerationRequest, ModelUnavailable, Sampling
 from bot.generation.batcher import Batcher
-from bot.generation.openai_backend import CHAT_INSTRUCTION, OpenAIBackend
+from bot.generation.openai_backend import OpenAIBackend
 from bot.identity import Actor, ChannelRef
 from storage.models import Passage
 from tests.conftest import TurnRecorder, make_config
@@ -52,7 +53,9 @@ def backend_for(tmp_path: Path, base_url: str, **settings: str) -> OpenAIBackend
 
 
 def request(prompt: str = STORY, *, stops: tuple[str, ...] = (), seen: list[str] | None = None) -> GenerationRequest:
-    sampling = Sampling(temperature=0.7, top_k=40, top_p=0.9, repetition_penalty=1.2, max_new_tokens=64, min_new_tokens=8)
+    sampling = Sampling(
+        temperature=0.7, top_k=40, top_p=0.9, repetition_penalty=1.2, max_new_tokens=64, min_new_tokens=8
+    )
     on_text = seen.append if seen is not None else None
     return GenerationRequest(prompt, sampling, stops, on_text)
 
@@ -71,7 +74,12 @@ async def test_text_streams_in_growing_pieces_and_arrives_whole(fake: FakeOpenAI
     backend = backend_for(tmp_path, fake.url)
     seen: list[str] = []
     assert await generate(backend, request(seen=seen)) == ["The lamp was cold, and the sea was loud."]
-    assert seen == ["The lamp", "The lamp was cold", "The lamp was cold, and the sea", "The lamp was cold, and the sea was loud."]
+    assert seen == [
+        "The lamp",
+        "The lamp was cold",
+        "The lamp was cold, and the sea",
+        "The lamp was cold, and the sea was loud.",
+    ]
 
 
 async def test_the_request_carries_the_prompt_sampling_stops_and_key(fake: FakeOpenAI, tmp_path: Path) -> None:
@@ -114,18 +122,29 @@ async def test_a_stop_text_beyond_the_servers_four_ends_the_passage_here(fake: F
     await _until(lambda: fake.disconnects == 1)  # the rest of the stream was not read
 
 
-async def test_the_chat_endpoint_sends_a_fixed_instruction_then_the_story(fake: FakeOpenAI, tmp_path: Path) -> None:
+async def test_the_chat_endpoint_sends_the_instruction_then_the_story_and_the_request(
+    fake: FakeOpenAI, tmp_path: Path
+) -> None:
     backend = backend_for(tmp_path, fake.url, openai_endpoint="chat")
     later_story = STORY + "She lit the wick.\n\n"
-    assert await generate(backend, request(), request(later_story)) == [
-        "The lamp was cold, and the sea was loud."
-    ] * 2
+    assert await generate(backend, request(), request(later_story)) == ["The lamp was cold, and the sea was loud."] * 2
     first, second = (sent["body"] for sent in sorted(fake.requests, key=lambda r: len(json.dumps(r["body"]))))
     assert {sent["path"] for sent in fake.requests} == {"/v1/chat/completions"}
-    # Byte-stable prefix: the second turn's request starts with exactly the first one's messages.
-    assert first["messages"] == [{"role": "system", "content": CHAT_INSTRUCTION}, {"role": "user", "content": STORY}]
+    # Byte-stable prefix: the second turn's request starts with exactly the first one's story.
+    assert first["messages"] == [
+        {"role": "system", "content": CHAT_SYSTEM},
+        {"role": "user", "content": f"{STORY.rstrip()}\n\nWrite the next passage of the story."},
+    ]
     assert second["messages"][0] == first["messages"][0]
     assert second["messages"][1]["content"].startswith(STORY)
+
+
+async def test_the_chat_endpoint_asks_in_the_storys_language(fake: FakeOpenAI, tmp_path: Path) -> None:
+    backend = backend_for(tmp_path, fake.url, openai_endpoint="chat")
+    spanish = "Title: La casa\n\nLa casa de los relojes estaba en silencio, y el reloj del salón se paró.\n\n"
+    await generate(backend, request(spanish))
+    (sent,) = fake.requests
+    assert sent["body"]["messages"][1]["content"].endswith("Escribe el siguiente pasaje de la historia, en español.")
     # The instruction's tokens come out of the prompt's budget.
     assert backend.context_length < fake.max_model_len
 
@@ -163,8 +182,10 @@ async def test_a_server_that_keeps_failing_gives_one_clear_line(fake: FakeOpenAI
     assert len(fake.requests) == 3
     message = str(raised.value)
     assert "\n" not in message
-    assert message == (f"The model server at {fake.url} failed 3 times (HTTP 500: scripted failure 500); "
-                       "try again later, or check the server's log.")
+    assert message == (
+        f"The model server at {fake.url} failed 3 times (HTTP 500: scripted failure 500); "
+        "try again later, or check the server's log."
+    )
 
 
 async def test_a_rejected_key_is_not_retried(fake: FakeOpenAI, tmp_path: Path) -> None:
@@ -303,7 +324,9 @@ async def test_a_bot_turn_through_the_app_stores_the_streamed_passage(fake: Fake
     channel, alice = ChannelRef("test", "guild", "harbour"), Actor("u-alice", "Alice")
     async with open_app(config) as app:
         app.queue.add_listener(turns)
-        started = await app.sessions.handle(channel, alice, c.parse('/story start "Lighthouse" The keeper climbed the stairs.'))
+        started = await app.sessions.handle(
+            channel, alice, c.parse('/story start "Lighthouse" The keeper climbed the stairs.')
+        )
         result = await turns.wait(started.job_id, timeout=30)
         assert result is not None and result.ok and result.passage is not None
         async with app.db.read() as tx:
@@ -323,20 +346,24 @@ async def _until(condition: Callable[[], bool], timeout: float = 3.0) -> None:
 
 
 async def test_a_turn_cancelled_by_another_process_stops_at_the_next_heartbeat_and_shows_once(
-        tmp_path: Path, fake: FakeOpenAI) -> None:
+    tmp_path: Path, fake: FakeOpenAI
+) -> None:
     fake.pieces = lambda body: [f" Word{i}" for i in range(40)]
     fake.delay_s = 0.2  # an eight-second turn
-    config: Config = make_config(tmp_path, {
-        "STORYBOT_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'stories.db'}",
-        "STORYBOT_MODEL_BACKEND": "openai",
-        "STORYBOT_MODEL_NAME": str(tmp_path / "no-local-model"),
-        "STORYBOT_MODEL_MAX_NEW_TOKENS": "64",
-        "STORYBOT_OPENAI_BASE_URL": fake.url,
-        "STORYBOT_OPENAI_MODEL": "served-model",
-        "STORYBOT_GENERATION_STREAM_INTERVAL_S": "0",
-        "STORYBOT_GENERATION_JOB_LEASE_S": "0.4",
-        "STORYBOT_STORY_PASSAGES_PER_MINUTE": "0",
-    })
+    config: Config = make_config(
+        tmp_path,
+        {
+            "STORYBOT_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'stories.db'}",
+            "STORYBOT_MODEL_BACKEND": "openai",
+            "STORYBOT_MODEL_NAME": str(tmp_path / "no-local-model"),
+            "STORYBOT_MODEL_MAX_NEW_TOKENS": "64",
+            "STORYBOT_OPENAI_BASE_URL": fake.url,
+            "STORYBOT_OPENAI_MODEL": "served-model",
+            "STORYBOT_GENERATION_STREAM_INTERVAL_S": "0",
+            "STORYBOT_GENERATION_JOB_LEASE_S": "0.4",
+            "STORYBOT_STORY_PASSAGES_PER_MINUTE": "0",
+        },
+    )
     turns = TurnRecorder()
     channel, alice = ChannelRef("test", "guild", "harbour"), Actor("u-alice", "Alice")
     async with open_app(config) as app:
@@ -346,8 +373,9 @@ async def test_a_turn_cancelled_by_another_process_stops_at_the_next_heartbeat_a
         await turns.writing(started.job_id, timeout=30)
         # An undo handled by another process: only the database changes, nobody wakes this one.
         async with app.db.engine.begin() as connection:
-            await connection.execute(text(
-                "UPDATE generation_jobs SET status = 'cancelled', show_after = CURRENT_TIMESTAMP"))
+            await connection.execute(
+                text("UPDATE generation_jobs SET status = 'cancelled', show_after = CURRENT_TIMESTAMP")
+            )
         begun = time.monotonic()
         assert await turns.wait(started.job_id, timeout=10) is None  # withdrawn
         assert time.monotonic() - begun < 2.0  # at the next heartbeat, not after the whole turn

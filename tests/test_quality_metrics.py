@@ -13,7 +13,6 @@ from bench.quality import (
     distinct_n,
     is_complete,
     junk_kinds,
-    language_of,
     on_topic,
     repeat_rate,
     summarize,
@@ -72,14 +71,6 @@ def test_a_passage_in_another_language_than_the_openings_is_junk():
     assert junk_kinds("Il ouvrit la porte et la lampe tournait toujours.", (), "fr") == []
     assert junk_kinds("他推开门，屋里没有人。", (), "en") == ["wrong_language"]
     assert junk_kinds("Oh.", (), "fr") == []  # too short to tell
-
-
-def test_language_of():
-    assert language_of("The door opened and she went in.") == "en"
-    assert language_of("La puerta se abrió y ella entró en la casa.") == "es"
-    assert language_of("La porte s'ouvrit et elle entra dans la maison.") == "fr"
-    assert language_of("陈默推开门，屋里一个人也没有。") == "zh"
-    assert language_of("12 34") is None
 
 
 def test_a_full_width_colon_after_a_chinese_name_is_a_speaker_line():

@@ -1,8 +1,8 @@
 """The openai backend: any OpenAI-compatible server (vLLM, llama.cpp server, Ollama, TGI, OpenAI).
 
 Text streams back as server-sent events from ``/completions`` (the prompt continued as raw text)
-or ``/chat/completions`` (a fixed instruction as the system message, the story prompt as the
-user message). Either way the request starts with bytes that change rarely — the instruction,
+or ``/chat/completions`` (``bot.context.chat_messages``: the novelist's instruction as the
+system message, the story prompt and the request, in the story's language, as the user's). Either way the request starts with bytes that change rarely — the instruction,
 then the story's title, memory and oldest passages — so vLLM's automatic prefix caching reuses
 the work done for the channel's previous turn.
 
@@ -41,9 +41,10 @@ from typing import Any, TypeVar
 import httpx
 
 from bot.config import Config
-from bot.context import COMPLETION, PromptFrame
+from bot.context import CHAT_SYSTEM, COMPLETION, PromptFrame, chat_messages
 from bot.generation.backend import GenerationRequest, ModelUnavailable
 from bot.generation.text import cut_at_stops
+from bot.language import LONGEST_REQUEST, next_passage_request
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -52,11 +53,6 @@ DEFAULT_CONTEXT_LENGTH = 4096
 MAX_SERVER_STOPS = 4  # OpenAI rejects more; other servers take them, but one limit is simpler
 BYTES_PER_TOKEN = 3  # without the model's tokenizer: fewer bytes per token than any real text has
 CHAT_TEMPLATE_TOKENS = 32  # what a chat template adds around the two messages, generously
-CHAT_INSTRUCTION = (
-    "You are co-writing a story with a group of people. Continue the story in the next message "
-    "with its next passage, in the same voice and tense. Write only the story text: no title, "
-    "no notes, no commentary."
-)
 _SUPERVISE_INTERVAL_S = 0.05
 _MAX_STREAMS = 64  # the most rows generation.max_batch allows in flight
 _MAX_RETRY_AFTER_S = 30.0
@@ -151,7 +147,7 @@ class OpenAIBackend:
             self._tokenizer = _local_tokenizer(self.model_name)
             context = self._configured_context or server_context or DEFAULT_CONTEXT_LENGTH
             if self.settings.endpoint == "chat":
-                context -= self._count(CHAT_INSTRUCTION) + CHAT_TEMPLATE_TOKENS
+                context -= self._count(CHAT_SYSTEM + LONGEST_REQUEST) + CHAT_TEMPLATE_TOKENS
             self._context_length = max(context, 1)
             self._client = client
             log.info("model server %s ready: model %s, context %d tokens", self.base_url, self.served_model, context)
@@ -259,13 +255,21 @@ class OpenAIBackend:
                 return
             reason = self._transport_reason(error)
             if not stream.text:
-                raise _Retryable(reason, unreachable=isinstance(error, httpx.ConnectError | httpx.ConnectTimeout)) from None
-            log.warning("model server %s dropped a stream (%s); keeping the %d characters received",
-                        self.base_url, reason, len(stream.text))
+                raise _Retryable(
+                    reason, unreachable=isinstance(error, httpx.ConnectError | httpx.ConnectTimeout)
+                ) from None
+            log.warning(
+                "model server %s dropped a stream (%s); keeping the %d characters received",
+                self.base_url,
+                reason,
+                len(stream.text),
+            )
         except _StreamEnded as ended:
             if not stream.text:
                 raise _Retryable(str(ended), unreachable=False) from None
-            log.warning("model server %s: %s; keeping the %d characters received", self.base_url, ended, len(stream.text))
+            log.warning(
+                "model server %s: %s; keeping the %d characters received", self.base_url, ended, len(stream.text)
+            )
 
     def _read_events(self, stream: _Stream, response: httpx.Response) -> None:
         """Append each event's text until [DONE], a stop text, or a cancel; raise ``_StreamEnded`` if cut short."""
@@ -307,10 +311,7 @@ class OpenAIBackend:
             "top_p": sampling.top_p,
         }
         if self.settings.endpoint == "chat":
-            body["messages"] = [
-                {"role": "system", "content": CHAT_INSTRUCTION},
-                {"role": "user", "content": request.prompt},
-            ]
+            body["messages"] = chat_messages(request.prompt, next_passage_request(request.prompt))
         else:
             body["prompt"] = request.prompt
         if request.stop_texts:

@@ -278,7 +278,10 @@ class GenerationQueue:
         if self.config.model.max_new_tokens > longest:
             log.warning(
                 "model.max_new_tokens is %d, but %s holds %d tokens: bot passages are cut to %d tokens",
-                self.config.model.max_new_tokens, backend.model_name, backend.context_length, longest,
+                self.config.model.max_new_tokens,
+                backend.model_name,
+                backend.context_length,
+                longest,
             )
 
     # ------------------------------------------------------------------ the worker
@@ -337,12 +340,18 @@ class GenerationQueue:
         slot before any channel gets a second turn.
         """
         max_batch = self.config.generation.max_batch
-        while not self._stopping and len(self._running) < max_batch and (
-            specs := await self.sessions.claim_jobs(limit=max_batch - len(self._running))
+        while (
+            not self._stopping
+            and len(self._running) < max_batch
+            and (specs := await self.sessions.claim_jobs(limit=max_batch - len(self._running)))
         ):
             for spec in specs:
-                run = _Running(spec, threading.Event(), _Throttle(self.config.generation.stream_interval_s),
-                               message_ref=spec.message_ref)
+                run = _Running(
+                    spec,
+                    threading.Event(),
+                    _Throttle(self.config.generation.stream_interval_s),
+                    message_ref=spec.message_ref,
+                )
                 if self._stopping:  # claimed while stop() began: left for the next start
                     run.cancelled.set()
                 self._running[spec.job_id] = run
@@ -442,8 +451,7 @@ class GenerationQueue:
                     if listener is not shower:
                         log.exception("listener %r failed on turn_finished", listener)
                         continue
-                    log.warning("bot turn %d could not be shown (%s); it will be shown again later",
-                                spec.job_id, error)
+                    log.warning("bot turn %d could not be shown (%s); it will be shown again later", spec.job_id, error)
                     return
             if shower is not None and result is not UNSURE:
                 await self.sessions.mark_turn_shown(spec.job_id)
@@ -521,7 +529,7 @@ class GenerationQueue:
         frame = backend.prompt_frame
         limits = PromptLimits(
             budget_tokens=max(
-                backend.context_length - sampling.max_new_tokens - backend.count_tokens(frame.head + frame.tail), 1
+                backend.context_length - sampling.max_new_tokens - backend.count_tokens(frame.overhead()), 1
             ),
             lore_max_tokens=self.config.story.lore_max_tokens,
             note_depth=self.config.story.note_depth,
