@@ -28,7 +28,9 @@ from bot.sessions import BOT_NAME, JobSpec
 
 log = logging.getLogger(__name__)
 
-CONSOLE_HELP = "Lines starting with /story are commands (try /story help); /as NAME switches who is typing; /quit leaves."
+CONSOLE_HELP = (
+    "Lines starting with /story are commands (try /story help); /as NAME switches who is typing; /quit leaves."
+)
 
 
 def default_user(configured: str) -> str:

@@ -103,8 +103,9 @@ async def channels_at_once(
 
 def prefix_cache_turn(model_dir: Path, prompt_tokens: int, tail_tokens: int, new_tokens: int) -> dict[str, float]:
     """One turn of a long story, with and without the channel's cached prompt prefix."""
-    config = load_config(Path("/dev/null"), env={"STORYBOT_MODEL_NAME": str(model_dir),
-                                                  "STORYBOT_MODEL_LOCAL_FILES_ONLY": "true"})
+    config = load_config(
+        Path("/dev/null"), env={"STORYBOT_MODEL_NAME": str(model_dir), "STORYBOT_MODEL_LOCAL_FILES_ONLY": "true"}
+    )
     cached_backend = LocalBackend(config.model)
     plain_backend = LocalBackend(replace(config.model, prefix_cache_mb=0))
     words = " ".join(_made_up_text(400, seed=7)).split()
@@ -116,8 +117,9 @@ def prefix_cache_turn(model_dir: Path, prompt_tokens: int, tail_tokens: int, new
     def turn(backend: LocalBackend, prompt: str, key: str | None) -> tuple[float, float]:
         first: list[float] = []
         began = time.perf_counter()
-        request = GenerationRequest(prompt, sampling, on_text=lambda _: first.append(time.perf_counter()),
-                                    cache_key=key)
+        request = GenerationRequest(
+            prompt, sampling, on_text=lambda _: first.append(time.perf_counter()), cache_key=key
+        )
         backend.generate([request])
         return first[0] - began, time.perf_counter() - began
 
@@ -147,9 +149,12 @@ def _prompt_of(backend: LocalBackend, words: list[str], tokens: int) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.generation", description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default=DEFAULT_MODEL,
-                        help=f"{DEFAULT_MODEL} (default), {RANDOM_GPT2} (a GPT-2 small with random weights), "
-                             "a model folder or a .gguf file")
+    parser.add_argument(
+        "--model",
+        default=DEFAULT_MODEL,
+        help=f"{DEFAULT_MODEL} (default), {RANDOM_GPT2} (a GPT-2 small with random weights), "
+        "a model folder or a .gguf file",
+    )
     parser.add_argument("--quick", action="store_true", help="fewer tokens: finishes in about two minutes")
     parser.add_argument("--json", action="store_true", help="print one JSON object on the last line")
     args = parser.parse_args(argv)
@@ -162,8 +167,14 @@ def main(argv: list[str] | None = None) -> None:
     device = pick_device(defaults.device)
     dtype = str(pick_dtype(defaults.dtype, device)).removeprefix("torch.")
     print(f"model {model_dir} on {device} in {dtype}, {torch.get_num_threads()} threads", flush=True)
-    report: dict[str, object] = {"model": str(model_dir), "device": device, "dtype": dtype,
-                                 "new_tokens": new_tokens, "quick": args.quick, "rounds": rounds}
+    report: dict[str, object] = {
+        "model": str(model_dir),
+        "device": device,
+        "dtype": dtype,
+        "new_tokens": new_tokens,
+        "quick": args.quick,
+        "rounds": rounds,
+    }
     tokens_per_s: dict[str, dict[str, float]] = {"batched": {}, "sequential": {}}
     ttft: list[float] = []
     lag: list[float] = []
@@ -199,10 +210,12 @@ def main(argv: list[str] | None = None) -> None:
         peak_rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
     )
     print(f"batching speedup, 8 channels: {report['batching_speedup_8']}x")
-    print(f"prefix cache, {cache['prompt_tokens']:.0f}-token prompt: time to first token "
-          f"{cache['ttft_uncached_ms']:.0f} ms -> {cache['ttft_cached_ms']:.0f} ms "
-          f"({report['prefix_cache_ttft_speedup']}x); whole turn {cache['turn_uncached_ms']:.0f} ms -> "
-          f"{cache['turn_cached_ms']:.0f} ms ({report['prefix_cache_turn_speedup']}x)")
+    print(
+        f"prefix cache, {cache['prompt_tokens']:.0f}-token prompt: time to first token "
+        f"{cache['ttft_uncached_ms']:.0f} ms -> {cache['ttft_cached_ms']:.0f} ms "
+        f"({report['prefix_cache_ttft_speedup']}x); whole turn {cache['turn_uncached_ms']:.0f} ms -> "
+        f"{cache['turn_cached_ms']:.0f} ms ({report['prefix_cache_turn_speedup']}x)"
+    )
     print(f"time to first streamed text, 8 channels: p50 {report['ttft_p50_ms']} ms, p95 {report['ttft_p95_ms']} ms")
     print(f"event-loop lag while generating: p99 {report['loop_lag_p99_ms']} ms")
     print(f"peak resident memory: {report['peak_rss_mb']} MB")

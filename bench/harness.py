@@ -101,9 +101,13 @@ def cpu_info() -> dict[str, Any]:
         text = Path("/proc/cpuinfo").read_text()
     except OSError:
         text = ""
-    fields = {key.strip(): value.strip() for key, value in
-              (line.split(":", 1) for line in text.splitlines() if ":" in line)}
+    fields = {
+        key.strip(): value.strip() for key, value in (line.split(":", 1) for line in text.splitlines() if ":" in line)
+    }
     flags = set(fields.get("flags", "").split())
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return {"cpu": fields.get("model name", "unknown"), "cpus": usable,
-            **{flag: flag in flags for flag in ("avx2", "avx512f", "avx512_bf16")}}
+    return {
+        "cpu": fields.get("model name", "unknown"),
+        "cpus": usable,
+        **{flag: flag in flags for flag in ("avx2", "avx512f", "avx512_bf16")},
+    }

@@ -29,14 +29,17 @@ def build_random_llama(folder: Path, texts: Iterable[str], vocab_size: int, **ll
     _build(folder, texts, vocab_size, LlamaConfig, LlamaForCausalLM, llama_config)
 
 
-def _build(folder: Path, texts: Iterable[str], vocab_size: int, config_class: Any, model_class: Any,
-           shape: dict[str, Any]) -> None:
+def _build(
+    folder: Path, texts: Iterable[str], vocab_size: int, config_class: Any, model_class: Any, shape: dict[str, Any]
+) -> None:
     import torch
 
     tokenizer = _train_tokenizer(texts, vocab_size)
     torch.manual_seed(0)
     config = config_class(
-        vocab_size=tokenizer.vocab_size, bos_token_id=tokenizer.eos_token_id, eos_token_id=tokenizer.eos_token_id,
+        vocab_size=tokenizer.vocab_size,
+        bos_token_id=tokenizer.eos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
         **shape,
     )
     folder.mkdir(parents=True, exist_ok=True)

@@ -208,11 +208,22 @@ async def send_one(sender: SignedSender, step: Step, script: Script, timeline: T
     if timeline.listening is None or timeline.since_spawn(began) < timeline.listening:
         timeline.listening = timeline.since_spawn(began)
     answer = _ack_text(sent.body)
-    ack = Ack(step, timeline.since_spawn(began), sent.status, sent.seconds,
-              refused_in_ack=answer.startswith("⚠️"), working=answer.startswith("⏳"))
+    ack = Ack(
+        step,
+        timeline.since_spawn(began),
+        sent.status,
+        sent.seconds,
+        refused_in_ack=answer.startswith("⚠️"),
+        working=answer.startswith("⏳"),
+    )
     timeline.acks.append(ack)
-    if timeline.first_turn_asked is None and step.channel == channel_id(1) and step.kind == "start" \
-            and sent.status == 200 and not ack.refused_in_ack:
+    if (
+        timeline.first_turn_asked is None
+        and step.channel == channel_id(1)
+        and step.kind == "start"
+        and sent.status == 200
+        and not ack.refused_in_ack
+    ):
         timeline.first_turn_asked = timeline.since_spawn(began + sent.seconds)
 
 
@@ -233,8 +244,9 @@ def _ack_text(body: str) -> str:
     return str(answer.get("text", "")) if isinstance(answer, dict) else body
 
 
-async def send_steadily(sender: SignedSender, script: Script, timeline: Timeline, interval_s: float,
-                        stop: asyncio.Event) -> None:
+async def send_steadily(
+    sender: SignedSender, script: Script, timeline: Timeline, interval_s: float, stop: asyncio.Event
+) -> None:
     """Start one request every ``interval_s``, whatever the previous ones are doing; then wait for all
     (and raise what any of them raised: a bug here, not a slow bot)."""
     sending: list[asyncio.Task[None]] = []
@@ -278,8 +290,9 @@ def _has_buttons(args: dict[str, Any]) -> bool:
     return any(block.get("type") == "actions" for block in blocks)
 
 
-async def watch(bot: subprocess.Popen[bytes], api: FakeSlack, timeline: Timeline, after_s: float,
-                timeout_s: float) -> None:
+async def watch(
+    bot: subprocess.Popen[bytes], api: FakeSlack, timeline: Timeline, after_s: float, timeout_s: float
+) -> None:
     """Return ``after_s`` after the first bot passage is shown, or at ``timeout_s``; raise if the bot exits."""
     while True:
         if bot.poll() is not None:
@@ -301,20 +314,22 @@ def bot_environment(api_url: str, folder: Path, model_dir: Path, new_tokens: int
     """This process's environment without any ``STORYBOT_*``, plus the benchmark's settings."""
     env = {name: value for name, value in os.environ.items() if not name.startswith("STORYBOT_")}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
-    env.update({
-        "STORYBOT_SLACK_BOT_TOKEN": BOT_TOKEN,
-        "STORYBOT_SLACK_SIGNING_SECRET": SIGNING_SECRET,
-        "STORYBOT_SLACK_API_BASE_URL": f"{api_url}/api/",
-        "STORYBOT_SLACK_STREAM_UPDATE_INTERVAL_S": "0.25",
-        "STORYBOT_DATABASE_URL": f"sqlite+aiosqlite:///{folder / 'stories.db'}",
-        "STORYBOT_MODEL_NAME": str(model_dir),
-        "STORYBOT_MODEL_LOCAL_FILES_ONLY": "true",
-        "STORYBOT_MODEL_MAX_NEW_TOKENS": str(new_tokens),
-        "STORYBOT_MODEL_MIN_NEW_TOKENS": str(new_tokens),
-        "STORYBOT_GENERATION_STREAM_INTERVAL_S": "0",
-        "STORYBOT_STORY_PASSAGES_PER_MINUTE": "0",
-        "STORYBOT_LOGGING_LEVEL": "WARNING",
-    })
+    env.update(
+        {
+            "STORYBOT_SLACK_BOT_TOKEN": BOT_TOKEN,
+            "STORYBOT_SLACK_SIGNING_SECRET": SIGNING_SECRET,
+            "STORYBOT_SLACK_API_BASE_URL": f"{api_url}/api/",
+            "STORYBOT_SLACK_STREAM_UPDATE_INTERVAL_S": "0.25",
+            "STORYBOT_DATABASE_URL": f"sqlite+aiosqlite:///{folder / 'stories.db'}",
+            "STORYBOT_MODEL_NAME": str(model_dir),
+            "STORYBOT_MODEL_LOCAL_FILES_ONLY": "true",
+            "STORYBOT_MODEL_MAX_NEW_TOKENS": str(new_tokens),
+            "STORYBOT_MODEL_MIN_NEW_TOKENS": str(new_tokens),
+            "STORYBOT_GENERATION_STREAM_INTERVAL_S": "0",
+            "STORYBOT_STORY_PASSAGES_PER_MINUTE": "0",
+            "STORYBOT_LOGGING_LEVEL": "WARNING",
+        }
+    )
     return env
 
 
@@ -323,7 +338,11 @@ def spawn_bot(port: int, env: dict[str, str], folder: Path, log: Path) -> subpro
     with log.open("wb") as stderr:
         return subprocess.Popen(
             [sys.executable, "-m", "bot.cli", "slack", "--http", "--host", "127.0.0.1", "--port", str(port)],
-            cwd=folder, env=env, stdin=subprocess.DEVNULL, stdout=stderr, stderr=subprocess.STDOUT,
+            cwd=folder,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=stderr,
+            stderr=subprocess.STDOUT,
         )
 
 
@@ -359,12 +378,15 @@ def ensure_model(model_dir: Path | None) -> Path:
 
 def probe_device(env: dict[str, str], folder: Path) -> dict[str, str]:
     """The device and dtype the bot chose, asked of a separate process after the measurement."""
-    script = ("from bot.config import load_config; from bot.generation.local import pick_device, pick_dtype; "
-              "import torch; m = load_config().model; d = pick_device(m.device); "
-              "print(d, str(pick_dtype(m.dtype, d)).removeprefix('torch.'), torch.get_num_threads())")
+    script = (
+        "from bot.config import load_config; from bot.generation.local import pick_device, pick_dtype; "
+        "import torch; m = load_config().model; d = pick_device(m.device); "
+        "print(d, str(pick_dtype(m.dtype, d)).removeprefix('torch.'), torch.get_num_threads())"
+    )
     try:
-        done = subprocess.run([sys.executable, "-c", script], cwd=folder, env=env, capture_output=True,
-                              text=True, timeout=120, check=True)
+        done = subprocess.run(
+            [sys.executable, "-c", script], cwd=folder, env=env, capture_output=True, text=True, timeout=120, check=True
+        )
         device, dtype, threads = done.stdout.split()[-3:]
     except (subprocess.SubprocessError, ValueError):
         return {"device": "unknown", "dtype": "unknown", "torch_threads": "unknown"}
@@ -374,8 +396,9 @@ def probe_device(env: dict[str, str], folder: Path) -> dict[str, str]:
 # ---------------------------------------------------------------------- the run and the report
 
 
-async def measure(model_dir: Path, rate: float, channels: int, new_tokens: int, after_s: float,
-                  timeout_s: float) -> dict[str, Any]:
+async def measure(
+    model_dir: Path, rate: float, channels: int, new_tokens: int, after_s: float, timeout_s: float
+) -> dict[str, Any]:
     """Spawn the bot, send to it until its first passage is shown (plus ``after_s``); the figures."""
     api = FakeSlack(users=dict(USERS))
     runner = await start_fake_slack(api)
@@ -388,8 +411,10 @@ async def measure(model_dir: Path, rate: float, channels: int, new_tokens: int, 
         stop = asyncio.Event()
         timeline = Timeline(spawned=time.monotonic())
         bot = spawn_bot(port, env, folder, log)
-        tasks = [asyncio.create_task(send_steadily(sender, Script(channels), timeline, 1 / rate, stop)),
-                 asyncio.create_task(poll_ready(f"http://127.0.0.1:{port}/readyz", timeline, stop))]
+        tasks = [
+            asyncio.create_task(send_steadily(sender, Script(channels), timeline, 1 / rate, stop)),
+            asyncio.create_task(poll_ready(f"http://127.0.0.1:{port}/readyz", timeline, stop)),
+        ]
         died: BotDied | None = None
         try:
             await watch(bot, api, timeline, after_s, timeout_s)
@@ -410,17 +435,27 @@ async def measure(model_dir: Path, rate: float, channels: int, new_tokens: int, 
     figures = summarise(timeline)
     figures.update(cpu_info())
     figures.update(device)
-    figures.update({
-        "model": str(model_dir), "rate_per_s": rate, "channels": channels, "new_tokens": new_tokens,
-        "bot_log_warnings": sum(" WARNING " in line for line in log_text.splitlines()),
-        "bot_log_errors": sum(" ERROR " in line for line in log_text.splitlines()),
-    })
+    figures.update(
+        {
+            "model": str(model_dir),
+            "rate_per_s": rate,
+            "channels": channels,
+            "new_tokens": new_tokens,
+            "bot_log_warnings": sum(" WARNING " in line for line in log_text.splitlines()),
+            "bot_log_errors": sum(" ERROR " in line for line in log_text.splitlines()),
+        }
+    )
     return figures
 
 
 def _stats(seconds: list[float]) -> dict[str, float | int | None]:
-    return {"count": len(seconds), "p50_s": _r(percentile(seconds, 50)), "p90_s": _r(percentile(seconds, 90)),
-            "p99_s": _r(percentile(seconds, 99)), "max_s": _r(max(seconds, default=float("nan")))}
+    return {
+        "count": len(seconds),
+        "p50_s": _r(percentile(seconds, 50)),
+        "p90_s": _r(percentile(seconds, 90)),
+        "p99_s": _r(percentile(seconds, 99)),
+        "max_s": _r(max(seconds, default=float("nan"))),
+    }
 
 
 def _r(value: float | None, digits: int = 3) -> float | None:
@@ -440,8 +475,9 @@ def summarise(timeline: Timeline) -> dict[str, Any]:
         **{f"ack_{key}": value for key, value in overall.items() if key != "count"},
         "acks_over_1s": sum(s > 1.0 for s in seconds),
         "acks_over_3s": sum(s > SLACK_DEADLINE_S for s in seconds),
-        "non_200": {str(status): count for status, count in _count(ack.status for ack in acks).items()
-                    if status != 200},
+        "non_200": {
+            str(status): count for status, count in _count(ack.status for ack in acks).items() if status != 200
+        },
         "acks_refusing_the_command": sum(ack.refused_in_ack for ack in acks),
         "acks_working_on_it": sum(ack.working for ack in acks),
         "refused_connections_before_listening": timeline.refused_before_listening,
@@ -453,8 +489,16 @@ def summarise(timeline: Timeline) -> dict[str, Any]:
         "before_ready": _stats([ack.seconds for ack in acks if ack.sent_at < ready]),
         "after_ready": _stats([ack.seconds for ack in acks if ack.sent_at >= ready]),
         "by_command": {kind: _stats([ack.seconds for ack in acks if ack.step.kind == kind]) for kind in kinds},
-        "slowest": [{"seconds": _r(ack.seconds), "sent_at_s": _r(ack.sent_at, 2), "command": ack.step.kind,
-                     "channel": ack.step.channel, "status": ack.status} for ack in slowest],
+        "slowest": [
+            {
+                "seconds": _r(ack.seconds),
+                "sent_at_s": _r(ack.sent_at, 2),
+                "command": ack.step.kind,
+                "channel": ack.step.channel,
+                "status": ack.status,
+            }
+            for ack in slowest
+        ],
         "target_p99_under_1s": bool(seconds) and percentile(seconds, 99) < TARGET_P99_S,
     }
 
@@ -468,6 +512,7 @@ def _count(values: Iterator[int | str]) -> dict[int | str, int]:
 
 def table(f: dict[str, Any]) -> str:
     """The figures that matter, for a person."""
+
     def phase(name: str) -> str:
         s = f[name]
         return f"{s['count']} acks, p50 {s['p50_s']} s, p99 {s['p99_s']} s, max {s['max_s']} s"
@@ -502,10 +547,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rate", type=float, default=20.0, help="signed requests per second (default: 20)")
     parser.add_argument("--channels", type=int, default=4, help="channels the commands go to (default: 4)")
     parser.add_argument("--new-tokens", type=int, default=16, help="tokens per bot passage, >= 16 (default: 16)")
-    parser.add_argument("--after", type=float, default=2.0,
-                        help="seconds to keep sending after the first bot passage is shown (default: 2)")
-    parser.add_argument("--timeout", type=float, default=240.0,
-                        help="give up this many seconds after spawning, passage or not (default: 240)")
+    parser.add_argument(
+        "--after",
+        type=float,
+        default=2.0,
+        help="seconds to keep sending after the first bot passage is shown (default: 2)",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=240.0,
+        help="give up this many seconds after spawning, passage or not (default: 240)",
+    )
     args = parser.parse_args(argv)
     if args.rate <= 0 or args.channels < 1 or args.new_tokens < 16:
         parser.error("--rate must be > 0, --channels >= 1 and --new-tokens >= 16")

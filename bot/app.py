@@ -54,9 +54,7 @@ def configured_backend_factory(config: Config) -> Callable[[str], Backend]:
 
 
 @asynccontextmanager
-async def open_app(
-    config: Config, *, backend_factory: Callable[[str], Backend] | None = None
-) -> AsyncIterator[App]:
+async def open_app(config: Config, *, backend_factory: Callable[[str], Backend] | None = None) -> AsyncIterator[App]:
     """Migrate the database, start the queue; on exit stop the queue and close the database.
 
     On SQLite the process holds the file's process lock throughout: a second bot process on

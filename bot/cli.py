@@ -22,11 +22,15 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("console", help="write a story in this terminal (or pipe a script through stdin)")
     sub.add_parser("migrate", help="create or upgrade the database schema, then exit")
     discord_parser = sub.add_parser("discord", help="run the Discord bot (token: STORYBOT_DISCORD_TOKEN)")
-    discord_parser.add_argument("--sync", action="store_true", help="register /story with Discord (discord.guild_ids, else globally) first")
+    discord_parser.add_argument(
+        "--sync", action="store_true", help="register /story with Discord (discord.guild_ids, else globally) first"
+    )
     slack_parser = sub.add_parser(
         "slack", help="run the Slack app: Socket Mode (STORYBOT_SLACK_APP_TOKEN), or HTTP with --http"
     )
-    slack_parser.add_argument("--http", action="store_true", help="serve POST /slack/events (STORYBOT_SLACK_SIGNING_SECRET)")
+    slack_parser.add_argument(
+        "--http", action="store_true", help="serve POST /slack/events (STORYBOT_SLACK_SIGNING_SECRET)"
+    )
     slack_parser.add_argument("--host", default="0.0.0.0", help="address to listen on with --http (default: 0.0.0.0)")
     slack_parser.add_argument("--port", type=int, default=3000, help="port to listen on with --http (default: 3000)")
     add_archive_parsers(sub)

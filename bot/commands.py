@@ -353,8 +353,12 @@ SETTING_KEYS: Mapping[str, SettingSpec] = MappingProxyType(
             SettingSpec("temperature", float, "randomness; lower is more predictable", 0, 2),
             SettingSpec("length", int, "new tokens per bot passage", 16, 1024),
             SettingSpec(
-                "top_p", float, "sample from the likeliest tokens up to this total probability",
-                0, 1, min_exclusive=True,
+                "top_p",
+                float,
+                "sample from the likeliest tokens up to this total probability",
+                0,
+                1,
+                min_exclusive=True,
             ),
             SettingSpec("top_k", int, "sample from the k likeliest tokens; 0 = no limit", 0, 500),
             SettingSpec("repetition_penalty", float, "discourage repeats; 1 = none", 1, 2),
@@ -367,15 +371,12 @@ SETTING_KEYS: Mapping[str, SettingSpec] = MappingProxyType(
 
 # --- help -----------------------------------------------------------------------------------
 
-_SETTINGS_USAGE = "/story settings " + " ".join(
-    f"[{spec.key}:{spec.placeholder}]" for spec in SETTING_KEYS.values()
-)
+_SETTINGS_USAGE = "/story settings " + " ".join(f"[{spec.key}:{spec.placeholder}]" for spec in SETTING_KEYS.values())
 
 # Subcommand -> (usage line, what it does); the order is the order of the help text.
 _HELP: dict[str, tuple[str, str]] = {
     "start": (
-        '/story start ["title"] [genre:<genre>] [mode:alternate|round-robin|free] '
-        "[thread:yes|no] [opening text]",
+        '/story start ["title"] [genre:<genre>] [mode:alternate|round-robin|free] [thread:yes|no] [opening text]',
         "start a new story in this channel",
     ),
     "add": ("/story add <text>", "write the next passage yourself"),
@@ -420,9 +421,7 @@ def _help_topic(topic: str) -> str:
     if name not in _HELP:
         guess = _suggest(name, _HELP)
         hint = f" Did you mean {guess}?" if guess else ""
-        raise ParseError(
-            f"No help for {_show(topic)}.{hint} Type /story help for the list of commands."
-        )
+        raise ParseError(f"No help for {_show(topic)}.{hint} Type /story help for the list of commands.")
     return name
 
 
@@ -530,9 +529,7 @@ def _start_option(token: _Token) -> tuple[str, str] | None:
         guess = difflib.get_close_matches(key, _START_OPTIONS, n=1, cutoff=0.75)
         if guess:
             typed = token.value[: match.end(1) + 1]
-            raise _usage_error(
-                "start", f"Unknown option {_show(typed)}. Did you mean {guess[0]}:?"
-            )
+            raise _usage_error("start", f"Unknown option {_show(typed)}. Did you mean {guess[0]}:?")
         return None
     if not token.closed:
         raise _usage_error("start", f"Unclosed quote in {key}.")
@@ -611,9 +608,7 @@ def _title(value: str) -> str:
 def _genre(value: str) -> str:
     genre = value.strip()
     if len(genre) > MAX_GENRE_LENGTH:
-        raise _usage_error(
-            "start", f"genre can be at most {MAX_GENRE_LENGTH} characters (got {len(genre)})."
-        )
+        raise _usage_error("start", f"genre can be at most {MAX_GENRE_LENGTH} characters (got {len(genre)}).")
     return genre
 
 
@@ -656,9 +651,7 @@ def _parse_lore(rest: str) -> LoreAdd | LoreList | LoreRemove:
     if word in ("remove", "rm", "delete"):
         entry_id = _positive_int(after)
         if entry_id is None:
-            raise _usage_error(
-                "lore", f"Give the number of the lore entry to remove (got {_show(after.strip())})."
-            )
+            raise _usage_error("lore", f"Give the number of the lore entry to remove (got {_show(after.strip())}).")
         return LoreRemove(entry_id)
     guess = _suggest(word, ("add", "list", "remove"))
     hint = f" Did you mean lore {guess}?" if guess else ""
@@ -694,18 +687,13 @@ def _parse_settings(rest: str) -> Settings:
         match = None if token.quoted else _OPTION.fullmatch(token.value)
         if match is None or not token.closed:
             problem = "Unclosed quote." if not token.closed else f"Got {_show(token.value)}."
-            raise _usage_error(
-                "settings", f"{problem} Settings are written key:value, like temperature:0.8."
-            )
+            raise _usage_error("settings", f"{problem} Settings are written key:value, like temperature:0.8.")
         key = match[1].lower().replace("-", "_")
         spec = SETTING_KEYS.get(key)
         if spec is None:
             guess = _suggest(key, SETTING_KEYS)
             hint = f" Did you mean {guess}?" if guess else ""
-            raise ParseError(
-                f"Unknown setting {_show(match[1])}.{hint} "
-                f"Settings: {', '.join(SETTING_KEYS)}."
-            )
+            raise ParseError(f"Unknown setting {_show(match[1])}.{hint} Settings: {', '.join(SETTING_KEYS)}.")
         if key in changes:
             raise ParseError(f"{key} is given twice; type it once.")
         changes[key] = spec.convert(match[2])
@@ -833,7 +821,5 @@ def parse(text: str) -> Command:
     if parser is None:
         guess = _suggest(name, _PARSERS)
         hint = f" Did you mean /story {guess}?" if guess else ""
-        raise ParseError(
-            f"Unknown command {_show(word.group())}.{hint} Type /story help for the list."
-        )
+        raise ParseError(f"Unknown command {_show(word.group())}.{hint} Type /story help for the list.")
     return parser(text[word.end() :])

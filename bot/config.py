@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 __all__ = [
+    "DEFAULT_PATH",
+    "ENV_PREFIX",
     "Config",
     "ConfigError",
     "ConsoleConfig",
@@ -26,14 +28,12 @@ __all__ = [
     "DiscordConfig",
     "ExportConfig",
     "GenerationConfig",
-    "OpenAIConfig",
     "LoggingConfig",
     "ModelConfig",
+    "OpenAIConfig",
     "Setting",
     "SlackConfig",
     "StoryConfig",
-    "DEFAULT_PATH",
-    "ENV_PREFIX",
     "env_var_name",
     "iter_settings",
     "load_config",
@@ -82,7 +82,8 @@ class ModelConfig:
     """Which language model writes the bot's passages, and how it samples."""
 
     backend: str = _setting(
-        "local", "generation backend: this process, or an OpenAI-compatible server ([openai])",
+        "local",
+        "generation backend: this process, or an OpenAI-compatible server ([openai])",
         choices=("local", "openai"),
     )
     name: str = _setting(
@@ -100,32 +101,21 @@ class ModelConfig:
     )
     device: str = _setting("auto", "where the model runs", choices=("auto", "cpu", "cuda", "mps"))
     dtype: str = _setting(
-        "auto", "weight precision; auto = half on CUDA, bfloat16 on CPUs with AVX-512 BF16, else float32",
-        choices=("auto", "float32", "float16", "bfloat16")
+        "auto",
+        "weight precision; auto = half on CUDA, bfloat16 on CPUs with AVX-512 BF16, else float32",
+        choices=("auto", "float32", "float16", "bfloat16"),
     )
     threads: int = _setting(0, "torch CPU threads; 0 = torch's default", min=0)
-    context_length: int = _setting(
-        0, "prompt + output token budget; 0 = the model's own maximum", min=0
-    )
+    context_length: int = _setting(0, "prompt + output token budget; 0 = the model's own maximum", min=0)
     max_new_tokens: int = _setting(120, "tokens per bot passage", min=16, max=1024)
     min_new_tokens: int = _setting(8, "minimum tokens per bot passage", min=0, max=1024)
-    temperature: float = _setting(
-        0.8, "sampling temperature; lower = more predictable", min=0, max=2
-    )
+    temperature: float = _setting(0.8, "sampling temperature; lower = more predictable", min=0, max=2)
     top_k: int = _setting(50, "sample from the k likeliest tokens; 0 = no limit", min=0, max=500)
-    top_p: float = _setting(
-        0.95, "nucleus sampling: smallest token set with this probability", min=0.01, max=1.0
-    )
-    repetition_penalty: float = _setting(
-        1.1, "penalty for repeating tokens; 1 = none", min=1, max=2
-    )
-    no_repeat_ngram_size: int = _setting(
-        0, "never repeat an n-gram of this size; 0 = off", min=0, max=10
-    )
+    top_p: float = _setting(0.95, "nucleus sampling: smallest token set with this probability", min=0.01, max=1.0)
+    repetition_penalty: float = _setting(1.1, "penalty for repeating tokens; 1 = none", min=1, max=2)
+    no_repeat_ngram_size: int = _setting(0, "never repeat an n-gram of this size; 0 = off", min=0, max=10)
     bad_words: tuple[str, ...] = _setting((), "words or phrases the model must not write")
-    allowed: tuple[str, ...] = _setting(
-        (), "other model names `/story settings model:` may choose; empty = only name"
-    )
+    allowed: tuple[str, ...] = _setting((), "other model names `/story settings model:` may choose; empty = only name")
     local_files_only: bool = _setting(False, "never contact the Hugging Face hub")
     prefix_cache_mb: int = _setting(
         1024, "memory for each channel's reusable prompt cache (local backend; 0 = off)", min=0
@@ -142,18 +132,12 @@ class OpenAIConfig:
         "completions", "continue the story as raw text, or as a chat message", choices=("completions", "chat")
     )
     model: str = _setting("", "the model name the server knows; empty = model.name")
-    timeout_s: float = _setting(
-        60.0, "seconds to wait for the server's next streamed text", min=0, min_exclusive=True
-    )
-    connect_timeout_s: float = _setting(
-        5.0, "seconds to wait for a connection", min=0, min_exclusive=True
-    )
+    timeout_s: float = _setting(60.0, "seconds to wait for the server's next streamed text", min=0, min_exclusive=True)
+    connect_timeout_s: float = _setting(5.0, "seconds to wait for a connection", min=0, min_exclusive=True)
     retries: int = _setting(
         2, "retries of a failed request (no connection, 5xx, 429) before any text came", min=0, max=10
     )
-    retry_backoff_s: float = _setting(
-        0.5, "wait before the first retry; doubled for each further one", min=0
-    )
+    retry_backoff_s: float = _setting(0.5, "wait before the first retry; doubled for each further one", min=0)
     send_extra_sampling: bool = _setting(
         True, "also send top_k, repetition_penalty, min_tokens, bad_words (vLLM accepts them; OpenAI does not)"
     )
@@ -165,13 +149,13 @@ class GenerationConfig:
 
     max_pending: int = _setting(64, 'jobs waiting before the bot answers "busy"', min=1)
     max_batch: int = _setting(8, "bot turns of different channels written together, at most", min=1, max=64)
-    job_timeout_s: float = _setting(
-        300.0, "seconds before a bot turn is abandoned", min=0, min_exclusive=True
-    )
+    job_timeout_s: float = _setting(300.0, "seconds before a bot turn is abandoned", min=0, min_exclusive=True)
     stream_interval_s: float = _setting(1.0, "minimum seconds between streamed updates", min=0)
     job_lease_s: float = _setting(
-        60.0, "a bot turn whose process has not been heard from for this long is run again by another",
-        min=0, min_exclusive=True,
+        60.0,
+        "a bot turn whose process has not been heard from for this long is run again by another",
+        min=0,
+        min_exclusive=True,
     )
 
 
@@ -179,9 +163,7 @@ class GenerationConfig:
 class StoryConfig:
     """The story rules: modes, limits and what goes into the prompt."""
 
-    default_mode: str = _setting(
-        "alternate", "turn mode of a new story", choices=("alternate", "round-robin", "free")
-    )
+    default_mode: str = _setting("alternate", "turn mode of a new story", choices=("alternate", "round-robin", "free"))
     max_passage_chars: int = _setting(4000, "longest passage a person may add", min=1)
     max_title_chars: int = _setting(200, "longest story title", min=1)
     max_memory_chars: int = _setting(2000, "longest /story memory text", min=1)
@@ -195,9 +177,7 @@ class StoryConfig:
         min=0,
         min_exclusive=True,
     )
-    note_depth: int = _setting(
-        3, "the author's note is inserted this many passages from the end", min=0
-    )
+    note_depth: int = _setting(3, "the author's note is inserted this many passages from the end", min=0)
     lore_max_tokens: int = _setting(256, "token budget for triggered lore", min=0)
 
 
@@ -206,9 +186,7 @@ class ConsoleConfig:
     """The terminal channel."""
 
     user: str = _setting("", 'your name in the console; empty = $USER or "you"')
-    channel: str = _setting(
-        "console", "the console's channel id; a different id gives a separate story"
-    )
+    channel: str = _setting("console", "the console's channel id; a different id gives a separate story")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -223,7 +201,8 @@ class DiscordConfig:
         "wss://gateway.discord.gg/", "gateway websocket URL (unsharded; sharded bots ask the API for it)"
     )
     sharding: str = _setting(
-        "off", "off = one gateway connection; auto = as many shards as Discord recommends",
+        "off",
+        "off = one gateway connection; auto = as many shards as Discord recommends",
         choices=("off", "auto"),
     )
     guild_ids: tuple[str, ...] = _setting(
@@ -370,9 +349,7 @@ def _shown(value: Any, secret: bool) -> str:
     return text
 
 
-def _error(
-    section: str, key: str, value: Any, source: str, f: dataclasses.Field[Any]
-) -> ConfigError:
+def _error(section: str, key: str, value: Any, source: str, f: dataclasses.Field[Any]) -> ConfigError:
     shown = _shown(value, f.metadata.get("secret", False))
     return ConfigError(f"{section}.{key} = {shown} (from {source}): must be {_allowed(f)}.")
 
@@ -500,9 +477,7 @@ def _read_env(env: Mapping[str, str]) -> dict[str, dict[str, Any]]:
     return values
 
 
-def load_config(
-    path: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None
-) -> Config:
+def load_config(path: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None) -> Config:
     """Load settings: defaults, then the TOML file, then environment overrides.
 
     With no ``path``, ``./storybot.toml`` is read when it exists (otherwise defaults only);

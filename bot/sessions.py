@@ -186,12 +186,13 @@ class SessionManager:
     async def _story(self, tx: AsyncSession, channel: ChannelRef, *, lock: bool = True) -> Story:
         story = await q.active_story(tx, channel.key, lock=lock)
         if story is None:
-            raise UserError("No story is running in this channel. Start one with /story start \"Title\".")
+            raise UserError('No story is running in this channel. Start one with /story start "Title".')
         return story
 
     async def running_story_id(self, channel: ChannelRef) -> int | None:
         """The id of the story running in ``channel``, if any (a read, for adapters that must
         tell story chatter from other messages, e.g. plain messages in a story's thread)."""
+
         async def story_id(tx: AsyncSession) -> int | None:
             story = await q.active_story(tx, channel.key)
             return story.id if story is not None else None
@@ -224,9 +225,7 @@ class SessionManager:
         if await q.recent_passage_count(tx, story.id, actor.user_id, since) >= limit:
             raise UserError(f"Slow down: at most {limit} passages a minute per person. Try again shortly.")
 
-    async def _add_passage(
-        self, tx: AsyncSession, story: Story, actor: Actor, text: str
-    ) -> Passage:
+    async def _add_passage(self, tx: AsyncSession, story: Story, actor: Actor, text: str) -> Passage:
         passage = Passage(
             story_id=story.id,
             seq=await q.next_seq(tx, story.id),
@@ -315,9 +314,7 @@ class SessionManager:
         assert isinstance(cmd, c.Start)
         existing = await q.active_story(tx, channel.key)
         if existing is not None:
-            raise UserError(
-                f"A story is already running here: “{existing.title}”. Finish it with /story end first."
-            )
+            raise UserError(f"A story is already running here: “{existing.title}”. Finish it with /story end first.")
         title = self._check_length(cmd.title or DEFAULT_TITLE, self.config.story.max_title_chars, "The title")
         opening = self._check_length(cmd.opening or "", self.config.story.max_passage_chars, "The opening")
         mode = (cmd.mode or c.Mode.parse(self.config.story.default_mode)).value
@@ -392,9 +389,7 @@ class SessionManager:
         except BusyError:
             return False
 
-    async def _take_round_robin_turn(
-        self, tx: AsyncSession, story: Story, actor: Actor
-    ) -> GenerationJob | bool | None:
+    async def _take_round_robin_turn(self, tx: AsyncSession, story: Story, actor: Actor) -> GenerationJob | bool | None:
         """Check it is the actor's turn, advance the turn, and queue the bot after a full round."""
         people = list(await q.participants(tx, story.id))
         if not any(p.user_id == actor.user_id for p in people):
@@ -471,8 +466,11 @@ class SessionManager:
             raise UserError("You are already taking part.")
         position = await q.next_participant_position(tx, story.id)
         if person is None:
-            tx.add(Participant(story_id=story.id, user_id=actor.user_id, name=actor.name, position=position,
-                               joined_at=self.clock()))
+            tx.add(
+                Participant(
+                    story_id=story.id, user_id=actor.user_id, name=actor.name, position=position, joined_at=self.clock()
+                )
+            )
         else:
             person.active, person.position, person.left_at, person.name = True, position, None, actor.name
         await tx.flush()
@@ -498,13 +496,27 @@ class SessionManager:
 
     async def _memory(self, tx: AsyncSession, channel: ChannelRef, actor: Actor, cmd: c.Command) -> Result:
         assert isinstance(cmd, c.Memory)
-        return await self._story_text(tx, channel, "memory", cmd.text, self.config.story.max_memory_chars,
-                                      "Memory", "facts the bot should always know")
+        return await self._story_text(
+            tx,
+            channel,
+            "memory",
+            cmd.text,
+            self.config.story.max_memory_chars,
+            "Memory",
+            "facts the bot should always know",
+        )
 
     async def _note(self, tx: AsyncSession, channel: ChannelRef, actor: Actor, cmd: c.Command) -> Result:
         assert isinstance(cmd, c.Note)
-        return await self._story_text(tx, channel, "note", cmd.text, self.config.story.max_note_chars,
-                                      "Author's note", "style, tone, what to aim for")
+        return await self._story_text(
+            tx,
+            channel,
+            "note",
+            cmd.text,
+            self.config.story.max_note_chars,
+            "Author's note",
+            "style, tone, what to aim for",
+        )
 
     async def _story_text(
         self, tx: AsyncSession, channel: ChannelRef, field: str, text: str | None, limit: int, label: str, hint: str
@@ -528,16 +540,25 @@ class SessionManager:
                 "Remove one with /story lore remove <number>."
             )
         number = await q.next_lore_number(tx, story.id)
-        tx.add(LoreEntry(story_id=story.id, number=number, keys=list(cmd.keys), text=text,
-                         author_id=actor.user_id, created_at=self.clock()))
+        tx.add(
+            LoreEntry(
+                story_id=story.id,
+                number=number,
+                keys=list(cmd.keys),
+                text=text,
+                author_id=actor.user_id,
+                created_at=self.clock(),
+            )
+        )
         return Result(f"Lore #{number} added for {', '.join(cmd.keys)}.", story_id=story.id)
 
     async def _lore_list(self, tx: AsyncSession, channel: ChannelRef, actor: Actor, cmd: c.Command) -> Result:
         story = await self._story(tx, channel, lock=False)
         entries = await q.lore_entries(tx, story.id)
         if not entries:
-            return Result("No lore yet. Add some with /story lore add <key,key> <text>.", private=True,
-                          story_id=story.id)
+            return Result(
+                "No lore yet. Add some with /story lore add <key,key> <text>.", private=True, story_id=story.id
+            )
         lines = [f"#{e.number} [{', '.join(e.keys)}] {e.text}" for e in entries]
         return Result("Lore:\n" + "\n".join(lines), private=True, story_id=story.id)
 
@@ -651,7 +672,7 @@ class SessionManager:
             latest = await q.finished_stories(tx, channel.key, limit=1)
             story = latest[0] if latest else None
         if story is None:
-            raise UserError("There is no story here to export yet. Start one with /story start \"Title\".")
+            raise UserError('There is no story here to export yet. Start one with /story start "Title".')
         return story
 
     async def _export(self, tx: AsyncSession, channel: ChannelRef, actor: Actor, cmd: c.Command) -> Result:

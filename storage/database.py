@@ -62,6 +62,7 @@ def is_contention(error: BaseException) -> bool:
     message = str(error.orig).lower()
     return any(busy in message for busy in _SQLITE_BUSY_MESSAGES)
 
+
 _WRITE_OPTION = "storybot_write"
 _MIGRATION_LOCK_ID = 0x5707B07  # any constant; serialises concurrent migrations on PostgreSQL
 
@@ -71,7 +72,9 @@ def normalise_url(url: str) -> URL:
     try:
         parsed = make_url(url)
     except ArgumentError:
-        raise DatabaseUnavailable(f"database.url {url!r} is not a database URL (sqlite:///file.db or postgresql://...)") from None
+        raise DatabaseUnavailable(
+            f"database.url {url!r} is not a database URL (sqlite:///file.db or postgresql://...)"
+        ) from None
     backend = parsed.get_backend_name()
     if backend == "sqlite" and parsed.get_driver_name() != "aiosqlite":
         parsed = parsed.set(drivername="sqlite+aiosqlite")

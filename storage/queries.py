@@ -67,9 +67,7 @@ async def last_canonical_passage(tx: AsyncSession, story_id: int) -> Passage | N
 
 async def count_canonical(tx: AsyncSession, story_id: int, *, up_to_seq: int | None = None) -> int:
     """Canonical passages of the story (up to and including ``up_to_seq``: a passage's number)."""
-    query = select(func.count()).where(
-        Passage.story_id == story_id, Passage.status == PassageStatus.CANONICAL
-    )
+    query = select(func.count()).where(Passage.story_id == story_id, Passage.status == PassageStatus.CANONICAL)
     if up_to_seq is not None:
         query = query.where(Passage.seq <= up_to_seq)
     return int((await tx.execute(query)).scalar_one())
@@ -109,9 +107,7 @@ async def next_participant_position(tx: AsyncSession, story_id: int) -> int:
 
 async def lore_entries(tx: AsyncSession, story_id: int) -> Sequence[LoreEntry]:
     query = (
-        select(LoreEntry)
-        .where(LoreEntry.story_id == story_id, LoreEntry.removed.is_(False))
-        .order_by(LoreEntry.number)
+        select(LoreEntry).where(LoreEntry.story_id == story_id, LoreEntry.removed.is_(False)).order_by(LoreEntry.number)
     )
     return (await tx.execute(query)).scalars().all()
 
@@ -142,9 +138,7 @@ async def cancel_open_jobs(tx: AsyncSession, story_id: int, now: datetime, show_
     A cancelled turn whose message was posted is owed a last showing ("withdrawn") from
     ``show_after``; one never shown anywhere owes nothing.
     """
-    query = select(GenerationJob.id).where(
-        GenerationJob.story_id == story_id, GenerationJob.status.in_(JobStatus.OPEN)
-    )
+    query = select(GenerationJob.id).where(GenerationJob.story_id == story_id, GenerationJob.status.in_(JobStatus.OPEN))
     ids = tuple((await tx.execute(query)).scalars().all())
     if ids:
         await tx.execute(
@@ -243,8 +237,9 @@ async def mark_shown(tx: AsyncSession, job_id: int, now: datetime) -> None:
     """The ended job's last showing is on its platform: nobody owes it any more."""
     await tx.execute(
         update(GenerationJob)
-        .where(GenerationJob.id == job_id, GenerationJob.status.not_in(JobStatus.OPEN),
-               GenerationJob.shown_at.is_(None))
+        .where(
+            GenerationJob.id == job_id, GenerationJob.status.not_in(JobStatus.OPEN), GenerationJob.shown_at.is_(None)
+        )
         .values(shown_at=now, show_after=None)
     )
 
@@ -266,9 +261,7 @@ async def job_by_id(tx: AsyncSession, job_id: int, *, lock: bool = False) -> Gen
 
 
 async def event_seen(tx: AsyncSession, platform: str, event_id: str) -> bool:
-    query = select(ProcessedEvent.id).where(
-        ProcessedEvent.platform == platform, ProcessedEvent.event_id == event_id
-    )
+    query = select(ProcessedEvent.id).where(ProcessedEvent.platform == platform, ProcessedEvent.event_id == event_id)
     return (await tx.execute(query)).first() is not None
 
 

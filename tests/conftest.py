@@ -59,10 +59,20 @@ def tiny_llama_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     those, this small a model writes one token over and over whatever its context and positions,
     and no comparison of texts could catch a row decoded at the wrong positions."""
     folder = tmp_path_factory.mktemp("tiny-llama")
-    build_random_llama(folder, CORPUS.splitlines() * 4, vocab_size=400, hidden_size=32, intermediate_size=64,
-                       num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                       max_position_embeddings=1024, rope_theta=10000, tie_word_embeddings=True,
-                       initializer_range=0.3)
+    build_random_llama(
+        folder,
+        CORPUS.splitlines() * 4,
+        vocab_size=400,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=1024,
+        rope_theta=10000,
+        tie_word_embeddings=True,
+        initializer_range=0.3,
+    )
     return folder
 
 

@@ -3,12 +3,12 @@ retries and withdrawn passages, Chinese without spaces, Arabic, emoji, a very lo
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from bot.export.model import ExportLore, ExportParticipant, ExportPassage, ExportStory
 from bot.identity import ChannelRef
 
-START = datetime(2024, 5, 1, 18, 30, 0, 123456, tzinfo=timezone.utc)
+START = datetime(2024, 5, 1, 18, 30, 0, 123456, tzinfo=UTC)
 
 MARKUP = (
     "# Not a heading\n"
@@ -23,10 +23,12 @@ CHINESE = "灯塔守护者在黄昏时爬上楼梯。灯是冷的，海很吵。
 ARABIC = "كان يا ما كان، في قديم الزمان، منارة على الساحل."
 EMOJI = "The sea glowed 🌊🕯️ and the astronaut 👩‍🚀 waved."
 LONG_URL = "https://example.com/" + "a" * 120
-LONG = " ".join(
-    f"Sentence {n} of a very long passage rolls on like the tide, one wave after another."
-    for n in range(1, 41)
-) + f"\n\nThe map said: {LONG_URL}"
+LONG = (
+    " ".join(
+        f"Sentence {n} of a very long passage rolls on like the tide, one wave after another." for n in range(1, 41)
+    )
+    + f"\n\nThe map said: {LONG_URL}"
+)
 
 GENERATION = {"model": "tiny-gpt2", "temperature": 0.8, "top_p": 0.95, "top_k": 50, "length": 120}
 
@@ -38,14 +40,45 @@ def _at(minutes: int) -> datetime:
 def tricky_story(language: str = "en") -> ExportStory:
     passages = [
         ExportPassage(1, "human", "u-alice", "Alice", MARKUP, "canonical", _at(1)),
-        ExportPassage(2, "bot", "bot", "storybot", "A first try the table rejected.", "superseded", _at(2),
-                      requested_by_id="u-alice", generation=GENERATION, changed_by_id="u-alice", changed_at=_at(3)),
-        ExportPassage(3, "bot", "bot", "storybot", CHINESE, "canonical", _at(3), replaces=2,
-                      requested_by_id="u-alice", direction="write in Chinese", generation=GENERATION),
+        ExportPassage(
+            2,
+            "bot",
+            "bot",
+            "storybot",
+            "A first try the table rejected.",
+            "superseded",
+            _at(2),
+            requested_by_id="u-alice",
+            generation=GENERATION,
+            changed_by_id="u-alice",
+            changed_at=_at(3),
+        ),
+        ExportPassage(
+            3,
+            "bot",
+            "bot",
+            "storybot",
+            CHINESE,
+            "canonical",
+            _at(3),
+            replaces=2,
+            requested_by_id="u-alice",
+            direction="write in Chinese",
+            generation=GENERATION,
+        ),
         ExportPassage(4, "human", "u-layla", "ليلى", "Chapter 2: The *Storm*", "canonical", _at(4)),
         ExportPassage(5, "human", "u-layla", "ليلى", f"{ARABIC}\n{EMOJI}", "canonical", _at(5)),
-        ExportPassage(6, "human", "u-carol", "Carol", "Something Carol took back.", "undone", _at(6),
-                      changed_by_id="u-carol", changed_at=_at(7)),
+        ExportPassage(
+            6,
+            "human",
+            "u-carol",
+            "Carol",
+            "Something Carol took back.",
+            "undone",
+            _at(6),
+            changed_by_id="u-carol",
+            changed_at=_at(7),
+        ),
         ExportPassage(7, "human", "u-carol", "Carol", LONG, "canonical", _at(8)),
     ]
     return ExportStory(

@@ -31,13 +31,26 @@ TIMESTAMP = "2024-01-01T00:00:00+00:00"
 BODY = web.RequestKey("body", object)
 FILES = web.RequestKey("files", list)
 
-BOT_USER = {"id": str(APP_ID), "username": "storybot", "discriminator": "0", "global_name": None,
-            "avatar": None, "bot": True, "flags": 0}
+BOT_USER = {
+    "id": str(APP_ID),
+    "username": "storybot",
+    "discriminator": "0",
+    "global_name": None,
+    "avatar": None,
+    "bot": True,
+    "flags": 0,
+}
 
 
 def user(user_id: int, name: str) -> dict[str, Any]:
-    return {"id": str(user_id), "username": name.lower(), "discriminator": "0", "global_name": name,
-            "avatar": None, "bot": False}
+    return {
+        "id": str(user_id),
+        "username": name.lower(),
+        "discriminator": "0",
+        "global_name": name,
+        "avatar": None,
+        "bot": False,
+    }
 
 
 @dataclass
@@ -136,7 +149,9 @@ class FakeDiscord:
         elif request.can_read_body:
             body = await request.json()
         request[BODY], request[FILES] = body, files
-        self.requests.append(Request(request.method, request.path.removeprefix("/api/v10"), body, files, time.monotonic()))
+        self.requests.append(
+            Request(request.method, request.path.removeprefix("/api/v10"), body, files, time.monotonic())
+        )
         response = await handler(request)
         self._changed.set()
         return response
@@ -175,8 +190,11 @@ class FakeDiscord:
     async def _identify(self, socket: web.WebSocketResponse, identify: dict[str, Any]) -> None:
         self.identified.set()
         ready = {
-            "v": 10, "user": BOT_USER, "guilds": [{"id": str(GUILD_ID), "unavailable": True}],
-            "session_id": "fake-session", "resume_gateway_url": self.gateway_url,
+            "v": 10,
+            "user": BOT_USER,
+            "guilds": [{"id": str(GUILD_ID), "unavailable": True}],
+            "session_id": "fake-session",
+            "resume_gateway_url": self.gateway_url,
             "application": {"id": str(APP_ID), "flags": 0},
         }
         if "shard" in identify:
@@ -194,37 +212,105 @@ class FakeDiscord:
                 await self._send(socket, event, data)
 
     def _guild(self) -> dict[str, Any]:
-        everyone = {"id": str(GUILD_ID), "name": "@everyone", "permissions": str(MEMBER_PERMISSIONS), "position": 0,
-                    "color": 0, "hoist": False, "managed": False, "mentionable": False, "flags": 0}
-        channel = {"id": str(CHANNEL_ID), "type": 0, "guild_id": str(GUILD_ID), "name": "stories", "position": 0,
-                   "permission_overwrites": [], "nsfw": False, "parent_id": None, "rate_limit_per_user": 0}
+        everyone = {
+            "id": str(GUILD_ID),
+            "name": "@everyone",
+            "permissions": str(MEMBER_PERMISSIONS),
+            "position": 0,
+            "color": 0,
+            "hoist": False,
+            "managed": False,
+            "mentionable": False,
+            "flags": 0,
+        }
+        channel = {
+            "id": str(CHANNEL_ID),
+            "type": 0,
+            "guild_id": str(GUILD_ID),
+            "name": "stories",
+            "position": 0,
+            "permission_overwrites": [],
+            "nsfw": False,
+            "parent_id": None,
+            "rate_limit_per_user": 0,
+        }
         bot_member = {"user": BOT_USER, "roles": [], "joined_at": TIMESTAMP, "deaf": False, "mute": False, "flags": 0}
         return {
-            "id": str(GUILD_ID), "name": "Writers", "icon": None, "owner_id": "1", "roles": [everyone],
-            "channels": [channel], "threads": [], "members": [bot_member], "member_count": 2, "emojis": [],
-            "stickers": [], "features": [], "premium_tier": 0, "unavailable": False, "large": False,
-            "joined_at": TIMESTAMP, "voice_states": [], "presences": [], "stage_instances": [],
-            "guild_scheduled_events": [], "verification_level": 0, "default_message_notifications": 0,
-            "explicit_content_filter": 0, "mfa_level": 0, "nsfw_level": 0, "preferred_locale": "en-US",
-            "system_channel_id": None, "afk_channel_id": None, "afk_timeout": 300,
+            "id": str(GUILD_ID),
+            "name": "Writers",
+            "icon": None,
+            "owner_id": "1",
+            "roles": [everyone],
+            "channels": [channel],
+            "threads": [],
+            "members": [bot_member],
+            "member_count": 2,
+            "emojis": [],
+            "stickers": [],
+            "features": [],
+            "premium_tier": 0,
+            "unavailable": False,
+            "large": False,
+            "joined_at": TIMESTAMP,
+            "voice_states": [],
+            "presences": [],
+            "stage_instances": [],
+            "guild_scheduled_events": [],
+            "verification_level": 0,
+            "default_message_notifications": 0,
+            "explicit_content_filter": 0,
+            "mfa_level": 0,
+            "nsfw_level": 0,
+            "preferred_locale": "en-US",
+            "system_channel_id": None,
+            "afk_channel_id": None,
+            "afk_timeout": 300,
         }
 
     # ------------------------------------------------------------------ what tests send
 
     def _member(self, who: dict[str, Any], permissions: int) -> dict[str, Any]:
-        return {"user": who, "roles": [], "joined_at": TIMESTAMP, "deaf": False, "mute": False, "flags": 0,
-                "permissions": str(permissions), "nick": None, "avatar": None}
+        return {
+            "user": who,
+            "roles": [],
+            "joined_at": TIMESTAMP,
+            "deaf": False,
+            "mute": False,
+            "flags": 0,
+            "permissions": str(permissions),
+            "nick": None,
+            "avatar": None,
+        }
 
-    async def _interact(self, kind: int, data: dict[str, Any], who: dict[str, Any], channel: dict[str, Any],
-                        permissions: int, message: dict[str, Any] | None = None) -> str:
+    async def _interact(
+        self,
+        kind: int,
+        data: dict[str, Any],
+        who: dict[str, Any],
+        channel: dict[str, Any],
+        permissions: int,
+        message: dict[str, Any] | None = None,
+    ) -> str:
         interaction_id = next(self._ids)
         token = f"token-{interaction_id}"
         payload = {
-            "id": str(interaction_id), "application_id": str(APP_ID), "type": kind, "token": token, "version": 1,
-            "guild_id": str(GUILD_ID), "channel_id": channel["id"], "channel": channel, "data": data,
-            "member": self._member(who, permissions), "app_permissions": str(MEMBER_PERMISSIONS | MANAGE_MESSAGES),
-            "locale": "en-US", "guild_locale": "en-US", "entitlements": [], "authorizing_integration_owners": {},
-            "context": 0, "attachment_size_limit": 10 * 1024 * 1024,
+            "id": str(interaction_id),
+            "application_id": str(APP_ID),
+            "type": kind,
+            "token": token,
+            "version": 1,
+            "guild_id": str(GUILD_ID),
+            "channel_id": channel["id"],
+            "channel": channel,
+            "data": data,
+            "member": self._member(who, permissions),
+            "app_permissions": str(MEMBER_PERMISSIONS | MANAGE_MESSAGES),
+            "locale": "en-US",
+            "guild_locale": "en-US",
+            "entitlements": [],
+            "authorizing_integration_owners": {},
+            "context": 0,
+            "attachment_size_limit": 10 * 1024 * 1024,
         }
         if message is not None:
             payload["message"] = message
@@ -233,8 +319,14 @@ class FakeDiscord:
         await self.dispatch("INTERACTION_CREATE", payload)
         return token
 
-    async def slash(self, who: dict[str, Any], *path: str, channel: dict[str, Any] | None = None,
-                    permissions: int = MEMBER_PERMISSIONS, **options: Any) -> str:
+    async def slash(
+        self,
+        who: dict[str, Any],
+        *path: str,
+        channel: dict[str, Any] | None = None,
+        permissions: int = MEMBER_PERMISSIONS,
+        **options: Any,
+    ) -> str:
         """``/story <path...> option:value ...`` typed by ``who``; returns the interaction token."""
         values = [{"name": key, "type": _option_type(value), "value": value} for key, value in options.items()]
         node: dict[str, Any] = {"type": 1, "name": path[-1], "options": values}
@@ -243,8 +335,9 @@ class FakeDiscord:
         data = {"id": "900", "name": "story", "type": 1, "options": [node]}
         return await self._interact(2, data, who, channel or self.channel(), permissions)
 
-    async def press(self, who: dict[str, Any], message: dict[str, Any], custom_id: str,
-                    permissions: int = MEMBER_PERMISSIONS) -> str:
+    async def press(
+        self, who: dict[str, Any], message: dict[str, Any], custom_id: str, permissions: int = MEMBER_PERMISSIONS
+    ) -> str:
         """A click on the button ``custom_id`` under ``message`` (Discord only sends clicks on real buttons)."""
         buttons = [b["custom_id"] for row in message["components"] for b in row["components"]]
         assert custom_id in buttons, f"{custom_id} is not a button of this message: {buttons}"
@@ -263,15 +356,26 @@ class FakeDiscord:
         for thread in self.threads:
             if int(thread["id"]) == channel_id:
                 return thread
-        return {"id": str(channel_id), "type": 0, "guild_id": str(GUILD_ID), "name": "stories",
-                "permission_overwrites": [], "nsfw": False, "parent_id": None, "position": 0}
+        return {
+            "id": str(channel_id),
+            "type": 0,
+            "guild_id": str(GUILD_ID),
+            "name": "stories",
+            "permission_overwrites": [],
+            "nsfw": False,
+            "parent_id": None,
+            "position": 0,
+        }
 
     # ------------------------------------------------------------------ what tests read
 
     def channel_messages(self, channel_id: int = CHANNEL_ID) -> list[dict[str, Any]]:
         """Messages the bot posted in a channel (not interaction replies), oldest first, as they are now."""
-        return [m for m in self.messages.values() if m["channel_id"] == str(channel_id) and "x_interaction_reply" not in m
-                and not m.get("deleted")]
+        return [
+            m
+            for m in self.messages.values()
+            if m["channel_id"] == str(channel_id) and "x_interaction_reply" not in m and not m.get("deleted")
+        ]
 
     def edits_of(self, message_id: str) -> list[Request]:
         return [r for r in self.requests if r.method == "PATCH" and r.path.endswith(f"/messages/{message_id}")]
@@ -309,13 +413,33 @@ class FakeDiscord:
 
     # ------------------------------------------------------------------ REST handlers
 
-    def _message(self, channel_id: int | str, content: str, *, author: dict[str, Any] = BOT_USER,
-                 flags: int = 0, components: list[Any] | None = None) -> dict[str, Any]:
+    def _message(
+        self,
+        channel_id: int | str,
+        content: str,
+        *,
+        author: dict[str, Any] = BOT_USER,
+        flags: int = 0,
+        components: list[Any] | None = None,
+    ) -> dict[str, Any]:
         message = {
-            "id": str(next(self._ids)), "channel_id": str(channel_id), "guild_id": str(GUILD_ID), "author": author,
-            "content": content, "timestamp": TIMESTAMP, "edited_timestamp": None, "tts": False,
-            "mention_everyone": False, "mentions": [], "mention_roles": [], "attachments": [], "embeds": [],
-            "pinned": False, "type": 0, "flags": flags, "components": components or [],
+            "id": str(next(self._ids)),
+            "channel_id": str(channel_id),
+            "guild_id": str(GUILD_ID),
+            "author": author,
+            "content": content,
+            "timestamp": TIMESTAMP,
+            "edited_timestamp": None,
+            "tts": False,
+            "mention_everyone": False,
+            "mentions": [],
+            "mention_roles": [],
+            "attachments": [],
+            "embeds": [],
+            "pinned": False,
+            "type": 0,
+            "flags": flags,
+            "components": components or [],
         }
         self.messages[int(message["id"])] = message
         return message
@@ -325,9 +449,16 @@ class FakeDiscord:
             if key in body:
                 message[key] = body[key]
         if files:
-            message["attachments"] = [{"id": str(next(self._ids)), "filename": name, "size": len(data),
-                                       "url": "http://127.0.0.1/x", "proxy_url": "http://127.0.0.1/x"}
-                                      for name, data in files]
+            message["attachments"] = [
+                {
+                    "id": str(next(self._ids)),
+                    "filename": name,
+                    "size": len(data),
+                    "url": "http://127.0.0.1/x",
+                    "proxy_url": "http://127.0.0.1/x",
+                }
+                for name, data in files
+            ]
             message["files"] = files
         message["edited_timestamp"] = TIMESTAMP
 
@@ -335,17 +466,36 @@ class FakeDiscord:
         return _json(BOT_USER)
 
     async def _gateway_bot(self, request: web.Request) -> web.Response:
-        return _json({"url": self.gateway_url, "shards": 1, "session_start_limit": {
-            "total": 1000, "remaining": 1000, "reset_after": 0, "max_concurrency": 1}})
+        return _json(
+            {
+                "url": self.gateway_url,
+                "shards": 1,
+                "session_start_limit": {"total": 1000, "remaining": 1000, "reset_after": 0, "max_concurrency": 1},
+            }
+        )
 
     async def _application(self, request: web.Request) -> web.Response:
-        return _json({"id": str(APP_ID), "name": "storybot", "icon": None, "description": "",
-                                  "bot_public": True, "bot_require_code_grant": False, "owner": user(1, "Owner"),
-                                  "verify_key": "0" * 64, "team": None, "flags": 0, "summary": ""})
+        return _json(
+            {
+                "id": str(APP_ID),
+                "name": "storybot",
+                "icon": None,
+                "description": "",
+                "bot_public": True,
+                "bot_require_code_grant": False,
+                "owner": user(1, "Owner"),
+                "verify_key": "0" * 64,
+                "team": None,
+                "flags": 0,
+                "summary": "",
+            }
+        )
 
     async def _sync(self, request: web.Request) -> web.Response:
-        commands = [{**command, "id": str(next(self._ids)), "application_id": str(APP_ID), "version": "1"}
-                    for command in request[BODY]]
+        commands = [
+            {**command, "id": str(next(self._ids)), "application_id": str(APP_ID), "version": "1"}
+            for command in request[BODY]
+        ]
         return _json(commands)
 
     async def _callback(self, request: web.Request) -> web.Response:
@@ -358,12 +508,18 @@ class FakeDiscord:
         message["x_interaction_reply"] = True
         self._update(message, data, request[FILES])
         answer.original = message
-        return _json({
-            "interaction": {"id": request.match_info["id"], "type": 2, "response_message_id": message["id"],
-                            "response_message_loading": body["type"] == 5,
-                            "response_message_ephemeral": bool(answer.flags & EPHEMERAL)},
-            "resource": {"type": body["type"], "message": message},
-        })
+        return _json(
+            {
+                "interaction": {
+                    "id": request.match_info["id"],
+                    "type": 2,
+                    "response_message_id": message["id"],
+                    "response_message_loading": body["type"] == 5,
+                    "response_message_ephemeral": bool(answer.flags & EPHEMERAL),
+                },
+                "resource": {"type": body["type"], "message": message},
+            }
+        )
 
     def _webhook_message(self, request: web.Request) -> dict[str, Any]:
         answer = self.answers[request.match_info["token"]]
@@ -408,11 +564,22 @@ class FakeDiscord:
     async def _create_thread(self, request: web.Request) -> web.Response:
         thread_id = next(self._ids)
         thread = {
-            "id": str(thread_id), "type": 11, "guild_id": str(GUILD_ID), "parent_id": request.match_info["channel"],
-            "name": request[BODY]["name"], "owner_id": str(APP_ID), "rate_limit_per_user": 0, "flags": 0,
-            "message_count": 0, "member_count": 1,
-            "thread_metadata": {"archived": False, "auto_archive_duration": 1440, "archive_timestamp": TIMESTAMP,
-                                "locked": False},
+            "id": str(thread_id),
+            "type": 11,
+            "guild_id": str(GUILD_ID),
+            "parent_id": request.match_info["channel"],
+            "name": request[BODY]["name"],
+            "owner_id": str(APP_ID),
+            "rate_limit_per_user": 0,
+            "flags": 0,
+            "message_count": 0,
+            "member_count": 1,
+            "thread_metadata": {
+                "archived": False,
+                "auto_archive_duration": 1440,
+                "archive_timestamp": TIMESTAMP,
+                "locked": False,
+            },
         }
         self.threads.append(thread)
         await self.dispatch("THREAD_CREATE", thread | {"newly_created": True})

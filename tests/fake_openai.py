@@ -46,7 +46,9 @@ class FakeOpenAI:
     url: str = ""
 
     async def models(self, request: web.Request) -> web.Response:
-        return web.json_response({"object": "list", "data": [{"id": "served-model", "max_model_len": self.max_model_len}]})
+        return web.json_response(
+            {"object": "list", "data": [{"id": "served-model", "max_model_len": self.max_model_len}]}
+        )
 
     async def completions(self, request: web.Request) -> web.StreamResponse:
         body = await request.json()
@@ -77,7 +79,6 @@ class FakeOpenAI:
         finally:
             self.in_flight -= 1
         return response
-
 
     async def _stall(self, request: web.Request, seconds: float) -> None:
         """Send nothing for a while, as a busy server does before the first token; notice a hang-up."""

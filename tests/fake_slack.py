@@ -92,8 +92,9 @@ class FakeSlack:
         if self.rate_limited.get(method):
             retry_after = self.rate_limited[method].pop(0)
             self.calls.append(Call(method + " (429)", args, time.monotonic()))
-            return web.json_response({"ok": False, "error": "ratelimited"}, status=429,
-                                     headers={"Retry-After": str(retry_after)})
+            return web.json_response(
+                {"ok": False, "error": "ratelimited"}, status=429, headers={"Retry-After": str(retry_after)}
+            )
         if self.hold is not None and self.hold(method, args):
             self.held.append(Call(method, args, time.monotonic()))
             await self.released.wait()
@@ -105,8 +106,15 @@ class FakeSlack:
 
     def _answer(self, method: str, args: dict[str, Any]) -> dict[str, Any]:
         if method == "auth.test":
-            return {"ok": True, "team": "Test", "team_id": TEAM, "user": "storybot", "user_id": BOT_USER,
-                    "bot_id": "B0BOT", "url": "https://test.slack.com/"}
+            return {
+                "ok": True,
+                "team": "Test",
+                "team_id": TEAM,
+                "user": "storybot",
+                "user_id": BOT_USER,
+                "bot_id": "B0BOT",
+                "url": "https://test.slack.com/",
+            }
         if method == "apps.connections.open":
             return {"ok": True, "url": self.url.replace("http://", "ws://") + "/socket"}
         if method == "users.info":
@@ -158,8 +166,14 @@ class FakeSlack:
     async def push(self, envelope_type: str, payload: dict[str, Any], envelope_id: str) -> None:
         """Send an envelope to the connected app, as Slack does in Socket Mode."""
         socket = await self.wait_for(lambda: self._sockets and self._sockets[-1])
-        await socket.send_json({"envelope_id": envelope_id, "type": envelope_type, "payload": payload,
-                                "accepts_response_payload": envelope_type != "events_api"})
+        await socket.send_json(
+            {
+                "envelope_id": envelope_id,
+                "type": envelope_type,
+                "payload": payload,
+                "accepts_response_payload": envelope_type != "events_api",
+            }
+        )
 
     def sent_texts(self) -> list[str]:
         """Every string the bot sent to Slack, anywhere in any call's arguments."""
@@ -222,8 +236,16 @@ class SignedSender:
     replies: list[tuple[str, dict[str, Any], float]] = field(default_factory=list)
     _ids: itertools.count = field(default_factory=lambda: itertools.count(1))
 
-    async def send(self, body: bytes, content_type: str, *, age_s: float = 0, secret: str | None = None,
-                   headers: dict[str, str] | None = None, timestamp: str | None = None) -> Sent:
+    async def send(
+        self,
+        body: bytes,
+        content_type: str,
+        *,
+        age_s: float = 0,
+        secret: str | None = None,
+        headers: dict[str, str] | None = None,
+        timestamp: str | None = None,
+    ) -> Sent:
         """Post ``body`` signed as Slack signs it; ``timestamp`` (signed too) replaces the current time."""
         timestamp = timestamp if timestamp is not None else str(int(time.time() - age_s))
         signed = {
@@ -241,20 +263,30 @@ class SignedSender:
     def next_id(self, prefix: str) -> str:
         return f"{prefix}{next(self._ids)}"
 
-    def command_fields(self, text: str, *, user: str, channel: str = "C0STORY",
-                       trigger_id: str | None = None) -> dict[str, str]:
+    def command_fields(
+        self, text: str, *, user: str, channel: str = "C0STORY", trigger_id: str | None = None
+    ) -> dict[str, str]:
         """A ``/story`` slash command's fields as Slack sends them (``&``, ``<``, ``>`` as entities)."""
         escaped = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
         return {
-            "token": "legacy-verification-token", "team_id": TEAM, "team_domain": "test", "channel_id": channel,
-            "channel_name": "stories", "user_id": user, "user_name": user.lower(), "command": "/story",
-            "text": escaped, "api_app_id": "A0APP", "is_enterprise_install": "false",
+            "token": "legacy-verification-token",
+            "team_id": TEAM,
+            "team_domain": "test",
+            "channel_id": channel,
+            "channel_name": "stories",
+            "user_id": user,
+            "user_name": user.lower(),
+            "command": "/story",
+            "text": escaped,
+            "api_app_id": "A0APP",
+            "is_enterprise_install": "false",
             "response_url": f"{self.response_base}/respond/{self.next_id('r')}",
             "trigger_id": trigger_id or self.next_id("trigger-"),
         }
 
-    async def command(self, text: str, *, user: str, channel: str = "C0STORY", trigger_id: str | None = None,
-                      **options: Any) -> Sent:
+    async def command(
+        self, text: str, *, user: str, channel: str = "C0STORY", trigger_id: str | None = None, **options: Any
+    ) -> Sent:
         fields = self.command_fields(text, user=user, channel=channel, trigger_id=trigger_id)
         body = urllib.parse.urlencode(fields).encode()
         sent = await self.send(body, "application/x-www-form-urlencoded", **options)
@@ -262,28 +294,42 @@ class SignedSender:
             self.replies.append((user, json.loads(sent.body), time.monotonic()))
         return sent
 
-    async def click(self, action: str, value: str, *, user: str, channel: str, message_ts: str,
-                    thread_ts: str | None = None) -> Sent:
+    async def click(
+        self, action: str, value: str, *, user: str, channel: str, message_ts: str, thread_ts: str | None = None
+    ) -> Sent:
         """A Block Kit button click (``block_actions``) on the bot's message ``message_ts``."""
-        payload = self.click_payload(action, value, user=user, channel=channel, message_ts=message_ts,
-                                     thread_ts=thread_ts)
+        payload = self.click_payload(
+            action, value, user=user, channel=channel, message_ts=message_ts, thread_ts=thread_ts
+        )
         return await self.interact(json.dumps(payload))
 
-    def click_payload(self, action: str, value: str, *, user: str, channel: str, message_ts: str,
-                      thread_ts: str | None = None) -> dict[str, Any]:
+    def click_payload(
+        self, action: str, value: str, *, user: str, channel: str, message_ts: str, thread_ts: str | None = None
+    ) -> dict[str, Any]:
         """A button click's ``payload`` as Slack sends it, for ``interact`` (as is, or altered)."""
         container = {"type": "message", "message_ts": message_ts, "channel_id": channel, "is_ephemeral": False}
         if thread_ts:
             container["thread_ts"] = thread_ts
         return {
-            "type": "block_actions", "api_app_id": "A0APP", "token": "legacy-verification-token",
+            "type": "block_actions",
+            "api_app_id": "A0APP",
+            "token": "legacy-verification-token",
             "user": {"id": user, "username": user.lower(), "team_id": TEAM},
-            "team": {"id": TEAM, "domain": "test"}, "channel": {"id": channel, "name": "stories"},
-            "container": container, "trigger_id": self.next_id("trigger-"),
+            "team": {"id": TEAM, "domain": "test"},
+            "channel": {"id": channel, "name": "stories"},
+            "container": container,
+            "trigger_id": self.next_id("trigger-"),
             "response_url": f"{self.response_base}/respond/{self.next_id('r')}",
             "message": {"type": "message", "ts": message_ts, **({"thread_ts": thread_ts} if thread_ts else {})},
-            "actions": [{"type": "button", "action_id": f"story_{action}", "block_id": f"story-{value}",
-                         "value": value, "action_ts": str(time.time())}],
+            "actions": [
+                {
+                    "type": "button",
+                    "action_id": f"story_{action}",
+                    "block_id": f"story-{value}",
+                    "value": value,
+                    "action_ts": str(time.time()),
+                }
+            ],
         }
 
     async def interact(self, payload: str, **options: Any) -> Sent:
@@ -291,20 +337,36 @@ class SignedSender:
         body = urllib.parse.urlencode({"payload": payload}).encode()
         return await self.send(body, "application/x-www-form-urlencoded", **options)
 
-    async def message(self, text: str, *, user: str, channel: str, thread_ts: str | None, event_id: str,
-                      retry_num: int | None = None) -> Sent:
+    async def message(
+        self, text: str, *, user: str, channel: str, thread_ts: str | None, event_id: str, retry_num: int | None = None
+    ) -> Sent:
         """An Events API ``message`` callback; a retry carries the same ``event_id`` and ``X-Slack-Retry-Num``."""
         envelope = self.message_envelope(text, user=user, channel=channel, thread_ts=thread_ts, event_id=event_id)
         headers = {"X-Slack-Retry-Num": str(retry_num), "X-Slack-Retry-Reason": "http_timeout"} if retry_num else None
         return await self.send(json.dumps(envelope).encode(), "application/json", headers=headers)
 
-    def message_envelope(self, text: str, *, user: str, channel: str, thread_ts: str | None,
-                         event_id: str) -> dict[str, Any]:
+    def message_envelope(
+        self, text: str, *, user: str, channel: str, thread_ts: str | None, event_id: str
+    ) -> dict[str, Any]:
         """The Events API envelope of a ``message`` event, as Slack sends it."""
-        event = {"type": "message", "channel": channel, "user": user, "text": text,
-                 "ts": f"{time.time():.6f}", "channel_type": "channel", "event_ts": f"{time.time():.6f}"}
+        event = {
+            "type": "message",
+            "channel": channel,
+            "user": user,
+            "text": text,
+            "ts": f"{time.time():.6f}",
+            "channel_type": "channel",
+            "event_ts": f"{time.time():.6f}",
+        }
         if thread_ts:
             event["thread_ts"] = thread_ts
-        return {"token": "legacy-verification-token", "team_id": TEAM, "api_app_id": "A0APP", "event": event,
-                "type": "event_callback", "event_id": event_id, "event_time": int(time.time()),
-                "authorizations": [{"team_id": TEAM, "user_id": BOT_USER, "is_bot": True}]}
+        return {
+            "token": "legacy-verification-token",
+            "team_id": TEAM,
+            "api_app_id": "A0APP",
+            "event": event,
+            "type": "event_callback",
+            "event_id": event_id,
+            "event_time": int(time.time()),
+            "authorizations": [{"team_id": TEAM, "user_id": BOT_USER, "is_bot": True}],
+        }

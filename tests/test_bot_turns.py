@@ -163,9 +163,18 @@ async def test_a_turn_whose_process_died_is_taken_back_when_its_lease_runs_out(c
         now = utcnow()
         async with app.db.write() as tx:  # what the dead process left: a running job, last heard of now
             story = (await tx.execute(select(Story).where(Story.id == started.story_id))).scalar_one()
-            job = GenerationJob(story_id=story.id, channel_key=story.channel_key, kind="continue",
-                                requested_by_id=ALICE.user_id, requested_by_name=ALICE.name, status=JobStatus.RUNNING,
-                                attempts=1, created_at=now, started_at=now, heartbeat_at=now)
+            job = GenerationJob(
+                story_id=story.id,
+                channel_key=story.channel_key,
+                kind="continue",
+                requested_by_id=ALICE.user_id,
+                requested_by_name=ALICE.name,
+                status=JobStatus.RUNNING,
+                attempts=1,
+                created_at=now,
+                started_at=now,
+                heartbeat_at=now,
+            )
             tx.add(job)
             await tx.flush()
             job_id = job.id

@@ -149,7 +149,7 @@ def test_error_messages_quote_user_input_on_one_short_line() -> None:
         ),
         ("start time:3pm the clock struck", Start(title="time:3pm the clock struck")),
         ("start https://example.com is down", Start(title="https://example.com is down")),
-        ('start Bob\'s "great adventure', Start(title='Bob\'s "great adventure')),
+        ("start Bob's \"great adventure", Start(title="Bob's \"great adventure")),
     ],
 )
 def test_start(text: str, expected: Start) -> None:
@@ -159,7 +159,7 @@ def test_start(text: str, expected: Start) -> None:
 @pytest.mark.parametrize(
     "opening",
     [
-        'It was "dark".\n\n  She said: \'no\'.\n\tThe end',
+        "It was \"dark\".\n\n  She said: 'no'.\n\tThe end",
         "**Bold** _claim_ with `code`, a > quote and a [link](http://x.y).\n- item\n- item",
         "🐉 The dragon 🔥 woke.\nNothing else moved 🌙",
         "שלום עולם. زمانی بود و نبود.\nThe end.",
@@ -394,8 +394,11 @@ def test_settings(text: str, changes: tuple[tuple[str, object], ...]) -> None:
         ("settings mode:fast", "mode must be one of alternate, round-robin, free (got 'fast')."),
         ('settings model:""', "model must be a name of 1 to 200 characters (got '')."),
         ("settings model:" + "m" * 201, "model must be a name of 1 to 200 characters"),
-        ("settings temp:1", "Unknown setting 'temp'. Did you mean temperature? Settings: "
-         "temperature, length, top_p, top_k, repetition_penalty, mode, model."),  # fmt: skip
+        (
+            "settings temp:1",
+            "Unknown setting 'temp'. Did you mean temperature? Settings: "
+            "temperature, length, top_p, top_k, repetition_penalty, mode, model.",
+        ),  # fmt: skip
         ("settings lenght:100", "Did you mean length?"),
         ("settings colour:red", "Unknown setting 'colour'. Settings: temperature"),
         ("settings length:100 length:200", "length is given twice; type it once."),
@@ -609,7 +612,10 @@ def test_huge_input_is_handled_quickly(text: str) -> None:
     [
         ("/story add The door\x1b[2J opened.\x07", Add("The door[2J opened.")),
         ("/story add line one\r\nline two\rthree\tfour", Add("line one\nline two\nthree\tfour")),
-        ('/story start "Night\x1b]0;pwned\x07 Watch" genre:ho\x9brror', Start(title="Night]0;pwned Watch", genre="horror")),
+        (
+            '/story start "Night\x1b]0;pwned\x07 Watch" genre:ho\x9brror',
+            Start(title="Night]0;pwned Watch", genre="horror"),
+        ),
         ("/story memory \x00Ada is\x7f a pilot\x85.", Memory("Ada is a pilot.")),
         ("/story lore add dra\x1bgon A dragon\x08.", LoreAdd(("dragon",), "A dragon.")),
     ],

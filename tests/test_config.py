@@ -80,8 +80,7 @@ def test_file_values_are_typed(empty_dir):
 @pytest.mark.parametrize(
     ("var", "text", "section", "key", "expected"),
     [
-        ("STORYBOT_DATABASE_URL", "postgresql+asyncpg://u@h/db", "database", "url",
-         "postgresql+asyncpg://u@h/db"),
+        ("STORYBOT_DATABASE_URL", "postgresql+asyncpg://u@h/db", "database", "url", "postgresql+asyncpg://u@h/db"),
         ("STORYBOT_MODEL_MAX_NEW_TOKENS", " 64 ", "model", "max_new_tokens", 64),
         ("STORYBOT_MODEL_TEMPERATURE", "1.5", "model", "temperature", 1.5),
         ("STORYBOT_GENERATION_JOB_TIMEOUT_S", "30", "generation", "job_timeout_s", 30.0),
@@ -131,8 +130,7 @@ FILE_ERRORS = [
     ("[model]\nname = 3", "model.name = 3", "a string"),
     ("[generation]\njob_timeout_s = 0", "generation.job_timeout_s = 0", "a number > 0"),
     ("[generation]\nmax_pending = 0", "generation.max_pending = 0", "a whole number >= 1"),
-    ("[story]\ndefault_mode = 'fast'", "story.default_mode = 'fast'",
-     "one of alternate, round-robin, free"),
+    ("[story]\ndefault_mode = 'fast'", "story.default_mode = 'fast'", "one of alternate, round-robin, free"),
     ("[logging]\nlevel = 'info'", "logging.level = 'info'", "one of DEBUG, INFO, WARNING, ERROR"),
 ]
 
@@ -152,12 +150,10 @@ ENV_ERRORS = [
     ("STORYBOT_MODEL_TOP_K", "", "model.top_k = ''", "a whole number from 0 to 500"),
     ("STORYBOT_MODEL_TOP_K", "501", "model.top_k = 501", "a whole number from 0 to 500"),
     ("STORYBOT_DATABASE_ECHO", "maybe", "database.echo = 'maybe'", "true or false"),
-    ("STORYBOT_MODEL_DTYPE", "int8", "model.dtype = 'int8'",
-     "one of auto, float32, float16, bfloat16"),
+    ("STORYBOT_MODEL_DTYPE", "int8", "model.dtype = 'int8'", "one of auto, float32, float16, bfloat16"),
     ("STORYBOT_MODEL_ALLOWED", "[1, 2]", "model.allowed = [1, 2]", "a list of strings"),
     ("STORYBOT_MODEL_ALLOWED", "[oops", "model.allowed = '[oops'", "a list of strings"),
-    ("STORYBOT_STORY_ROUND_ROBIN_TIMEOUT_S", "-1", "story.round_robin_timeout_s = -1.0",
-     "a number > 0"),
+    ("STORYBOT_STORY_ROUND_ROBIN_TIMEOUT_S", "-1", "story.round_robin_timeout_s = -1.0", "a number > 0"),
 ]
 
 
@@ -186,10 +182,11 @@ def test_error_messages_are_one_line(empty_dir):
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("[model]\ntemprature = 1\n",
-         "unknown setting model.temprature in storybot.toml; did you mean model.temperature?"),
-        ("[modle]\nname = 'x'\n",
-         "unknown section [modle] in storybot.toml; did you mean [model]?"),
+        (
+            "[model]\ntemprature = 1\n",
+            "unknown setting model.temprature in storybot.toml; did you mean model.temperature?",
+        ),
+        ("[modle]\nname = 'x'\n", "unknown section [modle] in storybot.toml; did you mean [model]?"),
         ("[zzz]\n", "unknown section [zzz] in storybot.toml."),
         ("model = 3\n", "model = 3 (from storybot.toml): must be a table [model]."),
     ],
@@ -223,9 +220,7 @@ def test_every_setting_has_help_and_a_valid_default():
         assert s.help and "\n" not in s.help
         assert s.metadata["help"] == s.help
     secrets = {f"{s.section}.{s.key}" for s in settings if s.metadata.get("secret")}
-    assert secrets == {
-        "discord.token", "slack.bot_token", "slack.app_token", "slack.signing_secret", "openai.api_key"
-    }
+    assert secrets == {"discord.token", "slack.bot_token", "slack.app_token", "slack.signing_secret", "openai.api_key"}
     assert env_var_name("slack", "bot_token") == "STORYBOT_SLACK_BOT_TOKEN"
 
 

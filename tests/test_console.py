@@ -81,10 +81,18 @@ def test_a_whole_session_through_the_console(tmp_path: Path, tiny_model_dir: Pat
         ("storybot", "bot"),
         ("Alice", "human"),
     ]
-    assert [status for _, kind, status, _ in rows if kind == "bot"] == ["canonical", "canonical", "superseded", "undone"]
+    assert [status for _, kind, status, _ in rows if kind == "bot"] == [
+        "canonical",
+        "canonical",
+        "superseded",
+        "undone",
+    ]
     humans = [text for _, kind, _, text in rows if kind == "human"]
-    assert humans == ["The keeper climbed the stairs at dusk.", "The lamp was cold, and the sea was loud.",
-                      "She lit the wick and waited."]
+    assert humans == [
+        "The keeper climbed the stairs at dusk.",
+        "The lamp was cold, and the sea was loud.",
+        "She lit the wick and waited.",
+    ]
     # Every bot passage that was shown is the one stored.
     for _, kind, _, text in rows:
         if kind == "bot":

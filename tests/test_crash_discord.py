@@ -355,19 +355,22 @@ async def test_a_long_turn_cut_off_while_writing_leaves_no_writing_message_behin
     # Enough text at once to fill two messages, then the rest slowly: the first process dies
     # while the turn is shown in two messages.
     head = 1950
-    model_server.pieces = lambda body: [LONG_PASSAGE[:head]] + [
-        LONG_PASSAGE[i : i + 40] for i in range(head, len(LONG_PASSAGE), 40)
-    ]
+    model_server.pieces = lambda body: (
+        [LONG_PASSAGE[:head]] + [LONG_PASSAGE[i : i + 40] for i in range(head, len(LONG_PASSAGE), 40)]
+    )
     model_server.delay_s = 0.5
     first = await bots.start("first")
     await start_story(fake, bots)
 
-    two = await bots.until(lambda: len(fake.channel_messages()) == 2 and fake.channel_messages(),
-                           "the first process to stream into two messages")
+    two = await bots.until(
+        lambda: len(fake.channel_messages()) == 2 and fake.channel_messages(),
+        "the first process to stream into two messages",
+    )
     mid, spill = two[0]["id"], two[1]["id"]
     await bots.until(  # (recorded with the next streamed text after the second message is sent)
-        lambda: rows(database_url,
-                     f"SELECT 1 FROM generation_jobs WHERE status = 'running' AND message_ref = '{mid},{spill}'"),
+        lambda: rows(
+            database_url, f"SELECT 1 FROM generation_jobs WHERE status = 'running' AND message_ref = '{mid},{spill}'"
+        ),
         "both of the turn's messages to be recorded",
     )
     if is_postgres(database_url):
@@ -379,8 +382,9 @@ async def test_a_long_turn_cut_off_while_writing_leaves_no_writing_message_behin
         model_server.delay_s = 0.01
         second = await bots.start("second")
 
-    await bots.until(lambda: [m for m in fake.channel_messages() if m["components"]],
-                     f"{second.name} to finish the turn")
+    await bots.until(
+        lambda: [m for m in fake.channel_messages() if m["components"]], f"{second.name} to finish the turn"
+    )
     await quiet(bots, LEASE_S + 1)
 
     [(stored,)] = await rows(database_url, BOT_PASSAGES)

@@ -81,9 +81,11 @@ class World:
         port = free_port()
         log = self.folder / f"bot-{len(self.bots)}.log"
         with log.open("wb") as sink:
-            process = subprocess.Popen(  # noqa: ASYNC220 (Popen returns at once)
+            process = subprocess.Popen(
                 [sys.executable, "-m", "bot.cli", "slack", "--http", "--host", "127.0.0.1", "--port", str(port)],
-                env={**os.environ, **self.env}, stdout=sink, stderr=subprocess.STDOUT,
+                env={**os.environ, **self.env},
+                stdout=sink,
+                stderr=subprocess.STDOUT,
             )
         bot = BotProcess(process, port, log)
         self.bots.append(bot)
@@ -108,8 +110,12 @@ class World:
 
 @pytest.fixture
 async def world(tmp_path: Path, database_url: str) -> AsyncIterator[World]:
-    api = FakeSlack(users={ALICE: {"name": "alice", "profile": {"display_name": "Alice"}},
-                           BOB: {"name": "bob", "profile": {"display_name": "Bob"}}})
+    api = FakeSlack(
+        users={
+            ALICE: {"name": "alice", "profile": {"display_name": "Alice"}},
+            BOB: {"name": "bob", "profile": {"display_name": "Bob"}},
+        }
+    )
     runner = await start_fake_slack(api)
     async with running_fake_openai() as model:
         model.pieces = lambda body: PIECES
@@ -167,15 +173,20 @@ async def test_every_acknowledged_passage_survives_a_sigkill(world: World, datab
     senders = [world.sender(first), world.sender(second)]
     channels = [f"C0CRASH{i:02d}" for i in range(10)]
     for index, channel in enumerate(channels):
-        sent = await senders[index % 2].command('start "Crash" mode:free', user=ALICE, channel=channel,
-                                                trigger_id=f"start-{channel}")
+        sent = await senders[index % 2].command(
+            'start "Crash" mode:free', user=ALICE, channel=channel, trigger_id=f"start-{channel}"
+        )
         assert sent.status == 200, first.tail()
     expected = {f"Passage {n} in {channel}." for n in range(4) for channel in channels}
-    answers = await asyncio.gather(*(
-        senders[(n + i) % 2].command(f"add Passage {n} in {channel}.", user=BOB, channel=channel,
-                                     trigger_id=f"add-{n}-{channel}")
-        for n in range(4) for i, channel in enumerate(channels)
-    ))
+    answers = await asyncio.gather(
+        *(
+            senders[(n + i) % 2].command(
+                f"add Passage {n} in {channel}.", user=BOB, channel=channel, trigger_id=f"add-{n}-{channel}"
+            )
+            for n in range(4)
+            for i, channel in enumerate(channels)
+        )
+    )
     first.kill()  # the moment the last "got it" is out
     assert [(a.status, a.body) for a in answers] == [(200, "")] * 40, first.tail()
     stored = await rows(database_url, "SELECT text FROM passages WHERE author_kind = 'human'")
@@ -183,7 +194,8 @@ async def test_every_acknowledged_passage_survives_a_sigkill(world: World, datab
 
 
 async def test_a_passage_stored_but_not_shown_is_shown_by_the_next_process_exactly_once(
-        world: World, database_url: str) -> None:
+    world: World, database_url: str
+) -> None:
     api = world.api
     api.hold = is_final  # the passage is stored; the edit that would show it never lands
     first = await world.start_bot()
@@ -205,8 +217,7 @@ async def test_a_passage_stored_but_not_shown_is_shown_by_the_next_process_exact
     assert await rows(database_url, "SELECT count(*) FROM generation_jobs WHERE shown_at IS NULL") == [(0,)]
 
 
-async def test_a_turn_cut_off_by_a_sigkill_is_finished_in_the_message_it_began(
-        world: World, database_url: str) -> None:
+async def test_a_turn_cut_off_by_a_sigkill_is_finished_in_the_message_it_began(world: World, database_url: str) -> None:
     api, model = world.api, world.model
     words = [f" Word{i}" for i in range(16)]
     model.pieces = lambda body: [*words, "."]
@@ -223,8 +234,7 @@ async def test_a_turn_cut_off_by_a_sigkill_is_finished_in_the_message_it_began(
         first.kill()
         await world.start_bot()  # SQLite: the next process takes the turn up at its start
 
-    final = await api.wait_for(
-        lambda: [c for c in api.of("chat.update") if is_final(c.method, c.args)], timeout=30)
+    final = await api.wait_for(lambda: [c for c in api.of("chat.update") if is_final(c.method, c.args)], timeout=30)
     assert (final[0].args["channel"], final[0].args["ts"]) == (channel, ts)
     assert "".join(words).strip() + "." in shown(api.messages[(channel, ts)])
     assert writing_messages(api) == []  # no "storybot is writing…" left behind anywhere

@@ -58,17 +58,20 @@ async def model_server() -> AsyncIterator[FakeOpenAI]:
 
 
 def discord_config(tmp_path: Path, fake: FakeDiscord, model: dict[str, str], **settings: str) -> Config:
-    return make_config(tmp_path, {
-        "STORYBOT_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'stories.db'}",
-        "STORYBOT_GENERATION_STREAM_INTERVAL_S": "0",
-        "STORYBOT_STORY_PASSAGES_PER_MINUTE": "0",
-        "STORYBOT_DISCORD_TOKEN": "not-a-real-token",
-        "STORYBOT_DISCORD_API_BASE_URL": fake.api_base_url,
-        "STORYBOT_DISCORD_GATEWAY_URL": fake.gateway_url,
-        "STORYBOT_DISCORD_STREAM_EDIT_INTERVAL_S": str(EDIT_INTERVAL),
-        **model,
-        **{f"STORYBOT_DISCORD_{key.upper()}": value for key, value in settings.items()},
-    })
+    return make_config(
+        tmp_path,
+        {
+            "STORYBOT_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'stories.db'}",
+            "STORYBOT_GENERATION_STREAM_INTERVAL_S": "0",
+            "STORYBOT_STORY_PASSAGES_PER_MINUTE": "0",
+            "STORYBOT_DISCORD_TOKEN": "not-a-real-token",
+            "STORYBOT_DISCORD_API_BASE_URL": fake.api_base_url,
+            "STORYBOT_DISCORD_GATEWAY_URL": fake.gateway_url,
+            "STORYBOT_DISCORD_STREAM_EDIT_INTERVAL_S": str(EDIT_INTERVAL),
+            **model,
+            **{f"STORYBOT_DISCORD_{key.upper()}": value for key, value in settings.items()},
+        },
+    )
 
 
 def local_model(folder: Path, tokens: int = 16) -> dict[str, str]:
@@ -116,6 +119,7 @@ async def bot_turn(
     fake: FakeDiscord, channel_id: int = CHANNEL_ID, after: int = 0, timeout: float = 30
 ) -> list[dict[str, Any]]:
     """The messages of the next finished bot turn (its last one carries the buttons)."""
+
     def finished() -> list[dict[str, Any]] | None:
         messages = [m for m in fake.channel_messages(channel_id) if int(m["id"]) > after]
         ends = [i for i, m in enumerate(messages) if m["components"]]
@@ -221,9 +225,7 @@ async def test_a_whole_story_streams_splits_and_answers_buttons(
     assert not [r for r in fake.requests if r.method == "PUT"], "commands are registered only with --sync"
 
 
-async def test_export_replies_with_the_file_attached(
-    tmp_path: Path, fake: FakeDiscord, tiny_model_dir: Path
-) -> None:
+async def test_export_replies_with_the_file_attached(tmp_path: Path, fake: FakeDiscord, tiny_model_dir: Path) -> None:
     config = discord_config(tmp_path, fake, local_model(tiny_model_dir))
     async with running(config, fake):
         await fake.answered(await fake.slash(ALICE, "start", title="Harbour", mode="free", opening="The tide came in."))
@@ -251,14 +253,18 @@ async def test_malformed_and_unauthorised_interactions_get_a_private_error_and_c
         attempts: list[tuple[Callable[[], Any], str]] = [
             (lambda: fake.slash(BOB, "end"), "⚠️ Only Alice (who started the story) or a moderator can end the story."),
             (lambda: fake.press(BOB, passage, f"story:end:{story_id}"), "⚠️ Only Alice (who started the story)"),
-            (lambda: fake.press(BOB, passage, f"story:undo:{story_id}"),
-             "⚠️ The last passage is storybot's; only its author, the starter or a moderator can undo it."),
+            (
+                lambda: fake.press(BOB, passage, f"story:undo:{story_id}"),
+                "⚠️ The last passage is storybot's; only its author, the starter or a moderator can undo it.",
+            ),
             (lambda: fake.slash(ALICE, "settings", temperature=5.0), "⚠️ temperature must be a number from 0 to 2"),
             (lambda: fake.slash(BOB, "settings", temperature=0.5), "⚠️ Only Alice (who started the story)"),
             (lambda: fake.slash(ALICE, "add", text="   "), "⚠️ Write your passage after /story add."),
             (lambda: fake.slash(BOB, "frobnicate"), "⚠️ This command is not one the bot knows"),
-            (lambda: fake.slash(BOB, "lore", "add", keys=" , ", text="Dragons sleep here."),
-             "⚠️ Give the lore entry's keys and its text."),
+            (
+                lambda: fake.slash(BOB, "lore", "add", keys=" , ", text="Dragons sleep here."),
+                "⚠️ Give the lore entry's keys and its text.",
+            ),
             (lambda: fake.slash(BOB, "start", title="Another"), "⚠️ A story is already running here"),
         ]
         for attempt, error in attempts:
@@ -330,8 +336,15 @@ def slow_model_dir(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactor
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
     tokenizer.save_pretrained(folder)
     torch.manual_seed(0)
-    network = GPT2Config(vocab_size=tokenizer.vocab_size, n_positions=1024, n_embd=256, n_layer=6, n_head=4,
-                         bos_token_id=tokenizer.eos_token_id, eos_token_id=tokenizer.eos_token_id)
+    network = GPT2Config(
+        vocab_size=tokenizer.vocab_size,
+        n_positions=1024,
+        n_embd=256,
+        n_layer=6,
+        n_head=4,
+        bos_token_id=tokenizer.eos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
     GPT2LMHeadModel(network).save_pretrained(folder)
     return folder
 
@@ -366,14 +379,22 @@ async def test_every_interaction_is_acknowledged_within_3_seconds_while_the_mode
     final_edit = fake.edits_of(turn[-1]["id"])[-1]
     assert final_edit.at > last_ack, "the model was still writing while every interaction was answered"
     assert max(delays) < 3.0, delays
-    print(f"acknowledged {len(delays)} interactions while the model wrote: max {max(delays) * 1000:.0f} ms; "
-          f"the passage took {final_edit.at - first_progress:.1f} s to stream")
+    print(
+        f"acknowledged {len(delays)} interactions while the model wrote: max {max(delays) * 1000:.0f} ms; "
+        f"the passage took {final_edit.at - first_progress:.1f} s to stream"
+    )
 
 
 def test_storybot_discord_without_a_token_says_what_to_set(tmp_path: Path) -> None:
     env = {"PATH": "/usr/bin:/bin", "STORYBOT_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 's.db'}"}
-    done = subprocess.run([sys.executable, "-m", "bot.cli", "discord", "--sync"], capture_output=True, text=True,
-                          env=env, cwd=Path(__file__).parents[1], timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "bot.cli", "discord", "--sync"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=Path(__file__).parents[1],
+        timeout=120,
+    )
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [
         "storybot: discord.token is empty: set STORYBOT_DISCORD_TOKEN to the bot token from the Discord developer portal."

@@ -39,8 +39,14 @@ def load_twice(model_dir: Path, folder: Path) -> tuple[LocalBackend, LocalBacken
 
     In float32: the tests compare texts exactly, and bfloat16 may round a batch differently.
     """
-    config = make_config(folder, {"STORYBOT_MODEL_NAME": str(model_dir), "STORYBOT_MODEL_LOCAL_FILES_ONLY": "true",
-                                  "STORYBOT_MODEL_DTYPE": "float32"})
+    config = make_config(
+        folder,
+        {
+            "STORYBOT_MODEL_NAME": str(model_dir),
+            "STORYBOT_MODEL_LOCAL_FILES_ONLY": "true",
+            "STORYBOT_MODEL_DTYPE": "float32",
+        },
+    )
     cached, plain = LocalBackend(config.model), LocalBackend(replace(config.model, prefix_cache_mb=0))
     cached.load()
     plain.load()
@@ -65,7 +71,9 @@ def test_prefix_cache_reuses_the_story_and_never_changes_the_text(backends: tupl
     assert decoder.prefix_cache.hits - hits_before == len(STORY) - 1
 
 
-def test_requests_that_arrive_mid_batch_join_it_and_keep_their_text(backends: tuple[LocalBackend, LocalBackend]) -> None:
+def test_requests_that_arrive_mid_batch_join_it_and_keep_their_text(
+    backends: tuple[LocalBackend, LocalBackend],
+) -> None:
     """A row that joins a running batch (shorter or longer than its cache) writes what it would alone."""
     _, backend = backends
     long = replace(GREEDY, max_new_tokens=40, min_new_tokens=40)
@@ -88,19 +96,30 @@ def test_requests_that_arrive_mid_batch_join_it_and_keep_their_text(backends: tu
     assert finished == [("short", alone["short"]), ("long", alone["long"]), ("first", alone["first"])]
 
 
-def test_rows_in_one_batch_keep_their_own_settings_and_leave_when_done(backends: tuple[LocalBackend, LocalBackend]) -> None:
+def test_rows_in_one_batch_keep_their_own_settings_and_leave_when_done(
+    backends: tuple[LocalBackend, LocalBackend],
+) -> None:
     _, backend = backends
     short = replace(GREEDY, max_new_tokens=4, min_new_tokens=4)
-    sampled = Sampling(temperature=1.0, top_k=20, top_p=0.9, max_new_tokens=30, min_new_tokens=30,
-                       repetition_penalty=1.3, no_repeat_ngram_size=2)
+    sampled = Sampling(
+        temperature=1.0,
+        top_k=20,
+        top_p=0.9,
+        max_new_tokens=30,
+        min_new_tokens=30,
+        repetition_penalty=1.3,
+        no_repeat_ngram_size=2,
+    )
     alone_greedy = backend.generate([GenerationRequest(STORY[0], GREEDY)])[0]
     alone_short = backend.generate([GenerationRequest(STORY[1], short)])[0]
     streamed_short: list[str] = []
-    batch = backend.generate([
-        GenerationRequest(STORY[0], GREEDY),
-        GenerationRequest(STORY[1], short, on_text=streamed_short.append),
-        GenerationRequest(STORY[2], sampled),
-    ])
+    batch = backend.generate(
+        [
+            GenerationRequest(STORY[0], GREEDY),
+            GenerationRequest(STORY[1], short, on_text=streamed_short.append),
+            GenerationRequest(STORY[2], sampled),
+        ]
+    )
     assert batch[0] == alone_greedy and batch[1] == alone_short
     # The short row streamed at most its 4 tokens' worth of updates, then left the batch.
     assert len(streamed_short) <= 4 and streamed_short[-1] == alone_short
@@ -123,8 +142,11 @@ class _StartOrder(TurnRecorder):
 
 async def test_a_busy_channel_cannot_starve_another(config: Config) -> None:
     # Long turns: the first must still be writing while the channel asks for nine more.
-    one_at_a_time = replace(config, generation=replace(config.generation, max_batch=1),
-                            model=replace(config.model, max_new_tokens=256, min_new_tokens=256))
+    one_at_a_time = replace(
+        config,
+        generation=replace(config.generation, max_batch=1),
+        model=replace(config.model, max_new_tokens=256, min_new_tokens=256),
+    )
     busy, quiet = ChannelRef("t", "w", "busy"), ChannelRef("t", "w", "quiet")
     turns = _StartOrder()
     async with open_app(one_at_a_time) as app:
@@ -183,8 +205,15 @@ def test_a_killed_process_reruns_its_turn_once(tmp_path: Path, tiny_model_dir: P
         "STORYBOT_MODEL_MAX_NEW_TOKENS": "900",
         "STORYBOT_MODEL_MIN_NEW_TOKENS": "900",
     }
-    process = subprocess.Popen([*storybot_command(), "console"], stdin=subprocess.PIPE, env=env, cwd=tmp_path,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True)
+    process = subprocess.Popen(
+        [*storybot_command(), "console"],
+        stdin=subprocess.PIPE,
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
     assert process.stdin is not None
     process.stdin.write('/story start "Crash" The storm rose.\n')
     process.stdin.flush()
@@ -195,8 +224,11 @@ def test_a_killed_process_reruns_its_turn_once(tmp_path: Path, tiny_model_dir: P
     process.send_signal(signal.SIGKILL)
     process.wait()
 
-    config = make_config(tmp_path, {key: value for key, value in env.items() if key.startswith("STORYBOT_")}
-                         | {"STORYBOT_MODEL_MAX_NEW_TOKENS": "16", "STORYBOT_MODEL_MIN_NEW_TOKENS": "4"})
+    config = make_config(
+        tmp_path,
+        {key: value for key, value in env.items() if key.startswith("STORYBOT_")}
+        | {"STORYBOT_MODEL_MAX_NEW_TOKENS": "16", "STORYBOT_MODEL_MIN_NEW_TOKENS": "4"},
+    )
 
     async def restart() -> None:
         turns = TurnRecorder()

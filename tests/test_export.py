@@ -128,8 +128,12 @@ def test_non_latin_text_comes_out_intact_in_every_format() -> None:
 
 def test_contributors_and_word_counts() -> None:
     people = {p.name: p.words for p in tricky_story().contributors}
-    assert people == {"Alice": 27, "storybot": len(CHINESE) - CHINESE.count("。") - CHINESE.count("，"),
-                      "ليلى": 17, "Carol": 644}
+    assert people == {
+        "Alice": 27,
+        "storybot": len(CHINESE) - CHINESE.count("。") - CHINESE.count("，"),
+        "ليلى": 17,
+        "Carol": 644,
+    }
     assert word_count("well-known words, 3 of them — really") == 6
     assert word_count("灯塔守护者") == 5
 
@@ -218,9 +222,7 @@ def test_chapters_follow_marks_else_every_n_passages() -> None:
         ("Chapter 1", False, 2),
         ("Chapter 2: The *Storm*", True, 2),
     ]
-    plain = [
-        ExportPassage(n, "human", "u", "Ann", f"Passage {n}.", "canonical", START) for n in range(1, 26)
-    ]
+    plain = [ExportPassage(n, "human", "u", "Ann", f"Passage {n}.", "canonical", START) for n in range(1, 26)]
     unmarked = replace(story, passages=tuple(plain))
     assert [len(c.passages) for c in unmarked.chapters(10)] == [10, 10, 5]
     assert [c.title for c in unmarked.chapters(10)] == ["Chapter 1", "Chapter 2", "Chapter 3"]
@@ -326,8 +328,13 @@ def test_json_keeps_everything_and_reads_back_the_same() -> None:
     assert document["format"] == "storybot-story" and document["format_version"] == 1
     statuses = [(p["number"], p["status"], p["replaces"]) for p in document["passages"]]
     assert statuses == [
-        (1, "canonical", None), (2, "superseded", None), (3, "canonical", 2), (4, "canonical", None),
-        (5, "canonical", None), (6, "undone", None), (7, "canonical", None),
+        (1, "canonical", None),
+        (2, "superseded", None),
+        (3, "canonical", 2),
+        (4, "canonical", None),
+        (5, "canonical", None),
+        (6, "undone", None),
+        (7, "canonical", None),
     ]
     assert document["passages"][2]["generation"]["model"] == "tiny-gpt2"
     assert document["passages"][2]["direction"] == "write in Chinese"

@@ -161,7 +161,9 @@ def test_json_round_trip_through_storybot_import(
     assert code == 0, err
     assert out.startswith("Imported “Lanterns & <Ghosts>: *A* Tale 🌙” as story #") and "console:local:harbour" in out
     story_id = out.split("#", 1)[1].split()[0]
-    code, out, err = cli(cli_env, capsys, monkeypatch, "export", "--story", story_id, "--format", "json", "-o", "out.json")
+    code, out, err = cli(
+        cli_env, capsys, monkeypatch, "export", "--story", story_id, "--format", "json", "-o", "out.json"
+    )
     assert code == 0, err
     assert (tmp_path / "out.json").read_bytes() == original  # export, import, export: the same document
     code, out, err = cli(cli_env, capsys, monkeypatch, "import", "in.json", "--channel", "discord:g1:c2")
@@ -201,7 +203,9 @@ def test_cli_export_list_and_errors(
     assert code == 0, err
     header, row = out.splitlines()
     assert header.split() == ["id", "channel", "title", "status", "passages", "words"]
-    assert "console:local:harbour" in row and "Lanterns & <Ghosts>" in row and row.split()[-3:] == ["finished", "4", "808"]
+    assert (
+        "console:local:harbour" in row and "Lanterns & <Ghosts>" in row and row.split()[-3:] == ["finished", "4", "808"]
+    )
     story_id = row.split()[0]
     code, out, err = cli(cli_env, capsys, monkeypatch, "export", "--story", story_id, "--format", "epub")
     assert code == 0, err
@@ -251,8 +255,10 @@ def test_cli_export_gives_stories_of_the_same_title_a_file_each(
 ) -> None:
     other = json.loads(dumps(tricky_story()))
     other["passages"][0]["text"] = "The other story starts elsewhere."
-    ids = [imported(cli_env, capsys, monkeypatch, json.loads(dumps(tricky_story()))),
-           imported(cli_env, capsys, monkeypatch, other)]
+    ids = [
+        imported(cli_env, capsys, monkeypatch, json.loads(dumps(tricky_story()))),
+        imported(cli_env, capsys, monkeypatch, other),
+    ]
     texts = [cli(cli_env, capsys, monkeypatch, "export", "--story", story_id, "-o", "-")[1] for story_id in ids]
     assert texts[0] != texts[1]
     for story_id, name in zip(ids, (f"{SLUG}.md", f"{SLUG}-2.md"), strict=True):
@@ -343,14 +349,21 @@ async def test_the_console_saves_an_export_in_the_current_folder(
     out = io.StringIO()
     async with open_app(config) as app:
         console = ConsoleChannel(app, out=out, interactive=False)
-        for line in ('/story start "Harbour" mode:free', "The keeper climbed the stairs.", "/story end",
-                     "/story export epub", "/story export epub"):
+        for line in (
+            '/story start "Harbour" mode:free',
+            "The keeper climbed the stairs.",
+            "/story end",
+            "/story export epub",
+            "/story export epub",
+        ):
             assert await console.handle_line(line)
         async with app.db.read() as tx:
             assert (await tx.execute(select(func.count()).select_from(Story))).scalar_one() == 1
     lines = out.getvalue().splitlines()
     assert lines[-4:] == [
-        "📎 “Harbour” as epub (3 KB).", f"Saved {tmp_path / 'harbour.epub'}",
-        "📎 “Harbour” as epub (3 KB).", f"Saved {tmp_path / 'harbour-2.epub'}",  # never over a file
+        "📎 “Harbour” as epub (3 KB).",
+        f"Saved {tmp_path / 'harbour.epub'}",
+        "📎 “Harbour” as epub (3 KB).",
+        f"Saved {tmp_path / 'harbour-2.epub'}",  # never over a file
     ]
     assert (tmp_path / "harbour.epub").read_bytes() == (tmp_path / "harbour-2.epub").read_bytes()

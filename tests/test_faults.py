@@ -243,9 +243,7 @@ async def test_a_length_past_the_models_context_is_cut_to_fit(
     tmp_path: Path, tiny_model_dir: Path, db_path: Path
 ) -> None:
     """The tiny model holds 1,024 tokens; asking for 1,024 new ones used to run off its positions."""
-    config = fault_config(
-        tmp_path, tiny_model_dir, db_path, model_max_new_tokens="1024", model_min_new_tokens="1024"
-    )
+    config = fault_config(tmp_path, tiny_model_dir, db_path, model_max_new_tokens="1024", model_min_new_tokens="1024")
     turns = TurnRecorder()
     async with open_app(config) as app:
         app.queue.add_listener(turns)
@@ -276,7 +274,7 @@ async def test_the_console_reports_a_locked_database_and_reads_the_next_line(
     app, _ = running
     out = io.StringIO()
     console = ConsoleChannel(app, out=out, interactive=False)
-    await console.handle_line("/story start \"Faults\" mode:free")
+    await console.handle_line('/story start "Faults" mode:free')
     async with locked(db_path):
         script = io.StringIO("The lamp was cold.\n")
         await console.run(script)
@@ -328,8 +326,13 @@ def test_a_second_process_on_the_same_sqlite_file_refuses_to_start(tmp_path: Pat
         assert first.stdout is not None and first.stdin is not None
         assert first.stdout.readline().startswith("storybot console")  # serving now
         second = subprocess.run(
-            [*storybot_command(), "console"], input="/story start Two\n", capture_output=True, text=True,
-            env=env, cwd=tmp_path, timeout=120,
+            [*storybot_command(), "console"],
+            input="/story start Two\n",
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=tmp_path,
+            timeout=120,
         )
         assert second.returncode == 1
         assert second.stdout == ""

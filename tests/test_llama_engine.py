@@ -138,8 +138,10 @@ def test_left_padded_rows_write_the_reference_tokens(
     lengths = [cached.count_tokens(prompt(story)) for story in STORIES.values()]
     assert lengths == sorted(set(lengths))  # three different paddings
     reuse = arrival == "from the prefix cache"
-    requests = {name: GenerationRequest(prompt(story), greedy(NEW_TOKENS[name]), cache_key=name if reuse else None)
-                for name, story in STORIES.items()}
+    requests = {
+        name: GenerationRequest(prompt(story), greedy(NEW_TOKENS[name]), cache_key=name if reuse else None)
+        for name, story in STORIES.items()
+    }
 
     if arrival == "joining late":
         steps = 0
@@ -152,8 +154,9 @@ def test_left_padded_rows_write_the_reference_tokens(
         cached.generate([requests["middle"]], more)
     else:
         if reuse:  # the channels' previous turns
-            cached.generate([GenerationRequest(prompt(story[:-1]), greedy(1), cache_key=name)
-                             for name, story in STORIES.items()])
+            cached.generate(
+                [GenerationRequest(prompt(story[:-1]), greedy(1), cache_key=name) for name, story in STORIES.items()]
+            )
         hits = prefix_cache.hits
         cached.generate(list(requests.values()))
         assert prefix_cache.hits - hits == (len(STORIES) if reuse else 0)

@@ -176,8 +176,13 @@ def test_top_k_and_top_p_narrow_each_rows_choice_in_a_mixed_batch(backend: Local
     only_top_k = Sampling(temperature=1.5, top_k=1, top_p=1.0, max_new_tokens=12, min_new_tokens=12)
     only_top_p = Sampling(temperature=1.5, top_k=0, top_p=1e-6, max_new_tokens=12, min_new_tokens=12)
     free = Sampling(temperature=1.5, top_k=0, top_p=1.0, max_new_tokens=12, min_new_tokens=12)
-    texts = backend.generate([GenerationRequest(PROMPTS[0], only_top_k), GenerationRequest(PROMPTS[1], only_top_p),
-                              GenerationRequest(PROMPTS[2], free)])
+    texts = backend.generate(
+        [
+            GenerationRequest(PROMPTS[0], only_top_k),
+            GenerationRequest(PROMPTS[1], only_top_p),
+            GenerationRequest(PROMPTS[2], free),
+        ]
+    )
     assert texts[:2] == greedy_texts and texts[2]
 
 

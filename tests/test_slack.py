@@ -27,6 +27,7 @@ from adapters.slack_app.render import SECTION_LIMIT, plain_text, split_text
 from bot.cli import main
 from bot.config import ConfigError
 from tests.conftest import make_config
+from tests.fake_openai import FakeOpenAI, running_fake_openai
 from tests.fake_slack import (
     APP_TOKEN,
     BOT_TOKEN,
@@ -37,7 +38,6 @@ from tests.fake_slack import (
     SignedSender,
     start_fake_slack,
 )
-from tests.fake_openai import FakeOpenAI, running_fake_openai
 
 CHANNEL = "C0STORY"
 ALICE, BOB, MOD = "U0ALICE", "U0BOB", "U0MOD"
@@ -63,28 +63,33 @@ async def fake() -> AsyncIterator[FakeOpenAI]:
 
 @pytest.fixture
 async def slack(tmp_path: Path, fake: FakeOpenAI) -> AsyncIterator[Slack]:
-    api = FakeSlack(users={
-        ALICE: {"name": "alice", "profile": {"display_name": "Alice"}},
-        BOB: {"name": "bob", "profile": {"display_name": "Bob"}},
-        MOD: {"name": "mod", "profile": {"real_name": "Morgan"}, "is_admin": True},
-    })
+    api = FakeSlack(
+        users={
+            ALICE: {"name": "alice", "profile": {"display_name": "Alice"}},
+            BOB: {"name": "bob", "profile": {"display_name": "Bob"}},
+            MOD: {"name": "mod", "profile": {"real_name": "Morgan"}, "is_admin": True},
+        }
+    )
     runner = await start_fake_slack(api)
     fake.pieces = lambda body: PIECES
     fake.delay_s = 0.05
-    config = make_config(tmp_path, {
-        "STORYBOT_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'stories.db'}",
-        "STORYBOT_MODEL_BACKEND": "openai",
-        "STORYBOT_MODEL_NAME": str(tmp_path / "no-local-model"),
-        "STORYBOT_MODEL_MAX_NEW_TOKENS": "16",
-        "STORYBOT_OPENAI_BASE_URL": fake.url,
-        "STORYBOT_OPENAI_MODEL": "served-model",
-        "STORYBOT_GENERATION_STREAM_INTERVAL_S": "0",
-        "STORYBOT_STORY_PASSAGES_PER_MINUTE": "0",
-        "STORYBOT_SLACK_BOT_TOKEN": BOT_TOKEN,
-        "STORYBOT_SLACK_SIGNING_SECRET": SIGNING_SECRET,
-        "STORYBOT_SLACK_API_BASE_URL": f"{api.url}/api/",
-        "STORYBOT_SLACK_STREAM_UPDATE_INTERVAL_S": "0.05",
-    })
+    config = make_config(
+        tmp_path,
+        {
+            "STORYBOT_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'stories.db'}",
+            "STORYBOT_MODEL_BACKEND": "openai",
+            "STORYBOT_MODEL_NAME": str(tmp_path / "no-local-model"),
+            "STORYBOT_MODEL_MAX_NEW_TOKENS": "16",
+            "STORYBOT_OPENAI_BASE_URL": fake.url,
+            "STORYBOT_OPENAI_MODEL": "served-model",
+            "STORYBOT_GENERATION_STREAM_INTERVAL_S": "0",
+            "STORYBOT_STORY_PASSAGES_PER_MINUTE": "0",
+            "STORYBOT_SLACK_BOT_TOKEN": BOT_TOKEN,
+            "STORYBOT_SLACK_SIGNING_SECRET": SIGNING_SECRET,
+            "STORYBOT_SLACK_API_BASE_URL": f"{api.url}/api/",
+            "STORYBOT_SLACK_STREAM_UPDATE_INTERVAL_S": "0.05",
+        },
+    )
     try:
         async with slack_http_server(config, host="127.0.0.1", port=0) as server:
             yield Slack(api, SignedSender(server.url, api.url), server, fake)
@@ -204,20 +209,32 @@ async def test_bad_signatures_and_old_timestamps_get_401_and_change_nothing(slac
     assert (forged.status, stale.status) == (401, 401)
     await send.command("status", user=ALICE)
     answer = await api.wait_for(lambda: ephemerals(slack, ALICE))
-    assert answer == ["⚠️ No story is running in this channel. Start one with /story start \"Title\"."]
+    assert answer == ['⚠️ No story is running in this channel. Start one with /story start "Title".']
     assert not api.of("chat.postMessage")
 
 
 async def test_a_redelivered_event_or_command_is_applied_once(slack: Slack) -> None:
     api, send = slack.api, slack.sender
     await send.command('start thread:true mode:free "Night Watch"', user=ALICE, trigger_id="trigger-start")
-    parent = await api.wait_for(lambda: [ts for (_, ts), a in api.messages.items() if "Night Watch" in shown(a)
-                                         and "every reply is a passage" in shown(a)])
+    parent = await api.wait_for(
+        lambda: [
+            ts
+            for (_, ts), a in api.messages.items()
+            if "Night Watch" in shown(a) and "every reply is a passage" in shown(a)
+        ]
+    )
     thread = parent[0]
-    first = await send.message("The guard lowered her lantern.", user=BOB, channel=CHANNEL, thread_ts=thread,
-                                event_id="Ev0PASSAGE")
-    retried = await send.message("The guard lowered her lantern.", user=BOB, channel=CHANNEL, thread_ts=thread,
-                                 event_id="Ev0PASSAGE", retry_num=1)
+    first = await send.message(
+        "The guard lowered her lantern.", user=BOB, channel=CHANNEL, thread_ts=thread, event_id="Ev0PASSAGE"
+    )
+    retried = await send.message(
+        "The guard lowered her lantern.",
+        user=BOB,
+        channel=CHANNEL,
+        thread_ts=thread,
+        event_id="Ev0PASSAGE",
+        retry_num=1,
+    )
     again = await send.command('start thread:true mode:free "Night Watch"', user=ALICE, trigger_id="trigger-start")
     assert (first.status, retried.status, again.status) == (200, 200, 200)
     await api.wait_for(lambda: [a for a in api.messages.values() if a.get("thread_ts") == thread])
@@ -231,9 +248,15 @@ async def test_a_redelivered_event_or_command_is_applied_once(slack: Slack) -> N
 
 async def test_nothing_the_bot_sends_can_ping_anyone(slack: Slack) -> None:
     api, send = slack.api, slack.sender
-    slack.model.pieces = lambda body: ["Then <!channel>", " and <@U123>", " shouted <!everyone>.", " <https://x.test|Go>."]
-    await send.command('start "<!here> party" Hello <!channel> and <@U123|bob>, <!everyone> & <#C1|general>.',
-                       user=ALICE)
+    slack.model.pieces = lambda body: [
+        "Then <!channel>",
+        " and <@U123>",
+        " shouted <!everyone>.",
+        " <https://x.test|Go>.",
+    ]
+    await send.command(
+        'start "<!here> party" Hello <!channel> and <@U123|bob>, <!everyone> & <#C1|general>.', user=ALICE
+    )
     _, bot = await bot_passage(api, 1)
     await send.command("memory Remember <!here> and <@U999>.", user=ALICE)
     await api.wait_for(lambda: "Memory updated." in posts(api))
@@ -305,19 +328,22 @@ def test_split_text_measures_escaped_length_and_prefers_sentences() -> None:
     text = "Short one. " + "<" * 50 + " end."
     pieces = split_text(text, limit=60)
     assert pieces[0] == "Short one."
-    assert "".join(pieces[1:]) == text[len("Short one. "):]  # no space to cut at: a hard cut
+    assert "".join(pieces[1:]) == text[len("Short one. ") :]  # no space to cut at: a hard cut
     assert all(len(p.replace("<", "&lt;")) <= 60 for p in pieces)
 
 
 async def test_a_refused_bot_token_stops_the_start_with_one_clear_line(tmp_path: Path) -> None:
     api = FakeSlack()
     runner = await start_fake_slack(api)
-    config = make_config(tmp_path, {
-        "STORYBOT_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'stories.db'}",
-        "STORYBOT_SLACK_BOT_TOKEN": "xoxb-revoked",
-        "STORYBOT_SLACK_SIGNING_SECRET": SIGNING_SECRET,
-        "STORYBOT_SLACK_API_BASE_URL": f"{api.url}/api/",
-    })
+    config = make_config(
+        tmp_path,
+        {
+            "STORYBOT_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'stories.db'}",
+            "STORYBOT_SLACK_BOT_TOKEN": "xoxb-revoked",
+            "STORYBOT_SLACK_SIGNING_SECRET": SIGNING_SECRET,
+            "STORYBOT_SLACK_API_BASE_URL": f"{api.url}/api/",
+        },
+    )
     try:
         with pytest.raises(ConfigError, match=r"^Slack refused slack.bot_token \(invalid_auth\)"):
             async with slack_http_server(config, host="127.0.0.1", port=0):
@@ -326,8 +352,9 @@ async def test_a_refused_bot_token_stops_the_start_with_one_clear_line(tmp_path:
         await runner.cleanup()
 
 
-def test_storybot_slack_names_the_missing_token(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                capsys: pytest.CaptureFixture[str]) -> None:
+def test_storybot_slack_names_the_missing_token(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     settings = tmp_path / "storybot.toml"
     settings.write_text("")
     monkeypatch.setenv("STORYBOT_SLACK_BOT_TOKEN", BOT_TOKEN)
@@ -342,12 +369,15 @@ def test_storybot_slack_names_the_missing_token(tmp_path: Path, monkeypatch: pyt
 async def test_storybot_slack_in_socket_mode_acknowledges_and_answers(tmp_path: Path) -> None:
     api = FakeSlack(users={ALICE: {"name": "alice", "profile": {"display_name": "Alice"}}})
     runner = await start_fake_slack(api)
-    config = make_config(tmp_path, {
-        "STORYBOT_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'stories.db'}",
-        "STORYBOT_SLACK_BOT_TOKEN": BOT_TOKEN,
-        "STORYBOT_SLACK_APP_TOKEN": APP_TOKEN,
-        "STORYBOT_SLACK_API_BASE_URL": f"{api.url}/api/",
-    })
+    config = make_config(
+        tmp_path,
+        {
+            "STORYBOT_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'stories.db'}",
+            "STORYBOT_SLACK_BOT_TOKEN": BOT_TOKEN,
+            "STORYBOT_SLACK_APP_TOKEN": APP_TOKEN,
+            "STORYBOT_SLACK_API_BASE_URL": f"{api.url}/api/",
+        },
+    )
     app = asyncio.create_task(run_slack(config))
     try:
         fields = SignedSender("", api.url).command_fields('start "By Socket" mode:free The bell rang.', user=ALICE)
@@ -371,7 +401,9 @@ async def test_where_the_bot_cannot_post_the_asker_still_hears_why(slack: Slack)
     await send.command('start "Hidden"', user=ALICE, channel="G0PRIVATE")
     [answer] = await api.wait_for(lambda: api.of("response_url"))
     assert answer.args["response_type"] == "ephemeral"
-    assert plain_text(answer.args["text"]) == "⚠️ I can't post in this channel yet: invite me with /invite, then try again."
+    assert (
+        plain_text(answer.args["text"]) == "⚠️ I can't post in this channel yet: invite me with /invite, then try again."
+    )
 
 
 # ---------------------------------------------------------------------- requests Slack would never send
@@ -405,8 +437,9 @@ class Target:
         return json.dumps(altered(payload, drop, **changes))
 
     def event(self, **changes: Any) -> bytes:
-        envelope = self.send.message_envelope("The gull cried.", user=BOB, channel=CHANNEL, thread_ts=None,
-                                              event_id=self.send.next_id("Ev0"))
+        envelope = self.send.message_envelope(
+            "The gull cried.", user=BOB, channel=CHANNEL, thread_ts=None, event_id=self.send.next_id("Ev0")
+        )
         return json.dumps(altered(envelope, **changes)).encode()
 
 
@@ -414,7 +447,8 @@ MALFORMED: dict[str, Callable[[Target], Awaitable[Sent]]] = {
     "timestamp is a word": lambda t: t.send.send(t.start(), FORM, timestamp="soon"),
     "timestamp has 5000 digits": lambda t: t.send.send(t.start(), FORM, timestamp="9" * 5000),
     "timestamp in Arabic-Indic digits": lambda t: t.send.send(
-        t.start(), FORM, timestamp=str(int(time.time())).translate(ARABIC_INDIC)),
+        t.start(), FORM, timestamp=str(int(time.time())).translate(ARABIC_INDIC)
+    ),
     "body is not UTF-8": lambda t: t.send.send(t.start() + b"&channel_name=\xff", FORM),
     "payload is not JSON": lambda t: t.send.interact(t.end()[:-1]),
     "payload is a JSON list": lambda t: t.send.interact(f"[{t.end()}]"),
@@ -465,7 +499,8 @@ async def assert_kept_and_answering(slack: Slack, before: tuple[int, int]) -> No
 
 @pytest.mark.parametrize("case", list(MALFORMED))
 async def test_a_malformed_signed_request_gets_400_one_log_line_and_changes_nothing(
-        slack: Slack, caplog: pytest.LogCaptureFixture, case: str) -> None:
+    slack: Slack, caplog: pytest.LogCaptureFixture, case: str
+) -> None:
     target, before = await running_story(slack, caplog)
     caplog.clear()
     sent = await MALFORMED[case](target)
@@ -477,7 +512,8 @@ async def test_a_malformed_signed_request_gets_400_one_log_line_and_changes_noth
 
 @pytest.mark.parametrize("value", ["²", "1" * 5000], ids=["superscript two", "5000 digits"])
 async def test_a_button_value_that_is_not_a_story_id_gets_the_not_our_button_answer(
-        slack: Slack, caplog: pytest.LogCaptureFixture, value: str) -> None:
+    slack: Slack, caplog: pytest.LogCaptureFixture, value: str
+) -> None:
     target, before = await running_story(slack, caplog)
     caplog.clear()
     sent = await slack.sender.click("end", value, user=ALICE, channel=CHANNEL, message_ts=target.message_ts)
@@ -488,7 +524,8 @@ async def test_a_button_value_that_is_not_a_story_id_gets_the_not_our_button_ans
 
 
 async def test_a_message_event_without_a_channel_gets_400_and_one_log_line(
-        slack: Slack, caplog: pytest.LogCaptureFixture) -> None:
+    slack: Slack, caplog: pytest.LogCaptureFixture
+) -> None:
     target, before = await running_story(slack, caplog)
     event = json.loads(target.event())["event"]
     caplog.clear()
@@ -500,7 +537,8 @@ async def test_a_message_event_without_a_channel_gets_400_and_one_log_line(
 
 
 async def test_a_request_no_listener_handles_gets_200_and_one_log_line(
-        slack: Slack, caplog: pytest.LogCaptureFixture) -> None:
+    slack: Slack, caplog: pytest.LogCaptureFixture
+) -> None:
     target, before = await running_story(slack, caplog)
     reaction = {"type": "reaction_added", "user": BOB, "reaction": "wave", "event_ts": "1700000000.000100"}
     irrelevant = [

@@ -54,7 +54,9 @@ async def run_discord(config: Config, *, sync: bool = False) -> None:
             try:
                 await client.start(settings.token)
             except discord.LoginFailure as error:
-                raise ConfigError("Discord refused discord.token; copy the bot token again from the developer portal.") from error
+                raise ConfigError(
+                    "Discord refused discord.token; copy the bot token again from the developer portal."
+                ) from error
             except aiohttp.ClientConnectionError as error:
                 raise ConfigError(f"cannot reach Discord at discord.api_base_url / gateway_url: {error}") from error
             except discord.PrivilegedIntentsRequired as error:

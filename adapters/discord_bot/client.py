@@ -140,7 +140,9 @@ class StoryClient(discord.Client):
         """Respond with the result, or replace the deferred reply with it; extra messages follow it."""
         private = result.private or not result.ok
         contents = _contents(result)
-        files = [discord.File(io.BytesIO(result.attachment.data), result.attachment.filename)] if result.attachment else []
+        files = (
+            [discord.File(io.BytesIO(result.attachment.data), result.attachment.filename)] if result.attachment else []
+        )
         first, *rest = contents
         extra: dict[str, Any] = {"files": files} if files else {}
         if deferred_private is None:
@@ -202,7 +204,9 @@ class StoryClient(discord.Client):
             return
         channel = self._ref(message.guild.id if message.guild else None, thread, thread.id)
         author = message.author
-        permissions = thread.permissions_for(author) if isinstance(author, discord.Member) else discord.Permissions.none()
+        permissions = (
+            thread.permissions_for(author) if isinstance(author, discord.Member) else discord.Permissions.none()
+        )
         try:
             if await self.app.sessions.running_story_id(channel) is None:
                 return  # an ordinary thread, or its story has ended: not ours to answer

@@ -8,7 +8,7 @@ A value the rules refuse is answered with the parser's one-line error, shown onl
 
 import re
 from collections.abc import Callable
-from typing import Any, Optional, cast
+from typing import Any, cast
 
 import discord
 from discord import app_commands
@@ -61,7 +61,9 @@ def _lore_add(keys: str, text: str) -> c.LoreAdd:
 
 
 def _settings(values: dict[str, object]) -> c.Settings:
-    changes = tuple((key, c.SETTING_KEYS[key].convert(str(value))) for key, value in values.items() if value is not None)
+    changes = tuple(
+        (key, c.SETTING_KEYS[key].convert(str(value))) for key, value in values.items() if value is not None
+    )
     return c.Settings(changes)
 
 
@@ -83,10 +85,10 @@ class StoryCommands(app_commands.Group):
     async def start(
         self,
         interaction: discord.Interaction,
-        title: Optional[app_commands.Range[str, 1, 100]] = None,
-        genre: Optional[app_commands.Range[str, 1, c.MAX_GENRE_LENGTH]] = None,
-        mode: Optional[str] = None,
-        opening: Optional[str] = None,
+        title: app_commands.Range[str, 1, 100] | None = None,
+        genre: app_commands.Range[str, 1, c.MAX_GENRE_LENGTH] | None = None,
+        mode: str | None = None,
+        opening: str | None = None,
         thread: bool = False,
     ) -> None:
         await _run(interaction, lambda: _start(title, genre, mode, opening, thread))
@@ -98,7 +100,7 @@ class StoryCommands(app_commands.Group):
 
     @app_commands.command(name="continue", description="Ask the bot to write next")
     @app_commands.describe(direction="Where the story should go next (optional)")
-    async def continue_(self, interaction: discord.Interaction, direction: Optional[str] = None) -> None:
+    async def continue_(self, interaction: discord.Interaction, direction: str | None = None) -> None:
         await _run(interaction, lambda: c.Continue((direction or "").strip() or None))
 
     @app_commands.command(name="retry", description="Replace the bot's last passage with a new one")
@@ -119,12 +121,12 @@ class StoryCommands(app_commands.Group):
 
     @app_commands.command(name="memory", description="Show, set or clear the facts the bot always keeps in mind")
     @app_commands.describe(text="The facts; 'clear' clears them; leave empty to see them")
-    async def memory(self, interaction: discord.Interaction, text: Optional[str] = None) -> None:
+    async def memory(self, interaction: discord.Interaction, text: str | None = None) -> None:
         await _run(interaction, lambda: c.parse(f"memory {text or ''}"))
 
     @app_commands.command(name="note", description="Show, set or clear the author's note (style, tone)")
     @app_commands.describe(text="The note; 'clear' clears it; leave empty to see it")
-    async def note(self, interaction: discord.Interaction, text: Optional[str] = None) -> None:
+    async def note(self, interaction: discord.Interaction, text: str | None = None) -> None:
         await _run(interaction, lambda: c.parse(f"note {text or ''}"))
 
     lore = app_commands.Group(name="lore", description="World facts the bot recalls when a key comes up")
@@ -149,17 +151,22 @@ class StoryCommands(app_commands.Group):
     async def settings(
         self,
         interaction: discord.Interaction,
-        temperature: Optional[_range("temperature", float)] = None,  # type: ignore[valid-type]
-        length: Optional[_range("length", int)] = None,  # type: ignore[valid-type]
-        top_p: Optional[_range("top_p", float)] = None,  # type: ignore[valid-type]
-        top_k: Optional[_range("top_k", int)] = None,  # type: ignore[valid-type]
-        repetition_penalty: Optional[_range("repetition_penalty", float)] = None,  # type: ignore[valid-type]
-        mode: Optional[str] = None,
-        model: Optional[str] = None,
+        temperature: _range("temperature", float) | None = None,  # type: ignore[valid-type]
+        length: _range("length", int) | None = None,  # type: ignore[valid-type]
+        top_p: _range("top_p", float) | None = None,  # type: ignore[valid-type]
+        top_k: _range("top_k", int) | None = None,  # type: ignore[valid-type]
+        repetition_penalty: _range("repetition_penalty", float) | None = None,  # type: ignore[valid-type]
+        mode: str | None = None,
+        model: str | None = None,
     ) -> None:
         values = {
-            "temperature": temperature, "length": length, "top_p": top_p, "top_k": top_k,
-            "repetition_penalty": repetition_penalty, "mode": mode, "model": model,
+            "temperature": temperature,
+            "length": length,
+            "top_p": top_p,
+            "top_k": top_k,
+            "repetition_penalty": repetition_penalty,
+            "mode": mode,
+            "model": model,
         }
         await _run(interaction, lambda: _settings(values))
 
@@ -182,14 +189,17 @@ class StoryCommands(app_commands.Group):
     async def export(
         self,
         interaction: discord.Interaction,
-        format: Optional[str] = None,
-        story_id: Optional[app_commands.Range[int, 1]] = None,
-        authors: Optional[bool] = None,
-        body: Optional[bool] = None,
+        format: str | None = None,
+        story_id: app_commands.Range[int, 1] | None = None,
+        authors: bool | None = None,
+        body: bool | None = None,
     ) -> None:
         words = [format or "", str(story_id or "")]
-        words += [f"{key}:{'on' if value else 'off'}" for key, value in (("authors", authors), ("body", body))
-                  if value is not None]
+        words += [
+            f"{key}:{'on' if value else 'off'}"
+            for key, value in (("authors", authors), ("body", body))
+            if value is not None
+        ]
         await _run(interaction, lambda: c.parse("export " + " ".join(words)))
 
     @app_commands.command(name="list", description="Finished stories of this channel")
@@ -204,5 +214,5 @@ class StoryCommands(app_commands.Group):
     @app_commands.command(name="help", description="The commands, or how to use one")
     @app_commands.describe(command="The command to explain")
     @app_commands.choices(command=_TOPICS)
-    async def help(self, interaction: discord.Interaction, command: Optional[str] = None) -> None:
+    async def help(self, interaction: discord.Interaction, command: str | None = None) -> None:
         await _run(interaction, lambda: c.parse(f"help {command or ''}"))

@@ -58,7 +58,9 @@ BUTTON_COMMANDS: dict[str, type[c.Command]] = {
     "undo": c.Undo,
     "end": c.End,
 }
-THREAD_HINT = "The story is in this thread: every reply is a passage; mention the bot with a command, e.g. “@storybot status”."
+THREAD_HINT = (
+    "The story is in this thread: every reply is a passage; mention the bot with a command, e.g. “@storybot status”."
+)
 PROBLEM = "Something went wrong on the bot's side; please try again."
 NOT_IN_CHANNEL = "I can't post in this channel yet: invite me with /invite, then try again."
 NOT_OUR_BUTTON = "⚠️ This button is not one the bot made. Type /story status."
@@ -179,16 +181,20 @@ class SlackStory:
             return BoltResponse(status=400, body=f"{error}\n")
         if isinstance(error, BoltUnhandledRequestError):
             body = error.body
-            log.info("ignored a Slack request no listener handles (type %.40r, command %.40r)",
-                     body.get("type"), body.get("command"))
+            log.info(
+                "ignored a Slack request no listener handles (type %.40r, command %.40r)",
+                body.get("type"),
+                body.get("command"),
+            )
             return BoltResponse(status=200, body="")
         log.error("a Slack request failed: %s", error, exc_info=error)
         return None
 
     # ------------------------------------------------------------------ acknowledging
 
-    async def _acknowledge(self, deciding: Awaitable[Reply | None], ack: Ack | None = None, *,
-                           answer_in_ack: bool = False) -> None:
+    async def _acknowledge(
+        self, deciding: Awaitable[Reply | None], ack: Ack | None = None, *, answer_in_ack: bool = False
+    ) -> None:
         """Let the core decide (and store), acknowledge, then show the reply.
 
         ``ack`` None is an event: Bolt acknowledges it when this returns. With ``answer_in_ack``
@@ -347,10 +353,19 @@ def command_delivery(body: Fields) -> Delivery:
     """Who ran ``/story`` where. Slack sends each required field with every command, so one missing
     is a malformed request (``MalformedRequest``: 400), not a ``KeyError`` after the acknowledgement."""
     where = "the slash command"
-    ref = ChannelRef(PLATFORM, optional_text(body, "team_id", where), required_text(body, "channel_id", where),
-                     optional_text(body, "thread_ts", where))
-    return Delivery(ref, required_text(body, "user_id", where), optional_text(body, "user_name", where),
-                    required_text(body, "trigger_id", where), optional_text(body, "response_url", where) or None)
+    ref = ChannelRef(
+        PLATFORM,
+        optional_text(body, "team_id", where),
+        required_text(body, "channel_id", where),
+        optional_text(body, "thread_ts", where),
+    )
+    return Delivery(
+        ref,
+        required_text(body, "user_id", where),
+        optional_text(body, "user_name", where),
+        required_text(body, "trigger_id", where),
+        optional_text(body, "response_url", where) or None,
+    )
 
 
 def button_delivery(body: Fields) -> Delivery:
@@ -363,17 +378,29 @@ def button_delivery(body: Fields) -> Delivery:
         thread = ""  # a channel-level passage that people replied to: not a story thread
     team = optional_text(optional_object(body, "team", where), "id", "the button click's team")
     channel = required_object(body, "channel", where)
-    ref = ChannelRef(PLATFORM, team or optional_text(user, "team_id", "the button click's user"),
-                     required_text(channel, "id", "the button click's channel"), thread)
-    return Delivery(ref, required_text(user, "id", "the button click's user"),
-                    optional_text(user, "username", "the button click's user"), required_text(body, "trigger_id", where),
-                    optional_text(body, "response_url", where) or None)
+    ref = ChannelRef(
+        PLATFORM,
+        team or optional_text(user, "team_id", "the button click's user"),
+        required_text(channel, "id", "the button click's channel"),
+        thread,
+    )
+    return Delivery(
+        ref,
+        required_text(user, "id", "the button click's user"),
+        optional_text(user, "username", "the button click's user"),
+        required_text(body, "trigger_id", where),
+        optional_text(body, "response_url", where) or None,
+    )
 
 
 def message_delivery(body: Fields, event: Fields) -> Delivery:
     """Who wrote a message where, and the envelope's ``event_id`` (kept on Slack's retries); a required
     field missing is a malformed request, which Bolt has already acknowledged, so it is only logged."""
     where = "the message event"
-    ref = ChannelRef(PLATFORM, optional_text(body, "team_id", "the event"), required_text(event, "channel", where),
-                     optional_text(event, "thread_ts", where))
+    ref = ChannelRef(
+        PLATFORM,
+        optional_text(body, "team_id", "the event"),
+        required_text(event, "channel", where),
+        optional_text(event, "thread_ts", where),
+    )
     return Delivery(ref, required_text(event, "user", where), "", required_text(body, "event_id", "the event"))

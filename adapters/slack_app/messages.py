@@ -13,8 +13,8 @@ import logging
 
 import aiohttp
 from slack_sdk.errors import SlackClientError
-from slack_sdk.webhook.async_client import AsyncWebhookClient
 from slack_sdk.web.async_client import AsyncWebClient
+from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from adapters.slack_app import render
 from bot.identity import ChannelRef
@@ -53,8 +53,12 @@ class Messages:
     async def update(self, ref: ChannelRef, ts: str, blocks: list[render.Block], text: str) -> None:
         """Replace a message the bot posted (a streaming passage, a thread's opening line)."""
         await self.client.chat_update(
-            channel=ref.channel, ts=ts, blocks=blocks[: render.BLOCKS_PER_MESSAGE], text=render.fallback(text),
-            link_names=False, parse="none",
+            channel=ref.channel,
+            ts=ts,
+            blocks=blocks[: render.BLOCKS_PER_MESSAGE],
+            text=render.fallback(text),
+            link_names=False,
+            parse="none",
         )
 
     async def delete(self, ref: ChannelRef, ts: str) -> None:
@@ -70,8 +74,12 @@ class Messages:
         try:
             for batch in render.batches(blocks):
                 await self.client.chat_postEphemeral(
-                    channel=ref.channel, user=user_id, blocks=batch, text=render.fallback(text),
-                    **_thread(ref), **NO_PINGS,
+                    channel=ref.channel,
+                    user=user_id,
+                    blocks=batch,
+                    text=render.fallback(text),
+                    **_thread(ref),
+                    **NO_PINGS,
                 )
             return
         except SLACK_ERRORS as error:
@@ -80,8 +88,10 @@ class Messages:
             log.info("chat.postEphemeral failed (%s); answering through the response_url", error)
         webhook = AsyncWebhookClient(response_url)
         await webhook.send(
-            text=render.fallback(text), blocks=blocks[: render.BLOCKS_PER_MESSAGE],
-            response_type="ephemeral", replace_original=False,
+            text=render.fallback(text),
+            blocks=blocks[: render.BLOCKS_PER_MESSAGE],
+            response_type="ephemeral",
+            replace_original=False,
         )
 
     async def upload(self, ref: ChannelRef, attachment: Attachment, comment: str) -> None:

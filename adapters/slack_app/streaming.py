@@ -134,7 +134,7 @@ class _LiveTurn:
         """Keep to the update rate, but stop resting as soon as the turn ends."""
         try:
             await asyncio.wait_for(self.done.wait(), self.interval)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass
 
 

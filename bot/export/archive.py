@@ -53,14 +53,10 @@ def parse_channel(text: str) -> ChannelRef:
         return ChannelRef("console", "local", parts[0])
     if len(parts) in (3, 4) and parts[0] and parts[2]:
         return ChannelRef(*parts)
-    raise ValueError(
-        f"--channel must be NAME (a console channel) or PLATFORM:WORKSPACE:CHANNEL[:THREAD], got {text!r}"
-    )
+    raise ValueError(f"--channel must be NAME (a console channel) or PLATFORM:WORKSPACE:CHANNEL[:THREAD], got {text!r}")
 
 
-async def import_story(
-    db: Database, story: ExportStory, *, channel: ChannelRef | None = None, now: datetime
-) -> int:
+async def import_story(db: Database, story: ExportStory, *, channel: ChannelRef | None = None, now: datetime) -> int:
     """Store ``story`` as a new finished story (in ``channel`` if given); returns its id."""
     if channel is not None:
         story = replace(story, channel=channel)
@@ -112,13 +108,27 @@ async def import_story(
             if source.replaces is not None:
                 passage.replaces_id = passages[source.replaces - 1].id
         tx.add_all(
-            Participant(story_id=row.id, user_id=p.user_id, name=p.name, position=p.position, active=p.active,
-                        joined_at=p.joined_at, left_at=p.left_at)
+            Participant(
+                story_id=row.id,
+                user_id=p.user_id,
+                name=p.name,
+                position=p.position,
+                active=p.active,
+                joined_at=p.joined_at,
+                left_at=p.left_at,
+            )
             for p in story.participants
         )
         tx.add_all(
-            LoreEntry(story_id=row.id, number=e.number, keys=list(e.keys), text=e.text, author_id=e.author_id,
-                      removed=e.removed, created_at=e.created_at)
+            LoreEntry(
+                story_id=row.id,
+                number=e.number,
+                keys=list(e.keys),
+                text=e.text,
+                author_id=e.author_id,
+                removed=e.removed,
+                created_at=e.created_at,
+            )
             for e in story.lore
         )
         return row.id

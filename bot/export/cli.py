@@ -46,7 +46,10 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     export.add_argument("--no-authors", action="store_true", help="leave out who wrote each passage")
     export.add_argument("--body", action="store_true", help="html: only the story body, to paste into AO3")
     export.add_argument(
-        "--chapter-passages", type=int, metavar="N", help="epub: passages per chapter (default: export.chapter_passages)"
+        "--chapter-passages",
+        type=int,
+        metavar="N",
+        help="epub: passages per chapter (default: export.chapter_passages)",
     )
     sub.add_parser("list", help="every story in the database: id, channel, title, status, passages, words")
     importer = sub.add_parser("import", help="bring a JSON export back as a finished story")

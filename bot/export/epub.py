@@ -79,15 +79,20 @@ def _book(story: ExportStory, options: ExportOptions) -> tuple[epub.EpubBook, da
         _page(
             "contributors.xhtml",
             "Contributors",
-            (f"<h2>Contributors</h2><p>{counted(story.words, 'word')}.</p><ul>{people}</ul>" if people
-             else "<h2>Contributors</h2>"),
+            (
+                f"<h2>Contributors</h2><p>{counted(story.words, 'word')}.</p><ul>{people}</ul>"
+                if people
+                else "<h2>Contributors</h2>"
+            ),
             story,
             css,
         )
     )
     chapters = []
     for chapter in story.chapters(options.chapter_passages):
-        paragraphs = "".join(p for passage in chapter.passages for p in passage_paragraphs(passage, options, plain=False))
+        paragraphs = "".join(
+            p for passage in chapter.passages for p in passage_paragraphs(passage, options, plain=False)
+        )
         chapters.append(
             _page(
                 f"chapter-{chapter.number:03d}.xhtml",

@@ -16,7 +16,6 @@ from typing import Protocol
 
 from bot.context import PromptFrame
 
-
 MIN_PROMPT_TOKENS = 64  # the least story a bot passage is written from
 
 

@@ -108,8 +108,12 @@ class Decoder:
         ids = self.tokenizer(request.prompt, add_special_tokens=False)["input_ids"] or [self.eos_ids[0]]
         seen = torch.zeros(self.vocab_size, dtype=torch.bool, device=self.device)
         seen[torch.tensor(ids, device=self.device)] = True
-        row = _Row(request=request, prompt_ids=list(ids), seen=seen,
-                   bad_word_ids=self._bad_word_ids(request.sampling.bad_words))
+        row = _Row(
+            request=request,
+            prompt_ids=list(ids),
+            seen=seen,
+            bad_word_ids=self._bad_word_ids(request.sampling.bad_words),
+        )
         n = request.sampling.no_repeat_ngram_size
         if n:
             for i in range(len(ids) - n + 1):
@@ -170,7 +174,11 @@ class Decoder:
         positions = torch.tensor([[row.position] for row in rows], device=self.device)
         mask = torch.cat([batch.mask, torch.ones(len(rows), 1, dtype=batch.mask.dtype, device=self.device)], dim=1)
         logits = self.model(
-            input_ids=last, attention_mask=mask, position_ids=positions, cache=batch.cache, use_cache=True,
+            input_ids=last,
+            attention_mask=mask,
+            position_ids=positions,
+            cache=batch.cache,
+            use_cache=True,
             logits_to_keep=1,
         ).logits[:, -1]
         for row, token in zip(rows, self._choose(rows, logits)):
@@ -353,15 +361,14 @@ def _merge(groups: list[tuple[list[LayerKV], torch.Tensor]]) -> tuple[DynamicCac
     """Left-pad each group of rows (its cache layers and mask) to the longest and stack them."""
     longest = max(mask.shape[1] for _, mask in groups)
     cache = DynamicCache()
-    cache.layers = [GrowingLayer.stacked([layers[i] for layers, _ in groups], longest)
-                    for i in range(len(groups[0][0]))]
+    cache.layers = [
+        GrowingLayer.stacked([layers[i] for layers, _ in groups], longest) for i in range(len(groups[0][0]))
+    ]
     mask = torch.cat([F.pad(mask, (longest - mask.shape[1], 0)) for _, mask in groups])
     return cache, mask
 
 
-def _select(
-    cache: DynamicCache, mask: torch.Tensor, keep: list[int], device: str
-) -> tuple[DynamicCache, torch.Tensor]:
+def _select(cache: DynamicCache, mask: torch.Tensor, keep: list[int], device: str) -> tuple[DynamicCache, torch.Tensor]:
     """Drop finished rows, and the padding columns no remaining row needs any more."""
     index = torch.tensor(keep, device=device)
     mask = mask[index]

@@ -69,7 +69,9 @@ def _prompt_frame(style: str, model_name: str, tokenizer: Any) -> PromptFrame:
         raise ModelUnavailable(
             f"model.prompt_style is chat, but {model_name} has no chat template: set it to completion or auto."
         )
-    return chat_frame(lambda messages: tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True))
+    return chat_frame(
+        lambda messages: tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    )
 
 
 def _cpu_computes_bfloat16() -> bool:
@@ -204,7 +206,11 @@ def _explain_load_failure(name: str, error: Exception) -> str:
     if looks_local and not Path(name).expanduser().is_dir():
         return f"Model folder {name!r} does not exist. Set STORYBOT_MODEL_NAME to a folder that holds a saved model."
     if looks_local:
-        return (f"Model folder {name!r} holds no loadable model ({type(error).__name__}). "
-                "Set STORYBOT_MODEL_NAME to a folder saved with save_pretrained().")
-    return (f"Could not load model {name!r} (no internet, or no such model on the Hugging Face hub). "
-            "Set STORYBOT_MODEL_NAME=/path/to/local/model, or check the name and your connection.")
+        return (
+            f"Model folder {name!r} holds no loadable model ({type(error).__name__}). "
+            "Set STORYBOT_MODEL_NAME to a folder saved with save_pretrained()."
+        )
+    return (
+        f"Could not load model {name!r} (no internet, or no such model on the Hugging Face hub). "
+        "Set STORYBOT_MODEL_NAME=/path/to/local/model, or check the name and your connection."
+    )
