@@ -23,6 +23,7 @@ import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import TypedDict
 
 import torch
 
@@ -67,9 +68,17 @@ def _made_up_text(lines: int, seed: int = 0) -> list[str]:
     return [" ".join(words[i * 12 : (i + 1) * 12]) + "." for i in range(lines)]
 
 
+class ChannelFigures(TypedDict):
+    """What one run of :func:`channels_at_once` measured; times in seconds."""
+
+    tokens_per_s: float
+    ttft: list[float]  # each turn's time to its first text
+    loop_lag: list[float]  # samples of the event loop's lag while the turns ran
+
+
 async def channels_at_once(
     config: Config, backend: LocalBackend, channels: int, rounds: int, story_lines: int
-) -> dict[str, object]:
+) -> ChannelFigures:
     """``channels`` stories each ask the bot for a passage at the same moment; ``rounds`` times.
 
     ``backend`` is loaded once and shared by all runs, so no run pays for loading the model.
@@ -192,10 +201,10 @@ def main(argv: list[str] | None = None) -> None:
                     # One untimed turn, so first-use costs (thread pools, allocator) count nowhere.
                     backend.generate([GenerationRequest("Warm up.", Sampling(max_new_tokens=2, min_new_tokens=2))])
                 figures = asyncio.run(channels_at_once(config, backend, channels, rounds, story_lines))
-                tokens_per_s[mode][str(channels)] = round(float(figures["tokens_per_s"]), 1)  # type: ignore[arg-type]
+                tokens_per_s[mode][str(channels)] = round(figures["tokens_per_s"], 1)
                 print(f"{channels} channel(s), {mode:10}: {figures['tokens_per_s']:8.1f} tokens/s", flush=True)
                 if channels == 8 and mode == "batched":
-                    ttft, lag = figures["ttft"], figures["loop_lag"]  # type: ignore[assignment]
+                    ttft, lag = figures["ttft"], figures["loop_lag"]
     cache = prefix_cache_turn(model_dir, prompt_tokens=900, tail_tokens=60, new_tokens=12 if args.quick else 48)
     report.update(
         tokens_per_s=tokens_per_s["batched"],

@@ -131,7 +131,8 @@ def run_in_fresh_process(model_dir: Path) -> dict[str, float]:
     )
     if completed.returncode != 0:
         raise RuntimeError(f"bench.load_lag failed (exit {completed.returncode}): {completed.stdout.strip()}")
-    return json.loads(completed.stdout.strip().splitlines()[-1])
+    figures: dict[str, float] = json.loads(completed.stdout.strip().splitlines()[-1])  # what main prints with --json
+    return figures
 
 
 def main(argv: list[str] | None = None) -> None:

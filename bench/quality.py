@@ -337,11 +337,12 @@ def write_with_seed_recipe(openings: Sequence[Opening], samples: int, model: str
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as transformers_logging
 
-    transformers_logging.set_verbosity_error()  # the recipe's own warnings (no pad token, ...)
-    transformers_logging.disable_progress_bar()
+    # Silences the recipe's own warnings (no pad token, ...).
+    transformers_logging.set_verbosity_error()  # type: ignore[no-untyped-call]  # transformers' logging helpers are untyped
+    transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]  # transformers' logging helpers are untyped
     folder = model_folder(model)
     tokenizer = AutoTokenizer.from_pretrained(folder)
-    lm = AutoModelForCausalLM.from_pretrained(folder).eval()
+    lm = AutoModelForCausalLM.from_pretrained(folder).eval()  # type: ignore[no-untyped-call]  # transformers' PreTrainedModel.eval is untyped
     lm.generate(**tokenizer("Warm up.", return_tensors="pt"), max_new_tokens=2)  # first-use costs
     written = []
     for index, opening in enumerate(openings):
@@ -455,7 +456,7 @@ def machine(model: str, dtype: dict[str, str]) -> dict[str, Any]:
 def prompt_style_used(config: ModelConfig, model: str) -> str:
     """The configured ``model.prompt_style`` and, for ``auto``, what it comes to for this model
     (chat wherever the tokenizer has a chat template, as ``bot.generation.local`` decides)."""
-    style = getattr(config, "prompt_style", None)
+    style: str | None = getattr(config, "prompt_style", None)
     if style is None:
         return "completion (this storybot has no model.prompt_style)"
     if style != "auto":

@@ -90,16 +90,15 @@ def _suggest(word: str, choices: Collection[str]) -> str | None:
     return close[0] if close else None
 
 
-class Mode(str, enum.Enum):
-    """Turn order of a story; the rules behind each mode live in ``bot.sessions``."""
+class Mode(enum.StrEnum):
+    """Turn order of a story; the rules behind each mode live in ``bot.sessions``.
+
+    A StrEnum, so that replies built with f-strings say "round-robin", not "Mode.ROUND_ROBIN".
+    """
 
     ALTERNATE = "alternate"
     ROUND_ROBIN = "round-robin"
     FREE = "free"
-
-    def __str__(self) -> str:
-        # So that replies built with f-strings say "round-robin", not "Mode.ROUND_ROBIN".
-        return self.value
 
     @classmethod
     def parse(cls, text: str) -> Mode:
@@ -458,13 +457,21 @@ class _Token:
     closed: bool  # False: a quote opened and not closed on the same line
 
 
+def _match(pattern: re.Pattern[str], text: str, pos: int) -> re.Match[str]:
+    """``pattern.match`` where the caller knows it matches; a miss is a bug in this module."""
+    match = pattern.match(text, pos)
+    if match is None:
+        raise AssertionError(f"{pattern.pattern!r} does not match {text!r} at {pos}")
+    return match
+
+
 def _next_token(text: str, pos: int) -> _Token | None:
     """The word at or after ``pos``; quoted parts may hold spaces but not line breaks.
 
     Read one word at a time so that the free text after the options is never tokenized (an
     apostrophe or a stray quote in a story is not a syntax error).
     """
-    start = index = _SPACE.match(text, pos).end()
+    start = index = _match(_SPACE, text, pos).end()
     if start == len(text):
         return None
     quoted = text[start] in _QUOTES
@@ -472,7 +479,7 @@ def _next_token(text: str, pos: int) -> _Token | None:
     while index < len(text) and not text[index].isspace():
         closer = _QUOTES.get(text[index])
         if closer is None:
-            plain = _PLAIN.match(text, index)
+            plain = _match(_PLAIN, text, index)  # text[index] is neither a space nor a quote
             parts.append(plain.group())
             index = plain.end()
             continue
@@ -640,8 +647,10 @@ def _parse_memo(kind: type[Memory] | type[Note], rest: str) -> Memory | Note:
 
 def _parse_lore(rest: str) -> LoreAdd | LoreList | LoreRemove:
     action = _next_token(rest, 0)
-    word = action.value.lower() if action else "list"
-    after = rest[action.end :] if action else ""
+    if action is None:  # bare /story lore lists
+        return LoreList()
+    word = action.value.lower()
+    after = rest[action.end :]
     if word == "list":
         if after.strip():
             raise _usage_error("lore", "/story lore list takes no text.")

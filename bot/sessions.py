@@ -20,6 +20,7 @@ import math
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Literal
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -364,7 +365,7 @@ class SessionManager:
         if not text:
             raise UserError("Your passage is empty. Type /story add <text>.")
         await self._check_rate(tx, story, actor)
-        job: GenerationJob | bool | None = None
+        job: GenerationJob | Literal[False] | None = None
         if story.mode == c.Mode.ROUND_ROBIN.value:
             job = await self._take_round_robin_turn(tx, story, actor)
             passage = await self._add_passage(tx, story, actor, text)
@@ -382,14 +383,16 @@ class SessionManager:
             job_id=job.id if job else None,
         )
 
-    async def _queue_bot_reply(self, tx: AsyncSession, story: Story, actor: Actor) -> GenerationJob | bool:
+    async def _queue_bot_reply(self, tx: AsyncSession, story: Story, actor: Actor) -> GenerationJob | Literal[False]:
         """The bot's answer to a passage; ``False`` when the queue is full (the passage stays)."""
         try:
             return await self._queue_job(tx, story, actor)
         except BusyError:
             return False
 
-    async def _take_round_robin_turn(self, tx: AsyncSession, story: Story, actor: Actor) -> GenerationJob | bool | None:
+    async def _take_round_robin_turn(
+        self, tx: AsyncSession, story: Story, actor: Actor
+    ) -> GenerationJob | Literal[False] | None:
         """Check it is the actor's turn, advance the turn, and queue the bot after a full round."""
         people = list(await q.participants(tx, story.id))
         if not any(p.user_id == actor.user_id for p in people):
@@ -586,15 +589,19 @@ class SessionManager:
             raise UserError(f"model must be one of: {', '.join(allowed)}.")
         length = changes.get("length")
         if length is not None:
+            if not isinstance(length, int):  # the parser converts length to a whole number
+                raise TypeError(f"the length setting must be an int, got {length!r}")
             writer = str(model or self.sampling_settings(story)["model"])
             longest = self._longest_passage(writer)
-            if longest is not None and int(length) > longest:  # type: ignore[call-overload]
+            if longest is not None and length > longest:
                 raise UserError(
                     f"length can be at most {longest} with {writer}: the model must hold the story "
                     f"and the passage together. Try length:{longest}."
                 )
         mode = changes.pop("mode", None)
         if mode is not None:
+            if not isinstance(mode, str):  # the parser converts mode to a Mode, which is a str
+                raise TypeError(f"the mode setting must be a Mode, got {mode!r}")
             story.mode = c.Mode(mode).value
             story.turn_index, story.turn_started_at = 0, self.clock()
         story.settings = {**story.settings, **changes}

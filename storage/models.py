@@ -7,7 +7,7 @@ canonical story is the passages with status ``canonical`` in ``seq`` order.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ClassVar
 
 from sqlalchemy import (
     JSON,
@@ -23,6 +23,7 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeEngine
 
 
 def utcnow() -> datetime:
@@ -51,7 +52,12 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 
 class Base(DeclarativeBase):
-    type_annotation_map = {datetime: UTCDateTime, dict[str, Any]: JSON, list[str]: JSON}
+    # Read once by SQLAlchemy when Base is declared: configuration of the class, not a column.
+    type_annotation_map: ClassVar[dict[Any, type[TypeEngine[Any]]]] = {
+        datetime: UTCDateTime,
+        dict[str, Any]: JSON,
+        list[str]: JSON,
+    }
 
 
 class StoryStatus:

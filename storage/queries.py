@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from sqlalchemy import func, or_, select, update
+from sqlalchemy.engine import CursorResult
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.models import (
@@ -191,6 +192,8 @@ async def requeue_running_jobs(tx: AsyncSession, stale_before: datetime | None) 
     if stale_before is not None:
         query = query.where(or_(GenerationJob.heartbeat_at.is_(None), GenerationJob.heartbeat_at < stale_before))
     result = await tx.execute(query.values(status=JobStatus.PENDING))
+    if not isinstance(result, CursorResult):  # an UPDATE's result has a cursor, whose row count this needs
+        raise TypeError(f"an UPDATE returned {type(result).__name__}, not a CursorResult")
     return result.rowcount or 0
 
 

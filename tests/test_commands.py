@@ -398,7 +398,7 @@ def test_settings(text: str, changes: tuple[tuple[str, object], ...]) -> None:
             "settings temp:1",
             "Unknown setting 'temp'. Did you mean temperature? Settings: "
             "temperature, length, top_p, top_k, repetition_penalty, mode, model.",
-        ),  # fmt: skip
+        ),
         ("settings lenght:100", "Did you mean length?"),
         ("settings colour:red", "Unknown setting 'colour'. Settings: temperature"),
         ("settings length:100 length:200", "length is given twice; type it once."),
@@ -527,8 +527,9 @@ def test_usage_of_unknown_name_is_a_parse_error() -> None:
 
 def test_commands_are_frozen_values() -> None:
     command = parse("add hi")
+    assert isinstance(command, Add)
     with pytest.raises(dataclasses.FrozenInstanceError):
-        command.text = "changed"  # type: ignore[misc]
+        command.text = "changed"  # type: ignore[misc]  # writing to a frozen field is what this test checks
     assert {parse("export epub"), parse("export format:epub")} == {Export("epub")}
 
 

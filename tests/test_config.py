@@ -54,13 +54,13 @@ def test_explicit_path(empty_dir, tmp_path):
 
 
 def test_missing_explicit_path_is_an_error(empty_dir):
-    with pytest.raises(ConfigError, match="nope.toml"):
+    with pytest.raises(ConfigError, match=r"nope\.toml"):
         load_config(empty_dir / "nope.toml", env={})
 
 
 def test_invalid_toml_names_the_file(empty_dir):
     path = write(empty_dir / "bad.toml", "[model\n")
-    with pytest.raises(ConfigError, match="bad.toml: not valid TOML"):
+    with pytest.raises(ConfigError, match=r"bad\.toml: not valid TOML"):
         load_config(path, env={})
 
 

@@ -20,6 +20,7 @@ from bot.config import Config
 from bot.generation.backend import GenerationRequest, Sampling
 from bot.generation.local import LocalBackend
 from bot.identity import Actor, ChannelRef
+from bot.results import Result
 from bot.sessions import JobSpec, SessionManager
 from tests.conftest import TurnRecorder, make_config
 from tests.test_console import storybot_command
@@ -261,9 +262,9 @@ async def test_a_short_turn_asked_mid_passage_is_not_held_back_by_a_long_one(con
     finished: list[str] = []
 
     class Finishes(TurnRecorder):
-        async def turn_finished(self, job: JobSpec, result: object) -> None:
+        async def turn_finished(self, job: JobSpec, result: Result | None) -> None:
             finished.append(job.channel.channel)
-            await super().turn_finished(job, result)  # type: ignore[arg-type]
+            await super().turn_finished(job, result)
 
     turns = Finishes()
     no_early_end = replace(config, model=replace(config.model, min_new_tokens=1024))  # length decides

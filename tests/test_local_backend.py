@@ -6,10 +6,12 @@ what matters is checkable: lengths, streaming, stopping, batching, banned words,
 
 from __future__ import annotations
 
+import itertools
 import json
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -38,8 +40,8 @@ CANDIDATES = [
 ]
 
 
-def greedy(max_new_tokens: int = 16, min_new_tokens: int = 0, **changes: object) -> Sampling:
-    return Sampling(temperature=0, max_new_tokens=max_new_tokens, min_new_tokens=min_new_tokens, **changes)  # type: ignore[arg-type]
+def greedy(max_new_tokens: int = 16, min_new_tokens: int = 0, **changes: Any) -> Sampling:
+    return Sampling(temperature=0, max_new_tokens=max_new_tokens, min_new_tokens=min_new_tokens, **changes)
 
 
 def tiny_config(folder: Path, model_dir: Path | str, **env: str) -> Config:
@@ -59,8 +61,8 @@ def backend(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> I
     yield loaded
 
 
-def run(backend: LocalBackend, prompt: str, sampling: Sampling, **request: object) -> str:
-    return backend.generate([GenerationRequest(prompt, sampling, **request)])[0]  # type: ignore[arg-type]
+def run(backend: LocalBackend, prompt: str, sampling: Sampling, **request: Any) -> str:
+    return backend.generate([GenerationRequest(prompt, sampling, **request)])[0]
 
 
 @pytest.fixture(scope="module")
@@ -73,9 +75,14 @@ def fluent_prompt(backend: LocalBackend) -> str:
     for prompt in CANDIDATES:
         streamed: list[str] = []
         text = run(backend, prompt, greedy(40, min_new_tokens=40), on_text=streamed.append)
-        if text.isascii() and text.isprintable() and len(streamed) == 40 and streamed[0].strip().isalpha():
-            if len(streamed[0].strip()) >= 2:
-                return prompt
+        if (
+            text.isascii()
+            and text.isprintable()
+            and len(streamed) == 40
+            and streamed[0].strip().isalpha()
+            and len(streamed[0].strip()) >= 2
+        ):
+            return prompt
     pytest.fail("the fixture model continues none of the candidate prompts in plain ASCII")
 
 
@@ -190,7 +197,7 @@ def test_text_streams_as_it_grows(backend: LocalBackend, fluent_prompt: str) -> 
     streamed: list[str] = []
     final = run(backend, fluent_prompt, greedy(20), on_text=streamed.append)
     assert len(streamed) >= 5
-    for before, after in zip(streamed, streamed[1:]):
+    for before, after in itertools.pairwise(streamed):
         assert after.startswith(before) and len(after) > len(before)
     assert final == streamed[-1]
 
@@ -254,8 +261,8 @@ def test_a_batch_gives_the_same_texts_as_each_request_alone(backend: LocalBacken
 
 def test_a_batch_with_different_settings_keeps_the_request_order(backend: LocalBackend) -> None:
     settings = [greedy(4), greedy(16), greedy(4, repetition_penalty=1.3)]
-    alone = [run(backend, prompt, s) for prompt, s in zip(PROMPTS, settings)]
-    together = backend.generate([GenerationRequest(p, s) for p, s in zip(PROMPTS, settings)])
+    alone = [run(backend, prompt, s) for prompt, s in zip(PROMPTS, settings, strict=True)]
+    together = backend.generate([GenerationRequest(p, s) for p, s in zip(PROMPTS, settings, strict=True)])
     assert together == alone
 
 

@@ -11,6 +11,7 @@ commands such as ``storybot list`` never need).
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 
 from bot.export.common import ExportOptions, RenderedFile
 from bot.export.model import ExportStory
@@ -32,4 +33,6 @@ def render(story: ExportStory, format: str, options: ExportOptions | None = None
     if format not in FORMATS:
         raise ValueError(f"unknown export format {format!r}; formats: {', '.join(FORMATS)}")
     module = importlib.import_module(f"{__name__}.{FORMATS[format]}")
-    return module.render(story, options or ExportOptions())
+    # A module imported by name is untyped to mypy; every format module defines this signature.
+    renderer: Callable[[ExportStory, ExportOptions], RenderedFile] = module.render
+    return renderer(story, options or ExportOptions())

@@ -28,7 +28,7 @@ from storage.database import Database
 from storage.models import utcnow
 
 
-def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     export = sub.add_parser("export", help="write a story to a file (md, txt, html, epub or json)")
     export.add_argument("--story", type=int, required=True, metavar="ID", help="story id (see storybot list)")
     export.add_argument("--format", choices=tuple(FORMATS), default="md", help="file format (default: md)")

@@ -30,7 +30,9 @@ def write_new(path: Path, data: bytes) -> None:
     truncated export behind; the data is synced so that :func:`replace` never swaps an
     unwritten file over a good one.
     """
-    file = open(path, "xb", opener=_open_exclusive)
+    # The open stays outside the try (so not `with open(...)`): a failed open created nothing,
+    # and unlinking then would remove whatever was already at ``path``.
+    file = open(path, "xb", opener=_open_exclusive)  # noqa: SIM115  # closed by `with file:` below
     try:
         with file:
             file.write(data)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
 from bot.export.common import ExportOptions, RenderedFile, slug
 from bot.export.model import (
@@ -126,21 +126,33 @@ class _Reader:
     def __init__(self, data: object, where: str) -> None:
         if not isinstance(data, dict):
             raise DocumentError(f"{where or 'the file'} must be a JSON object.")
-        self.data, self.where = data, where
+        self.data: dict[str, object] = data
+        self.where = where
 
     def _name(self, key: str) -> str:
         return f"{self.where}.{key}" if self.where else key
 
-    def get(self, key: str, kind: type[T], *, optional: bool = False, default: Any = None) -> T:
-        if key not in self.data or self.data[key] is None:
+    # A required field is a T; an optional one is a T, or None where it has no default.
+    @overload
+    def get(self, key: str, kind: type[T]) -> T: ...
+    @overload
+    def get(self, key: str, kind: type[T], *, optional: bool) -> T | None: ...
+    @overload
+    def get(self, key: str, kind: type[T], *, optional: bool, default: T) -> T: ...
+    def get(self, key: str, kind: type[T], *, optional: bool = False, default: T | None = None) -> T | None:
+        value = self.data.get(key)
+        if value is None:
             if optional:
                 return default
             raise DocumentError(f"{self._name(key)} is missing.")
-        value = self.data[key]
         if (kind is int and isinstance(value, bool)) or not isinstance(value, kind):
             raise DocumentError(f"{self._name(key)} must be {_KIND_NAMES[kind]}.")
         return value
 
+    @overload
+    def time(self, key: str) -> datetime: ...
+    @overload
+    def time(self, key: str, *, optional: bool) -> datetime | None: ...
     def time(self, key: str, *, optional: bool = False) -> datetime | None:
         text = self.get(key, str, optional=optional)
         if text is None:

@@ -181,7 +181,7 @@ class Decoder:
             use_cache=True,
             logits_to_keep=1,
         ).logits[:, -1]
-        for row, token in zip(rows, self._choose(rows, logits)):
+        for row, token in zip(rows, self._choose(rows, logits), strict=True):
             self._accept(row, token)
         keep = [i for i, row in enumerate(rows) if not row.done]
         for row in rows:
@@ -273,7 +273,7 @@ class Decoder:
         return banned
 
 
-class GrowingLayer(DynamicLayer):
+class GrowingLayer(DynamicLayer):  # type: ignore[no-untyped-call]  # transformers' CacheLayerMixin.__init_subclass__ is untyped
     """A full-attention cache layer whose storage doubles when full.
 
     ``DynamicLayer`` appends each token with ``torch.cat``, copying the whole cache every step;
@@ -284,12 +284,17 @@ class GrowingLayer(DynamicLayer):
     """
 
     _view: torch.Tensor | None = None
+    # The storage ``keys`` and ``values`` are views of; set on the first update, read only after it.
+    _key_room: torch.Tensor
+    _value_room: torch.Tensor
 
     def update(
         self, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any, **kwargs: Any
     ) -> tuple[torch.Tensor, torch.Tensor]:
         if not self.is_initialized:
             self.lazy_initialization(key_states, value_states)
+        if self.keys is None or self.values is None:
+            raise RuntimeError("an initialized cache layer has no key or value tensor")
         length, new = self.get_seq_length(), key_states.shape[-2]
         if self._view is not self.keys or self._key_room.shape[-2] < length + new:
             capacity = _room_for(length + new)
@@ -317,7 +322,7 @@ class GrowingLayer(DynamicLayer):
         row = 0
         for part in parts:
             count, pad = part[0].shape[0], length - part[0].shape[2]
-            for room, tensor in zip((layer._key_room, layer._value_room), part):
+            for room, tensor in zip((layer._key_room, layer._value_room), part, strict=True):
                 room[row : row + count, :, :pad] = 0  # masked out, but never garbage (0 x NaN is NaN)
                 room[row : row + count, :, pad:length] = tensor
             row += count
@@ -340,10 +345,12 @@ def _with_room(old: torch.Tensor, like: torch.Tensor, length: int, capacity: int
 
 def growing_cache(num_layers: int, layers: list[LayerKV] | None = None) -> DynamicCache:
     """A cache of ``GrowingLayer``s, filled with ``layers`` when given."""
-    cache = DynamicCache()
-    cache.layers = [GrowingLayer() for _ in range(num_layers)]
-    for layer, (keys, values) in zip(cache.layers, layers or []):
+    growing = [GrowingLayer() for _ in range(num_layers)]  # type: ignore[no-untyped-call]  # transformers' CacheLayerMixin.__init__ is untyped
+    # Without ``layers`` the cache starts empty: nothing to fill, so the lengths differ on purpose.
+    for layer, (keys, values) in zip(growing, layers or [], strict=False):
         layer.update(keys, values)
+    cache = DynamicCache()
+    cache.layers = [*growing]
     return cache
 
 
@@ -354,7 +361,13 @@ def cache_is_mergeable(model: Any) -> bool:
 
 
 def _layers(cache: DynamicCache) -> list[LayerKV]:
-    return [(layer.keys, layer.values) for layer in cache.layers]
+    """Each layer's keys and values; only filled full-attention caches are merged, split or stored."""
+    layers: list[LayerKV] = []
+    for layer in cache.layers:
+        if not isinstance(layer, DynamicLayer) or layer.keys is None or layer.values is None:
+            raise TypeError(f"expected a filled full-attention cache layer, got {layer!r}")
+        layers.append((layer.keys, layer.values))
+    return layers
 
 
 def _merge(groups: list[tuple[list[LayerKV], torch.Tensor]]) -> tuple[DynamicCache, torch.Tensor]:
@@ -373,7 +386,7 @@ def _select(cache: DynamicCache, mask: torch.Tensor, keep: list[int], device: st
     index = torch.tensor(keep, device=device)
     mask = mask[index]
     unused = int((mask.cumsum(dim=1) == 0).sum(dim=1).min())
-    layers = [(layer.keys[index][:, :, unused:, :], layer.values[index][:, :, unused:, :]) for layer in cache.layers]
+    layers = [(keys[index][:, :, unused:, :], values[index][:, :, unused:, :]) for keys, values in _layers(cache)]
     return growing_cache(len(layers), layers), mask[:, unused:]
 
 

@@ -102,7 +102,8 @@ class LocalBackend:
             if self.config.threads > 0:
                 torch.set_num_threads(self.config.threads)
             log.info("loading model %s on %s", self.model_name, self.device)
-            transformers_logging.disable_progress_bar()  # a bar per load clutters chat logs
+            # A bar per load clutters chat logs.
+            transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]  # transformers' logging helpers are untyped
             tokenizer, model = self._from_pretrained()
             model.to(self.device).eval()
             self._tokenizer, self._model = tokenizer, model
@@ -172,10 +173,13 @@ class LocalBackend:
         one request at a time and takes nothing from ``more``: the caller's next call gets those.
         """
         self.load()
+        decoder = self._decoder
+        if decoder is None:
+            raise RuntimeError("the model loaded without a decoder")
         with self._generate_lock:
-            if self._decoder.mergeable:
-                return self._decoder.run(requests, more)
-            return [self._decoder.run([request])[0] for request in requests]
+            if decoder.mergeable:
+                return decoder.run(requests, more)
+            return [decoder.run([request])[0] for request in requests]
 
 
 def _model_context_length(model: Any, tokenizer: Any) -> int:

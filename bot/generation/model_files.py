@@ -112,7 +112,7 @@ def converted(gguf: Path, cache: Path) -> Path:
                 partial.rename(target)
     except ModelUnavailable:
         raise
-    except Exception as error:  # noqa: BLE001 (the loaders raise many kinds; each means "cannot convert")
+    except Exception as error:  # the loaders raise many kinds; each means "cannot convert"
         raise ModelUnavailable(f"Could not convert {gguf.name}: {error}".splitlines()[0]) from None
     finally:
         shutil.rmtree(partial, ignore_errors=True)

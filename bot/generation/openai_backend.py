@@ -184,7 +184,7 @@ class OpenAIBackend:
             def send(batch: Sequence[GenerationRequest]) -> list[Future[str]]:
                 streams = [_Stream(request) for request in batch]
                 futures = [pool.submit(self._run, stream) for stream in streams]
-                running.update(zip(futures, streams))
+                running.update(zip(futures, streams, strict=True))
                 return futures
 
             first = send(requests)
