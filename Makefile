@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test bench clean
+.PHONY: run test check bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -29,10 +29,17 @@ run: $(VENV)/.installed-run
 
 # Best effort: Debian's epubcheck lets the suite validate EPUB exports; without it that one
 # test is skipped. Installing it never fails the target.
-test: $(VENV)/.installed-dev
+test: check
 	-@command -v epubcheck >/dev/null 2>&1 || { command -v apt-get >/dev/null 2>&1 && \
 		{ apt-get install -y -qq epubcheck || sudo -n apt-get install -y -qq epubcheck; } >/dev/null 2>&1; } || true
 	$(BIN)/python -m pytest -q
+
+# The static checks: lint, formatting, types (settings in pyproject.toml). The import contract
+# (bot/ never imports adapters/, storage/ never imports bot/) is tests/test_layering.py.
+check: $(VENV)/.installed-dev
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 bench: $(VENV)/.installed-dev
 	$(BIN)/python -m bench.generation

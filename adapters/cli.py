@@ -1,4 +1,8 @@
-"""The ``storybot`` command: ``storybot [--config FILE] console|migrate|discord|slack|export|list|import|bench``."""
+"""The ``storybot`` command: ``storybot [--config FILE] console|migrate|discord|slack|export|list|import|bench``.
+
+The command line is one more way in, so it lives with the adapters: it is the one module that
+knows every platform and the benchmarks (each imported only when its command runs, so
+``storybot list`` never pays for discord.py or torch)."""
 
 from __future__ import annotations
 
@@ -6,13 +10,14 @@ import argparse
 import asyncio
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any
 
+from bot.app import DatabaseBusy, DatabaseUnavailable
 from bot.config import Config, ConfigError, load_config
 from bot.export.cli import add_parsers as add_archive_parsers
 from bot.export.cli import export_command, import_command, list_command
 from bot.results import UserError
-from storage.database import DatabaseBusy, DatabaseUnavailable
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -101,7 +106,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"storybot: {error}", file=sys.stderr)
         return 2
     _configure_logging(config)
-    runners = {
+    runners: dict[str, Callable[[Config], Coroutine[Any, Any, None]]] = {
         "export": lambda config: export_command(config, args),
         "list": lambda config: list_command(config, args),
         "import": lambda config: import_command(config, args),

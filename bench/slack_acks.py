@@ -8,7 +8,7 @@ traffic while the process still imports torch and transformers and loads the wei
 thread, in the background), and then writes its first turn. This benchmark starts a real bot
 process and measures what Slack would see:
 
-- the bot is started as ``python -m bot.cli slack --http`` on a free loopback port, configured
+- the bot is started as ``python -m adapters.cli slack --http`` on a free loopback port, configured
   only through ``STORYBOT_*`` environment variables: a fresh SQLite file, the local backend on a
   local model (by default a random GPT-2 small, built once into ~/.cache/storybot/bench-gpt2-small
   as ``bench.generation`` does), and Slack's Web API faked on loopback in this process
@@ -337,7 +337,7 @@ def spawn_bot(port: int, env: dict[str, str], folder: Path, log: Path) -> subpro
     """``storybot slack --http`` on ``127.0.0.1:port``, run from ``folder`` (no stray storybot.toml)."""
     with log.open("wb") as stderr:
         return subprocess.Popen(
-            [sys.executable, "-m", "bot.cli", "slack", "--http", "--host", "127.0.0.1", "--port", str(port)],
+            [sys.executable, "-m", "adapters.cli", "slack", "--http", "--host", "127.0.0.1", "--port", str(port)],
             cwd=folder,
             env=env,
             stdin=subprocess.DEVNULL,

@@ -12,7 +12,11 @@ from bot.config import Config
 from bot.generation.backend import Backend
 from bot.generation.queue import GenerationQueue
 from bot.sessions import SessionManager
-from storage.database import Database
+from storage.database import Database, DatabaseBusy, DatabaseUnavailable
+
+# The errors opening the app or a transaction may raise, for the adapters to answer (they meet
+# the core here and never import storage/).
+__all__ = ["App", "DatabaseBusy", "DatabaseUnavailable", "configured_backend_factory", "open_app", "open_database"]
 
 log = logging.getLogger(__name__)
 

@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
+from adapters.cli import main
 from adapters.console import ConsoleChannel
 from bot import commands as c
 from bot.app import open_app
-from bot.cli import main
 from bot.config import Config
 from bot.export.json_format import dumps
 from bot.identity import Actor, ChannelRef
@@ -226,13 +226,13 @@ def test_cli_import_refuses_a_bad_file_and_stores_nothing(
     document = json.loads(dumps(tricky_story()))
     document["passages"][3]["status"] = "lost"
     (tmp_path / "bad.json").write_text(json.dumps(document))
-    code, out, err = cli(cli_env, capsys, monkeypatch, "import", "bad.json")
+    code, _out, err = cli(cli_env, capsys, monkeypatch, "import", "bad.json")
     assert code == 1
     assert err.startswith("storybot: bad.json: passages[3].status must be one of canonical") and err.count("\n") == 1
-    code, out, err = cli(cli_env, capsys, monkeypatch, "import", "missing.json")
+    code, _out, err = cli(cli_env, capsys, monkeypatch, "import", "missing.json")
     assert code == 1 and "cannot read missing.json" in err
     (tmp_path / "in.json").write_bytes(dumps(tricky_story()).encode())
-    code, out, err = cli(cli_env, capsys, monkeypatch, "import", "in.json", "--channel", "a:b")
+    code, _out, err = cli(cli_env, capsys, monkeypatch, "import", "in.json", "--channel", "a:b")
     assert code == 1 and "--channel must be NAME" in err
     assert cli(cli_env, capsys, monkeypatch, "list")[1] == "No stories yet.\n"
 
@@ -321,9 +321,9 @@ def test_cli_export_force_replaces_a_symlink_not_its_target(
     link.symlink_to(elsewhere / "precious.md")
     (tmp_path / "gone.md").symlink_to(elsewhere / "gone.md")
     for name in ("out.md", "gone.md"):  # a link is there even when its target is not
-        code, out, err = cli(cli_env, capsys, monkeypatch, "export", "--story", story_id, "-o", name)
+        code, _out, err = cli(cli_env, capsys, monkeypatch, "export", "--story", story_id, "-o", name)
         assert (code, err) == (1, f"storybot: {name} exists; use --force to replace it.\n")
-    code, out, err = cli(cli_env, capsys, monkeypatch, "export", "--story", story_id, "-o", "out.md", "--force")
+    code, _out, err = cli(cli_env, capsys, monkeypatch, "export", "--story", story_id, "-o", "out.md", "--force")
     assert code == 0, err
     assert not link.is_symlink() and link.read_text() == text
     assert (elsewhere / "precious.md").read_text() == "precious"
