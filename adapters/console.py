@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 from typing import TextIO
 
+from adapters.common.wording import WITHDRAWN, WRITING
 from bot import commands as c
 from bot.app import App
 from bot.export.files import save_in
@@ -149,7 +150,7 @@ class ConsoleChannel:
 
     async def turn_started(self, job: JobSpec) -> None:
         if self._ours(job) and self.interactive:
-            self._print(f"{BOT_NAME} is writing…")
+            self._print(WRITING)
 
     async def turn_progress(self, job: JobSpec, text: str) -> None:
         if not (self._ours(job) and self.interactive):
@@ -165,7 +166,7 @@ class ConsoleChannel:
         if self._streamed.pop(job.job_id, None) is not None:
             self._print()
         if result is None:
-            self._print(f"({BOT_NAME}'s turn was withdrawn.)")
+            self._print(f"({WITHDRAWN})")
         elif not result.ok:
             self._print(f"! {result.text}")
         elif result.passage is not None:

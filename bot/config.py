@@ -150,7 +150,12 @@ class GenerationConfig:
     max_pending: int = _setting(64, 'jobs waiting before the bot answers "busy"', min=1)
     max_batch: int = _setting(8, "bot turns of different channels written together, at most", min=1, max=64)
     job_timeout_s: float = _setting(300.0, "seconds before a bot turn is abandoned", min=0, min_exclusive=True)
-    stream_interval_s: float = _setting(1.0, "minimum seconds between streamed updates", min=0)
+    stream_interval_s: float = _setting(
+        1.5,
+        "seconds between updates of a bot passage as it streams in, counted from the end of the last one "
+        "(each edits a chat message; Slack allows about 50 edits a minute)",
+        min=0,
+    )
     job_lease_s: float = _setting(
         60.0,
         "a bot turn whose process has not been heard from for this long is run again by another",
@@ -191,7 +196,7 @@ class ConsoleConfig:
 
 @dataclasses.dataclass(frozen=True)
 class DiscordConfig:
-    """The Discord bot: credentials, where Discord is, sharding, command sync, streaming."""
+    """The Discord bot: credentials, where Discord is, sharding, command sync, thread messages."""
 
     token: str = _setting("", "Discord bot token", secret=True)
     api_base_url: str = _setting(
@@ -211,26 +216,18 @@ class DiscordConfig:
     message_content_thread_turns: bool = _setting(
         False, "plain messages in a story's thread count as /story add (needs the Message Content intent)"
     )
-    stream_edit_interval_s: float = _setting(
-        1.0, "minimum seconds between edits of a message while the bot's passage streams in", min=0
-    )
 
 
 @dataclasses.dataclass(frozen=True)
 class SlackConfig:
     """The Slack app: credentials (``app_token`` for Socket Mode, ``signing_secret`` for HTTP mode),
-    where the Web API is, streaming and rate limits."""
+    where the Web API is, rate limits."""
 
     bot_token: str = _setting("", "Slack bot token, xoxb-...", secret=True)
     app_token: str = _setting("", "Slack app-level token, xapp-..., for Socket Mode", secret=True)
     signing_secret: str = _setting("", "Slack signing secret for HTTP mode", secret=True)
     api_base_url: str = _setting(
         "https://slack.com/api/", "Web API root, ending in / (an HTTP proxy, or a test server)"
-    )
-    stream_update_interval_s: float = _setting(
-        1.5,
-        "minimum seconds between chat.update calls while a bot passage streams in (Slack allows about 50 a minute)",
-        min=0,
     )
     rate_limit_retries: int = _setting(
         3, "times a Web API call answered 429 is retried, after the Retry-After it names", min=0, max=10

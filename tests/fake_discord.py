@@ -13,7 +13,7 @@ import asyncio
 import itertools
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,7 +28,8 @@ EPHEMERAL = 64
 MANAGE_MESSAGES = 1 << 13
 MEMBER_PERMISSIONS = (1 << 10) | (1 << 11) | (1 << 16) | (1 << 31) | (1 << 38)  # view, send, history, app cmds, threads
 TIMESTAMP = "2024-01-01T00:00:00+00:00"
-BODY = web.RequestKey("body", object)
+# The request's JSON, as the bot sent it (a message, a command list...): read as each route expects.
+BODY: web.RequestKey[Any] = web.RequestKey("body", object)
 FILES = web.RequestKey("files", list)
 
 BOT_USER = {
@@ -134,7 +135,9 @@ class FakeDiscord:
         return f"ws://127.0.0.1:{self.port}/gateway"
 
     @web.middleware
-    async def _record(self, request: web.Request, handler: Callable[[web.Request], Any]) -> web.StreamResponse:
+    async def _record(
+        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
         if request.path == "/gateway":
             return await handler(request)
         body: Any = None
@@ -422,8 +425,9 @@ class FakeDiscord:
         flags: int = 0,
         components: list[Any] | None = None,
     ) -> dict[str, Any]:
-        message = {
-            "id": str(next(self._ids)),
+        message_id = next(self._ids)
+        message: dict[str, Any] = {
+            "id": str(message_id),
             "channel_id": str(channel_id),
             "guild_id": str(GUILD_ID),
             "author": author,
@@ -441,7 +445,7 @@ class FakeDiscord:
             "flags": flags,
             "components": components or [],
         }
-        self.messages[int(message["id"])] = message
+        self.messages[message_id] = message
         return message
 
     def _update(self, message: dict[str, Any], body: dict[str, Any], files: list[tuple[str, bytes]]) -> None:

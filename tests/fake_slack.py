@@ -59,7 +59,7 @@ class FakeSlack:
     released: asyncio.Event = field(default_factory=asyncio.Event)
     url: str = ""
     _sockets: list[web.WebSocketResponse] = field(default_factory=list)
-    _ts: itertools.count = field(default_factory=lambda: itertools.count(1))
+    _ts: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
     def limit(self, method: str, *retry_after: int) -> None:
         """Answer the next calls of ``method`` with 429, one per ``Retry-After`` given."""
@@ -234,7 +234,7 @@ class SignedSender:
     secret: str = SIGNING_SECRET
     # What acknowledgements said to whom: (user, the body as JSON, when), for a reply in the ack itself.
     replies: list[tuple[str, dict[str, Any], float]] = field(default_factory=list)
-    _ids: itertools.count = field(default_factory=lambda: itertools.count(1))
+    _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
     async def send(
         self,
@@ -255,9 +255,8 @@ class SignedSender:
             **(headers or {}),
         }
         start = time.monotonic()
-        async with aiohttp.ClientSession() as session:
-            async with session.post(self.url, data=body, headers=signed) as response:
-                text = await response.text()
+        async with aiohttp.ClientSession() as session, session.post(self.url, data=body, headers=signed) as response:
+            text = await response.text()
         return Sent(response.status, time.monotonic() - start, text)
 
     def next_id(self, prefix: str) -> str:

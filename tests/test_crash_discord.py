@@ -1,6 +1,6 @@
 """Crashes of the Discord bot, as real processes: ``storybot discord`` killed with SIGKILL mid-turn.
 
-Each test runs the bot as a subprocess (``python -m bot.cli discord``), configured only by
+Each test runs the bot as a subprocess (``python -m adapters.cli discord``), configured only by
 STORYBOT_* variables and pointed at the fake Discord and the fake OpenAI-compatible model
 server, which run here in the test process. A process is killed at a chosen moment of a bot
 turn; another process (on SQLite: started after the kill on the same file; on PostgreSQL: a
@@ -32,7 +32,7 @@ from tests.fake_openai import FakeOpenAI, running_fake_openai
 REPO = Path(__file__).resolve().parents[1]
 ALICE = user(1, "Alice")
 LEASE_S = 2.0  # generation.job_lease_s: a dead process's turns are taken over this long after it was last heard
-EDIT_INTERVAL_S = 0.25
+STREAM_INTERVAL_S = 0.25  # generation.stream_interval_s: the pace of a streaming passage's edits
 PASSAGE = (
     "The lamp flickered once and went dark. Below, the sea kept counting the rocks. "
     "Nobody on the pier saw the ship turn back."
@@ -123,7 +123,7 @@ class BotProcess:
         base = {key: value for key, value in os.environ.items() if not key.startswith("STORYBOT_")}
         with self.log_path.open("wb") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "bot.cli", "--config", str(config), "discord"],
+                [sys.executable, "-m", "adapters.cli", "--config", str(config), "discord"],
                 env={**base, **env, "PYTHONUNBUFFERED": "1"},
                 cwd=REPO,
                 stdin=subprocess.DEVNULL,
@@ -200,13 +200,12 @@ class Bots:
 def bots(tmp_path: Path, fake: CrashDiscord, model_server: FakeOpenAI, database_url: str) -> Iterator[Bots]:
     env = {
         "STORYBOT_DATABASE_URL": database_url,
-        "STORYBOT_GENERATION_STREAM_INTERVAL_S": "0",
+        "STORYBOT_GENERATION_STREAM_INTERVAL_S": str(STREAM_INTERVAL_S),
         "STORYBOT_GENERATION_JOB_LEASE_S": str(LEASE_S),
         "STORYBOT_STORY_PASSAGES_PER_MINUTE": "0",
         "STORYBOT_DISCORD_TOKEN": "not-a-real-token",
         "STORYBOT_DISCORD_API_BASE_URL": fake.api_base_url,
         "STORYBOT_DISCORD_GATEWAY_URL": fake.gateway_url,
-        "STORYBOT_DISCORD_STREAM_EDIT_INTERVAL_S": str(EDIT_INTERVAL_S),
         "STORYBOT_MODEL_BACKEND": "openai",
         "STORYBOT_MODEL_NAME": "served-model",
         "STORYBOT_MODEL_MAX_NEW_TOKENS": "1024",
@@ -367,7 +366,7 @@ async def test_a_long_turn_cut_off_while_writing_leaves_no_writing_message_behin
         "the first process to stream into two messages",
     )
     mid, spill = two[0]["id"], two[1]["id"]
-    await bots.until(  # (recorded with the next streamed text after the second message is sent)
+    await bots.until(  # (recorded once the streamed text that sent the second message is shown)
         lambda: rows(
             database_url, f"SELECT 1 FROM generation_jobs WHERE status = 'running' AND message_ref = '{mid},{spill}'"
         ),

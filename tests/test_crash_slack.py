@@ -82,7 +82,7 @@ class World:
         log = self.folder / f"bot-{len(self.bots)}.log"
         with log.open("wb") as sink:
             process = subprocess.Popen(
-                [sys.executable, "-m", "bot.cli", "slack", "--http", "--host", "127.0.0.1", "--port", str(port)],
+                [sys.executable, "-m", "adapters.cli", "slack", "--http", "--host", "127.0.0.1", "--port", str(port)],
                 env={**os.environ, **self.env},
                 stdout=sink,
                 stderr=subprocess.STDOUT,
@@ -126,13 +126,12 @@ async def world(tmp_path: Path, database_url: str) -> AsyncIterator[World]:
             "STORYBOT_MODEL_MAX_NEW_TOKENS": "16",
             "STORYBOT_OPENAI_BASE_URL": model.url,
             "STORYBOT_OPENAI_MODEL": "served-model",
-            "STORYBOT_GENERATION_STREAM_INTERVAL_S": "0",
+            "STORYBOT_GENERATION_STREAM_INTERVAL_S": "0.05",
             "STORYBOT_GENERATION_JOB_LEASE_S": str(LEASE_S),
             "STORYBOT_STORY_PASSAGES_PER_MINUTE": "0",
             "STORYBOT_SLACK_BOT_TOKEN": BOT_TOKEN,
             "STORYBOT_SLACK_SIGNING_SECRET": SIGNING_SECRET,
             "STORYBOT_SLACK_API_BASE_URL": f"{api.url}/api/",
-            "STORYBOT_SLACK_STREAM_UPDATE_INTERVAL_S": "0.05",
             "STORYBOT_LOGGING_LEVEL": "INFO",
         }
         world = World(api, model, env, tmp_path)

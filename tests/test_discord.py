@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import re
 import sqlite3
 import subprocess
@@ -28,7 +29,7 @@ from tests.fake_discord import CHANNEL_ID, GUILD_ID, MANAGE_MESSAGES, MEMBER_PER
 from tests.fake_openai import FakeOpenAI, running_fake_openai
 
 ALICE, BOB, CAROL = user(1, "Alice"), user(2, "Bob"), user(3, "Carol")
-EDIT_INTERVAL = 0.25
+STREAM_INTERVAL = 0.25  # generation.stream_interval_s: the pace of a streaming passage's edits
 # A bot passage longer than one Discord message, with mentions the model "wrote".
 SENTENCES = [f"Wave {i} rolled in under the beam and broke on the rocks below." for i in range(45)]
 SENTENCES[3] = "Someone shouted @everyone and <@123> and <@&456> from the pier."
@@ -62,12 +63,11 @@ def discord_config(tmp_path: Path, fake: FakeDiscord, model: dict[str, str], **s
         tmp_path,
         {
             "STORYBOT_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'stories.db'}",
-            "STORYBOT_GENERATION_STREAM_INTERVAL_S": "0",
+            "STORYBOT_GENERATION_STREAM_INTERVAL_S": str(STREAM_INTERVAL),
             "STORYBOT_STORY_PASSAGES_PER_MINUTE": "0",
             "STORYBOT_DISCORD_TOKEN": "not-a-real-token",
             "STORYBOT_DISCORD_API_BASE_URL": fake.api_base_url,
             "STORYBOT_DISCORD_GATEWAY_URL": fake.gateway_url,
-            "STORYBOT_DISCORD_STREAM_EDIT_INTERVAL_S": str(EDIT_INTERVAL),
             **model,
             **{f"STORYBOT_DISCORD_{key.upper()}": value for key, value in settings.items()},
         },
@@ -125,7 +125,8 @@ async def bot_turn(
         ends = [i for i, m in enumerate(messages) if m["components"]]
         return messages[: ends[0] + 1] if ends else None
 
-    return await fake.until(finished, timeout)
+    turn: list[dict[str, Any]] = await fake.until(finished, timeout)
+    return turn
 
 
 def custom_ids(message: dict[str, Any]) -> list[str]:
@@ -188,8 +189,8 @@ async def test_a_whole_story_streams_splits_and_answers_buttons(
         assert custom_ids(tail) == [f"story:{action}:{story_id}" for action in ("continue", "retry", "undo", "end")]
         edits = fake.edits_of(head["id"])
         assert len(edits) >= 3, "the first message grows in several edits before the final one"
-        gaps = [b.at - a.at for a, b in zip(edits, edits[1:])]
-        assert min(gaps) >= EDIT_INTERVAL * 0.9, gaps
+        gaps = [b.at - a.at for a, b in itertools.pairwise(edits)]
+        assert min(gaps) >= STREAM_INTERVAL * 0.9, gaps
         assert "components" in fake.edits_of(tail["id"])[-1].json, "the final edit adds the buttons"
 
         # A person's long passage is split at a sentence end too, and attributed.
@@ -388,7 +389,8 @@ async def test_every_interaction_is_acknowledged_within_3_seconds_while_the_mode
 def test_storybot_discord_without_a_token_says_what_to_set(tmp_path: Path) -> None:
     env = {"PATH": "/usr/bin:/bin", "STORYBOT_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 's.db'}"}
     done = subprocess.run(
-        [sys.executable, "-m", "bot.cli", "discord", "--sync"],
+        [sys.executable, "-m", "adapters.cli", "discord", "--sync"],
+        check=False,
         capture_output=True,
         text=True,
         env=env,

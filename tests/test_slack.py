@@ -22,9 +22,9 @@ from typing import Any
 
 import pytest
 
+from adapters.cli import main
 from adapters.slack_app import SlackServer, run_slack, slack_http_server
 from adapters.slack_app.render import SECTION_LIMIT, plain_text, split_text
-from bot.cli import main
 from bot.config import ConfigError
 from tests.conftest import make_config
 from tests.fake_openai import FakeOpenAI, running_fake_openai
@@ -82,12 +82,11 @@ async def slack(tmp_path: Path, fake: FakeOpenAI) -> AsyncIterator[Slack]:
             "STORYBOT_MODEL_MAX_NEW_TOKENS": "16",
             "STORYBOT_OPENAI_BASE_URL": fake.url,
             "STORYBOT_OPENAI_MODEL": "served-model",
-            "STORYBOT_GENERATION_STREAM_INTERVAL_S": "0",
+            "STORYBOT_GENERATION_STREAM_INTERVAL_S": "0.05",
             "STORYBOT_STORY_PASSAGES_PER_MINUTE": "0",
             "STORYBOT_SLACK_BOT_TOKEN": BOT_TOKEN,
             "STORYBOT_SLACK_SIGNING_SECRET": SIGNING_SECRET,
             "STORYBOT_SLACK_API_BASE_URL": f"{api.url}/api/",
-            "STORYBOT_SLACK_STREAM_UPDATE_INTERVAL_S": "0.05",
         },
     )
     try:
@@ -138,7 +137,7 @@ def posts(api: FakeSlack) -> list[str]:
 
 async def bot_passage(api: FakeSlack, count: int) -> tuple[str, dict[str, Any]]:
     """Wait for the ``count``-th finished bot passage; returns it."""
-    found = await api.wait_for(lambda: len(passages(api)) >= count and passages(api))
+    found: list[tuple[str, dict[str, Any]]] = await api.wait_for(lambda: len(passages(api)) >= count and passages(api))
     return found[count - 1]
 
 
@@ -492,7 +491,8 @@ async def assert_kept_and_answering(slack: Slack, before: tuple[int, int]) -> No
     for channel, answer in ((CHANNEL, "“Kept” — alternate mode, 2 passages"), (OTHER, "No story is running")):
         seen = len(ephemerals(slack, BOB))
         assert (await send.command("status", user=BOB, channel=channel)).status == 200
-        status = await api.wait_for(lambda: ephemerals(slack, BOB)[seen:])
+        # (awaited before the loop moves on, so the lambda reads this round's ``seen``)
+        status = await api.wait_for(lambda: ephemerals(slack, BOB)[seen:])  # noqa: B023
         assert answer in status[0], status
     assert (len(slack.model.requests), len(api.of("chat.postMessage"))) == before
 
@@ -541,7 +541,7 @@ async def test_a_request_no_listener_handles_gets_200_and_one_log_line(
 ) -> None:
     target, before = await running_story(slack, caplog)
     reaction = {"type": "reaction_added", "user": BOB, "reaction": "wave", "event_ts": "1700000000.000100"}
-    irrelevant = [
+    irrelevant: list[Callable[[], Awaitable[Sent]]] = [
         lambda: target.send.interact(target.end(actions=[{"type": "button", "action_id": "another_apps_button"}])),
         lambda: target.send.send(target.event(event=reaction), JSON),  # Bolt's 404 would make Slack retry it
         lambda: target.send.send(json.dumps({"type": "something_new"}).encode(), JSON),

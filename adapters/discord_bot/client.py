@@ -18,10 +18,12 @@ from typing import Any
 import discord
 from discord import app_commands
 
+from adapters.common.threads import StoryThread
+from adapters.common.wording import PROBLEM, problem
 from adapters.discord_bot.buttons import StoryButton
-from adapters.discord_bot.render import MESSAGE_LIMIT, NO_PINGS, passage_messages, problem, split_message
+from adapters.discord_bot.render import MESSAGE_LIMIT, NO_PINGS, passage_messages, split_message
 from adapters.discord_bot.slash import StoryCommands
-from adapters.discord_bot.streaming import TurnStreamer
+from adapters.discord_bot.streaming import PLATFORM, DiscordStreamer
 from bot import commands as c
 from bot.app import App
 from bot.identity import Actor, ChannelRef
@@ -30,9 +32,7 @@ from bot.sessions import DEFAULT_TITLE
 
 log = logging.getLogger(__name__)
 
-PLATFORM = "discord"
 THREAD_NAME_LIMIT = 100
-PROBLEM = "Something went wrong on the bot's side; please try again."
 # Discord wants a response within 3 seconds; what the core has not stored by then is answered
 # with "thinking…" first, with time to spare for the response's trip.
 ACK_MARGIN_S = 2.0
@@ -57,6 +57,21 @@ def _contents(result: Result) -> list[str]:
     return split_message(result.text or "Done.", MESSAGE_LIMIT)
 
 
+class _Thread(StoryThread):
+    """A public Discord thread under the channel, opened for the story."""
+
+    def __init__(self, ref: ChannelRef, thread: discord.Thread) -> None:
+        super().__init__(ref)
+        self.thread = thread
+
+    async def show(self, result: Result) -> None:
+        for content in _contents(result):
+            await self.thread.send(content, allowed_mentions=NO_PINGS)
+
+    async def take_back(self, result: Result) -> None:
+        await self.thread.delete()  # the asker hears why in the answer
+
+
 class StoryClient(discord.Client):
     """One bot user serving every guild it is in; a thread is a channel of its own."""
 
@@ -69,8 +84,8 @@ class StoryClient(discord.Client):
         self.sync_commands = sync
         self.tree = app_commands.CommandTree(self)
         self.tree.add_command(StoryCommands())
-        self.tree.on_error = self._command_error  # type: ignore[method-assign]
-        app.queue.add_listener(TurnStreamer(self, settings.stream_edit_interval_s), shows=PLATFORM)
+        self.tree.on_error = self._command_error  # type: ignore[method-assign]  # discord.py's way to set the tree's handler
+        app.queue.add_listener(DiscordStreamer(self), shows=PLATFORM)
 
     # ------------------------------------------------------------------ start-up
 
@@ -165,15 +180,12 @@ class StoryClient(discord.Client):
         if not isinstance(parent, discord.TextChannel):
             return Result.error("A story thread can only be made in a text channel; try thread:false here.")
         name = (command.title or DEFAULT_TITLE)[:THREAD_NAME_LIMIT]
-        thread = await parent.create_thread(name=name, type=discord.ChannelType.public_thread)
-        channel = self._ref(interaction.guild_id, thread, thread.id)
-        result = await self.app.sessions.handle(channel, actor, command, event_id=event_id)
-        if not result.ok:
-            await thread.delete()
+        opened = await parent.create_thread(name=name, type=discord.ChannelType.public_thread)
+        thread = _Thread(self._ref(interaction.guild_id, opened, opened.id), opened)
+        result = await thread.start(self.app.sessions, actor, command, event_id)
+        if not await thread.finish(result):
             return result
-        for content in _contents(result):
-            await thread.send(content, allowed_mentions=NO_PINGS)
-        return Result(f"{result.text.splitlines()[0]} The story is in {thread.mention}.")
+        return Result(f"{result.text.splitlines()[0]} The story is in {opened.mention}.")
 
     async def reject(self, interaction: discord.Interaction[Any], text: str) -> None:
         if interaction.response.is_done():

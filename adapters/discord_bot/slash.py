@@ -1,9 +1,12 @@
 """The ``/story`` app-command group: every subcommand of the grammar, with typed options.
 
-Discord hands over typed values, so nothing here parses a command line; each subcommand builds
-the core's command object, and where the core's parser owns a rule (what ``clear`` means, which
-help topics exist, export formats and ids, setting ranges) the value goes through that rule.
-A value the rules refuse is answered with the parser's one-line error, shown only to the asker.
+Discord hands over typed values (choices, numbers in range, flags), so each subcommand builds
+the core's command object from them directly; the option types carry the limits Discord checks
+(a genre's length, ids from 1 up), and the grammar's helpers convert what it owns (a mode, a
+setting's value and range). Two subcommands still hand their words to the grammar, because it
+owns a rule about them that it applies only while parsing, and the asker must get its error:
+``add`` (an empty passage) and ``export`` (``body`` is HTML, and refuses another format).
+A value the rules refuse is answered with the one-line error, shown only to the asker.
 """
 
 import re
@@ -27,7 +30,7 @@ _TOPICS = [app_commands.Choice(name=word, value=word) for word in SUBCOMMANDS]
 def _range(key: str, kind: type) -> Any:
     """An option type bounded like the setting ``key`` (Discord's picker enforces it too)."""
     spec = c.SETTING_KEYS[key]
-    return app_commands.Range[kind, kind(spec.minimum), kind(spec.maximum)]  # type: ignore[valid-type]
+    return app_commands.Range[kind, kind(spec.minimum), kind(spec.maximum)]
 
 
 async def _run(interaction: discord.Interaction[Any], build: Callable[[], c.Command]) -> None:
@@ -41,12 +44,9 @@ async def _run(interaction: discord.Interaction[Any], build: Callable[[], c.Comm
 
 
 def _start(title: str | None, genre: str | None, mode: str | None, opening: str | None, thread: bool) -> c.Start:
-    genre = genre.strip() if genre else None
-    if genre and len(genre) > c.MAX_GENRE_LENGTH:
-        raise c.ParseError(f"genre can be at most {c.MAX_GENRE_LENGTH} characters (got {len(genre)}).")
     return c.Start(
         title=(title or "").strip() or None,
-        genre=genre or None,
+        genre=(genre or "").strip() or None,
         mode=c.Mode.parse(mode) if mode else None,
         opening=(opening or "").strip() or None,
         thread=thread,
@@ -58,6 +58,14 @@ def _lore_add(keys: str, text: str) -> c.LoreAdd:
     if not names or not text.strip():
         raise c.ParseError(f"Give the lore entry's keys and its text. Usage: {c.usage('lore')}")
     return c.LoreAdd(names, text.strip())
+
+
+def _memo(kind: type[c.Memory] | type[c.Note], text: str | None) -> c.Memory | c.Note:
+    """The text option as its description reads: left empty shows, ``clear`` clears, else sets."""
+    text = (text or "").strip()
+    if not text:
+        return kind(None)
+    return kind("" if text.lower() == "clear" else text)
 
 
 def _settings(values: dict[str, object]) -> c.Settings:
@@ -122,12 +130,12 @@ class StoryCommands(app_commands.Group):
     @app_commands.command(name="memory", description="Show, set or clear the facts the bot always keeps in mind")
     @app_commands.describe(text="The facts; 'clear' clears them; leave empty to see them")
     async def memory(self, interaction: discord.Interaction, text: str | None = None) -> None:
-        await _run(interaction, lambda: c.parse(f"memory {text or ''}"))
+        await _run(interaction, lambda: _memo(c.Memory, text))
 
     @app_commands.command(name="note", description="Show, set or clear the author's note (style, tone)")
     @app_commands.describe(text="The note; 'clear' clears it; leave empty to see it")
     async def note(self, interaction: discord.Interaction, text: str | None = None) -> None:
-        await _run(interaction, lambda: c.parse(f"note {text or ''}"))
+        await _run(interaction, lambda: _memo(c.Note, text))
 
     lore = app_commands.Group(name="lore", description="World facts the bot recalls when a key comes up")
 
@@ -151,11 +159,11 @@ class StoryCommands(app_commands.Group):
     async def settings(
         self,
         interaction: discord.Interaction,
-        temperature: _range("temperature", float) | None = None,  # type: ignore[valid-type]
-        length: _range("length", int) | None = None,  # type: ignore[valid-type]
-        top_p: _range("top_p", float) | None = None,  # type: ignore[valid-type]
-        top_k: _range("top_k", int) | None = None,  # type: ignore[valid-type]
-        repetition_penalty: _range("repetition_penalty", float) | None = None,  # type: ignore[valid-type]
+        temperature: _range("temperature", float) | None = None,  # type: ignore[valid-type]  # a Range made at run time: a type to discord.py, not to mypy
+        length: _range("length", int) | None = None,  # type: ignore[valid-type]  # a Range made at run time: a type to discord.py, not to mypy
+        top_p: _range("top_p", float) | None = None,  # type: ignore[valid-type]  # a Range made at run time: a type to discord.py, not to mypy
+        top_k: _range("top_k", int) | None = None,  # type: ignore[valid-type]  # a Range made at run time: a type to discord.py, not to mypy
+        repetition_penalty: _range("repetition_penalty", float) | None = None,  # type: ignore[valid-type]  # a Range made at run time: a type to discord.py, not to mypy
         mode: str | None = None,
         model: str | None = None,
     ) -> None:
@@ -209,10 +217,10 @@ class StoryCommands(app_commands.Group):
     @app_commands.command(name="show", description="A finished story's summary and opening")
     @app_commands.describe(story_id="The story's id, from /story list")
     async def show(self, interaction: discord.Interaction, story_id: app_commands.Range[int, 1]) -> None:
-        await _run(interaction, lambda: c.parse(f"show {story_id}"))
+        await _run(interaction, lambda: c.Show(story_id))
 
     @app_commands.command(name="help", description="The commands, or how to use one")
     @app_commands.describe(command="The command to explain")
     @app_commands.choices(command=_TOPICS)
     async def help(self, interaction: discord.Interaction, command: str | None = None) -> None:
-        await _run(interaction, lambda: c.parse(f"help {command or ''}"))
+        await _run(interaction, lambda: c.Help(command))

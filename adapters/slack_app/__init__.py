@@ -119,6 +119,6 @@ async def run_slack(config: Config, *, http: bool = False, host: str = "0.0.0.0"
             ) from error
         handler = AsyncSocketModeHandler(story.bolt, config.slack.app_token)
         try:
-            await handler.start_async()
+            await handler.start_async()  # type: ignore[no-untyped-call]  # slack_bolt leaves it unannotated
         finally:
-            await handler.close_async()
+            await handler.close_async()  # type: ignore[no-untyped-call]  # slack_bolt leaves it unannotated

@@ -77,7 +77,7 @@ async def read_request(request: web.Request) -> AsyncBoltRequest:
     except UnicodeDecodeError:
         raise MalformedRequest("the body is not UTF-8") from None
     try:
-        bolt_request = AsyncBoltRequest(body=text, query=request.query_string, headers=request.headers)  # type: ignore[arg-type]
+        bolt_request = AsyncBoltRequest(body=text, query=request.query_string, headers=request.headers)  # type: ignore[arg-type]  # Bolt reads any mapping of headers; it names only dict
     except Exception as error:  # the constructor only parses ``text``: whatever it raises, the body caused
         raise MalformedRequest(f"Bolt cannot read the body ({type(error).__name__})") from None
     _check_routing(bolt_request.body)

@@ -33,6 +33,8 @@ from slack_bolt.error import BoltUnhandledRequestError
 from slack_bolt.response import BoltResponse
 from slack_sdk.web.async_client import AsyncWebClient
 
+from adapters.common.threads import StoryThread
+from adapters.common.wording import PROBLEM, problem
 from adapters.slack_app import render
 from adapters.slack_app.fields import (
     Fields,
@@ -44,7 +46,7 @@ from adapters.slack_app.fields import (
 )
 from adapters.slack_app.messages import SLACK_ERRORS, Messages
 from adapters.slack_app.people import People
-from adapters.slack_app.streaming import PLATFORM, TurnStreamer
+from adapters.slack_app.streaming import PLATFORM, SlackStreamer
 from bot import commands as c
 from bot.app import App
 from bot.identity import Actor, ChannelRef
@@ -61,9 +63,8 @@ BUTTON_COMMANDS: dict[str, type[c.Command]] = {
 THREAD_HINT = (
     "The story is in this thread: every reply is a passage; mention the bot with a command, e.g. “@storybot status”."
 )
-PROBLEM = "Something went wrong on the bot's side; please try again."
 NOT_IN_CHANNEL = "I can't post in this channel yet: invite me with /invite, then try again."
-NOT_OUR_BUTTON = "⚠️ This button is not one the bot made. Type /story status."
+NOT_OUR_BUTTON = problem("This button is not one the bot made. Type /story status.")
 WORKING = "⏳ Working on it…"
 # Slack wants an answer within 3 seconds; what the core has not stored by then is acknowledged
 # as "working on it", with time to spare for the answer's trip back.
@@ -93,12 +94,12 @@ class Reply:
     """What the core decided about one delivery, to acknowledge and show.
 
     ``delivery`` is where to show it (a story thread the command just opened, say), and
-    ``opening`` that thread's opening message in the channel, to finish or take back.
+    ``thread`` that thread, to finish or take back once the asker has been answered.
     """
 
     result: Result
     delivery: Delivery
-    opening: str | None = None
+    thread: _Thread | None = None
 
 
 class SlackStory:
@@ -109,8 +110,7 @@ class SlackStory:
         self.core = core
         self.messages = Messages(client)
         self.people = People(client, settings.user_cache_s)
-        self.streamer = TurnStreamer(self.messages, settings.stream_update_interval_s)
-        core.queue.add_listener(self.streamer, shows=PLATFORM)
+        core.queue.add_listener(SlackStreamer(self.messages), shows=PLATFORM)
         self.bot_user_id = ""
         self._showing: set[asyncio.Future[None]] = set()
         self.bolt = AsyncApp(
@@ -133,10 +133,9 @@ class SlackStory:
         log.info("signed in to Slack workspace %s as %s", identity.get("team"), identity.get("user"))
 
     async def close(self) -> None:
-        """Let the replies being posted finish (briefly), then the turns being shown."""
+        """Let the replies being posted finish (briefly); bot turns are the queue's to wind down."""
         if self._showing:
             await asyncio.wait(set(self._showing), timeout=SHOW_GRACE_S)
-        await self.streamer.close()
 
     # ------------------------------------------------------------------ listeners
 
@@ -214,8 +213,8 @@ class SlackStory:
                 await ack()
             return
         result = reply.result
-        if ack is not None and answer_in_ack and reply.opening is None and _fits_in_ack(result):
-            text = result.text if result.ok else f"⚠️ {result.text}"
+        if ack is not None and answer_in_ack and reply.thread is None and _fits_in_ack(result):
+            text = result.text if result.ok else problem(result.text)
             await ack(text=render.fallback(text), blocks=render.text_blocks(text))
             return
         if ack is not None:
@@ -271,39 +270,25 @@ class SlackStory:
         """``/story start thread:true``: a message in the channel opens the thread that holds the story."""
         opening = f"📖 {actor.name} is starting “{command.title or 'a story'}” in this thread…"
         try:
-            parent = await self.messages.post(delivery.ref, render.note_blocks(opening), opening)
+            ts = await self.messages.post(delivery.ref, render.note_blocks(opening), opening)
         except SLACK_ERRORS as error:
             log.warning("cannot post in %s: %s", delivery.ref.key, error)
             return Reply(Result.error(NOT_IN_CHANNEL), delivery)
-        thread = dataclasses.replace(delivery, ref=dataclasses.replace(delivery.ref, thread=parent))
-        result = await self.core.sessions.handle(thread.ref, actor, command, event_id=delivery.event_id)
-        return Reply(result, thread, opening=parent)
-
-    async def _finish_thread(self, reply: Reply) -> None:
-        """Turn the thread's opening message into the story's first lines, or take it back."""
-        assert reply.opening is not None
-        result, channel = reply.result, dataclasses.replace(reply.delivery.ref, thread="")
-        if not result.ok or result.duplicate:
-            await self.messages.delete(channel, reply.opening)
-            if not result.duplicate:
-                await self._tell(reply.delivery, f"⚠️ {result.text}")
-            return
-        blocks = [*render.text_blocks(result.text), *render.note_blocks(THREAD_HINT)]
-        await self.messages.update(channel, reply.opening, blocks, result.text)
-        if result.passage is not None:
-            await self._show(Reply(dataclasses.replace(result, text=""), reply.delivery))
+        thread = _Thread(self, delivery, ts)
+        result = await thread.start(self.core.sessions, actor, command, delivery.event_id)
+        return Reply(result, thread.delivery, thread)
 
     async def _show(self, reply: Reply) -> None:
         """The result in Slack's idiom: to the asker only, in the channel, or as a shared file."""
-        if reply.opening is not None:
-            await self._finish_thread(reply)
+        if reply.thread is not None:
+            await reply.thread.finish(reply.result)
             return
         result, delivery = reply.result, reply.delivery
         if result.duplicate:
             log.info("delivery %s was already applied; nothing to do", delivery.event_id)
             return
         if not result.ok:
-            await self._tell(delivery, f"⚠️ {result.text}")
+            await self._tell(delivery, problem(result.text))
         elif result.private:
             await self._tell(delivery, result.text)
         elif result.attachment is not None:
@@ -311,7 +296,7 @@ class SlackStory:
                 await self.messages.upload(delivery.ref, result.attachment, result.text)
             except SLACK_ERRORS as error:
                 log.warning("file upload failed in %s: %s", delivery.ref.key, error)
-                await self._tell(delivery, "⚠️ Slack did not take the file; please try the export again.")
+                await self._tell(delivery, problem("Slack did not take the file; please try the export again."))
         elif result.passage is not None:
             passage = result.passage
             blocks = render.passage_blocks(passage, result.text, with_buttons=passage.by_bot)
@@ -325,7 +310,7 @@ class SlackStory:
             return await self.messages.post(delivery.ref, blocks, text)
         except SLACK_ERRORS as error:
             log.warning("cannot post in %s: %s", delivery.ref.key, error)
-            await self._tell(delivery, f"⚠️ {NOT_IN_CHANNEL}")
+            await self._tell(delivery, problem(NOT_IN_CHANNEL))
             return None
 
     async def _tell(self, delivery: Delivery, text: str) -> None:
@@ -333,6 +318,29 @@ class SlackStory:
             await self.messages.tell(delivery.ref, delivery.user_id, text, delivery.response_url)
         except SLACK_ERRORS as error:
             log.warning("cannot reach %s in %s: %s", delivery.user_id, delivery.ref.key, error)
+
+
+class _Thread(StoryThread):
+    """A story's thread in Slack: the replies to an opening message the bot posts in the channel."""
+
+    def __init__(self, story: SlackStory, delivery: Delivery, opening: str) -> None:
+        self.delivery = dataclasses.replace(delivery, ref=dataclasses.replace(delivery.ref, thread=opening))
+        super().__init__(self.delivery.ref)
+        self.story = story
+        self.channel = delivery.ref
+        self.opening = opening
+
+    async def show(self, result: Result) -> None:
+        """The opening message becomes the story's first lines; the opening passage follows in the thread."""
+        blocks = [*render.text_blocks(result.text), *render.note_blocks(THREAD_HINT)]
+        await self.story.messages.update(self.channel, self.opening, blocks, result.text)
+        if result.passage is not None:
+            await self.story._show(Reply(dataclasses.replace(result, text=""), self.delivery))
+
+    async def take_back(self, result: Result) -> None:
+        await self.story.messages.delete(self.channel, self.opening)
+        if not result.duplicate:  # (a delivery applied before was answered then)
+            await self.story._tell(self.delivery, problem(result.text))
 
 
 async def _decided(reply: Reply) -> Reply:

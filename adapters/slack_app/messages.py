@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import TypedDict
 
 import aiohttp
 from slack_sdk.errors import SlackClientError
@@ -24,11 +25,21 @@ log = logging.getLogger(__name__)
 
 # What a failed Web API call raises: Slack said no, or Slack could not be reached.
 SLACK_ERRORS = (SlackClientError, aiohttp.ClientError, asyncio.TimeoutError)
-NO_PINGS = {"link_names": False, "parse": "none", "unfurl_links": False, "unfurl_media": False}
 
 
-def _thread(ref: ChannelRef) -> dict[str, str]:
-    return {"thread_ts": ref.thread} if ref.thread else {}
+class _NoPings(TypedDict):
+    link_names: bool
+    parse: str
+    unfurl_links: bool
+    unfurl_media: bool
+
+
+NO_PINGS: _NoPings = {"link_names": False, "parse": "none", "unfurl_links": False, "unfurl_media": False}
+
+
+def _thread(ref: ChannelRef) -> str | None:
+    """The story thread's ``thread_ts``; None (which the SDK leaves out) for a channel's own story."""
+    return ref.thread or None
 
 
 class Messages:
@@ -45,7 +56,7 @@ class Messages:
         first = ""
         for batch in render.batches(blocks):
             response = await self.client.chat_postMessage(
-                channel=ref.channel, blocks=batch, text=render.fallback(text), **_thread(ref), **NO_PINGS
+                channel=ref.channel, blocks=batch, text=render.fallback(text), thread_ts=_thread(ref), **NO_PINGS
             )
             first = first or str(response["ts"])
         return first
@@ -78,7 +89,7 @@ class Messages:
                     user=user_id,
                     blocks=batch,
                     text=render.fallback(text),
-                    **_thread(ref),
+                    thread_ts=_thread(ref),
                     **NO_PINGS,
                 )
             return
@@ -102,5 +113,5 @@ class Messages:
             filename=attachment.filename,
             title=attachment.filename,
             initial_comment=render.fallback(comment),
-            **_thread(ref),
+            thread_ts=_thread(ref),
         )

@@ -7,7 +7,8 @@ Pure functions, no Web API calls. Two rules hold for everything the bot sends:
   Sections are ``verbatim`` and messages go out with ``link_names`` off, so a plain ``@here`` stays
   plain text too.
 - Every section holds at most :data:`SECTION_LIMIT` characters *after* escaping, cut at the last
-  sentence end that fits, and a message carries at most :data:`BLOCKS_PER_MESSAGE` blocks.
+  sentence end that fits (``adapters.common.split``), and a message carries at most
+  :data:`BLOCKS_PER_MESSAGE` blocks.
 
 Text arriving from Slack (a slash command's text, a message in a story thread) is in Slack's
 markup; :func:`plain_text` turns it back into what the person typed.
@@ -18,6 +19,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from adapters.common import split
 from bot.results import PassageView
 
 Block = dict[str, Any]
@@ -34,8 +36,6 @@ BUTTONS: dict[str, tuple[str, str | None]] = {  # action -> label, style
 }
 
 _ENTITIES = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
-_SENTENCE_BREAK = re.compile(r"[.!?…][\"'”’»)\]*_]*\s+|\n\s*")
-_SPACE = re.compile(r"\s+")
 # Slack markup in incoming text: <@U1|name>, <#C1|general>, <!here>, <https://x|label>.
 _REFERENCE = re.compile(r"<([^<>|]*)(?:\|([^<>]*))?>")
 
@@ -71,30 +71,9 @@ def _fitting_length(text: str, limit: int) -> int:
     return len(text)
 
 
-def _cut(text: str, fits: int) -> int:
-    """Where to end a piece of at most ``fits`` characters: a sentence end, else a space.
-
-    Depends only on the text up to ``fits``, so while a passage streams in, a full section's
-    cut never moves.
-    """
-    floor = fits // 4  # a cut this early would leave a stub of a section
-    window = text[: fits + 1]
-    for pattern in (_SENTENCE_BREAK, _SPACE):
-        ends = [m.end() for m in pattern.finditer(window) if floor <= m.end() <= fits]
-        if ends:
-            return ends[-1]
-    return max(fits, 1)
-
-
 def split_text(text: str, limit: int = SECTION_LIMIT) -> list[str]:
     """``text`` as consecutive pieces whose escaped form is at most ``limit`` characters (at least one)."""
-    pieces: list[str] = []
-    while len(escape(text)) > limit:
-        cut = _cut(text, _fitting_length(text, limit))
-        pieces.append(text[:cut].rstrip())
-        text = text[cut:].lstrip()
-    pieces.append(text)
-    return pieces
+    return split.split_text(text, limit, _fitting_length)
 
 
 def _section(mrkdwn: str) -> Block:

@@ -14,7 +14,8 @@ Each claimed job is one ``_turn`` task. Model work runs in the backend's worker 
 (``Batcher``): the event loop only waits on it, so chat interactions are answered while the
 model writes. A turn claimed while others are being written joins their batch at the next
 step, and each turn is stored the moment its own passage is done. Text streams back to
-listeners at most once per ``stream_interval_s``.
+listeners through one throttle (``_Throttle``): the newest text, ``stream_interval_s`` after the
+listeners were done with the last one. It is the only pace: the adapters show what they are told.
 
 Nothing that goes wrong stops the queue for good. The worker survives its own errors (a
 database locked past every retry, a network failure, a bug): it logs the first of a run of
@@ -575,14 +576,18 @@ class GenerationQueue:
 
 
 class _Throttle:
-    """Latest-value stream: yields the newest text at most once per ``interval`` seconds."""
+    """Latest-value stream: yields the newest text, ``interval`` seconds after the consumer asked
+    for the next one (that is, after the listeners were done with the last), and skips the texts
+    that came meanwhile. So a turn's messages change at most once per interval, however slowly a
+    platform answers, and never two updates at once."""
 
     def __init__(self, interval: float) -> None:
         self.interval = interval
         self._latest: str | None = None
         self._closed = False
         self._changed = asyncio.Event()
-        self._last_sent = 0.0
+        self._next_at = 0.0  # when the next text may go out
+        self._handed_out = False  # a text went out, and its consumer may still be busy with it
 
     def put(self, text: str) -> None:
         self._latest = text
@@ -596,17 +601,20 @@ class _Throttle:
         return self
 
     async def __anext__(self) -> str:
+        if self._handed_out:  # asked again: the consumer is done with the last text, the rest starts
+            self._handed_out = False
+            self._next_at = time.monotonic() + self.interval
         while True:
             if self._closed:
                 raise StopAsyncIteration
             await self._changed.wait()
             self._changed.clear()
-            wait = self._last_sent + self.interval - time.monotonic()
+            wait = self._next_at - time.monotonic()
             if wait > 0 and not self._closed:
                 await asyncio.sleep(wait)
             if self._closed:
                 raise StopAsyncIteration
             if self._latest is not None:
                 text, self._latest = self._latest, None
-                self._last_sent = time.monotonic()
+                self._handed_out = True
                 return text

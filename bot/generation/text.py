@@ -12,10 +12,18 @@ from bot.printable import CONTROL_CHARACTERS
 # when it stops inside a multi-byte character or babbles; never worth showing.
 _UNPRINTABLE = re.compile(f"[{CONTROL_CHARACTERS}\ufffd]")
 
-# A sentence end: . ! ? or … possibly followed by closing quotes or brackets, before a space
-# or the end; or a Chinese/Japanese full stop, question or exclamation mark (no space follows
-# those), possibly followed by closing quotes or brackets.
-_SENTENCE_END = re.compile(r"[.!?…][\"'”’»)\]]*(?=\s|$)|[。！？][」』”’）》]*")
+# What ends a sentence: . ! ? or … before a space or the end of the text, or a Chinese/Japanese
+# full stop, question or exclamation mark (no space follows those); either possibly followed by
+# closing quotes or brackets. Public so that the adapters cut long messages where a sentence ends
+# by the same reckoning (adapters/common/split.py).
+SENTENCE_MARKS = ".!?…"
+CLOSING_MARKS = "\"'”’»)]"
+CJK_SENTENCE_MARKS = "。！？"
+CJK_CLOSING_MARKS = "」』”’）》"
+_SENTENCE_END = re.compile(
+    rf"[{re.escape(SENTENCE_MARKS)}][{re.escape(CLOSING_MARKS)}]*(?=\s|$)"
+    rf"|[{re.escape(CJK_SENTENCE_MARKS)}][{re.escape(CJK_CLOSING_MARKS)}]*"
+)
 # Titles whose full stop never ends a sentence ("Mr. Hale opened the door").
 _TITLES = frozenset({"mr", "mrs", "ms", "dr", "prof", "st", "mt", "sr", "jr", "capt", "col", "gen", "lt", "sgt", "rev"})
 _LAST_WORD = re.compile(r"(\w+)$")

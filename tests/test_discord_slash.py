@@ -1,0 +1,121 @@
+"""The ``/story`` app commands build the core's commands from Discord's typed options: each one
+must be the command the grammar reads from the same words typed as a line, and a value the
+rules refuse gets the grammar's own one-line error. No Discord here: each subcommand's callback
+is called with a stand-in interaction whose client records what it was asked to run."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from discord import app_commands
+
+from adapters.discord_bot.slash import StoryCommands
+from bot import commands as c
+
+
+class Runner:
+    """The client's side of a subcommand (``CommandRunner``): what it was asked to run or refuse."""
+
+    def __init__(self) -> None:
+        self.ran: list[c.Command] = []
+        self.refused: list[str] = []
+
+    async def run_command(self, interaction: Any, command: c.Command, *, story_id: int | None = None) -> None:
+        self.ran.append(command)
+
+    async def reject(self, interaction: Any, text: str) -> None:
+        self.refused.append(text)
+
+
+class Interaction:
+    def __init__(self) -> None:
+        self.client = Runner()
+
+
+async def invoke(*path: str, **options: Any) -> Runner:
+    """Run ``/story <path>`` with ``options`` as Discord would hand them over."""
+    group = StoryCommands()
+    node: app_commands.Group | app_commands.Command[Any, ..., Any] | None = group
+    for name in path:
+        assert isinstance(node, app_commands.Group)
+        node = node.get_command(name)
+    assert isinstance(node, app_commands.Command)
+    interaction = Interaction()
+    await node.callback(group, interaction, **options)  # type: ignore[arg-type]  # a stand-in for discord.Interaction
+    return interaction.client
+
+
+SAME_AS_TYPED: list[tuple[tuple[str, ...], dict[str, Any], str]] = [
+    (
+        ("start",),
+        {
+            "title": "The Lighthouse",
+            "genre": " mystery ",
+            "mode": "free",
+            "opening": "The keeper climbed.",
+            "thread": True,
+        },
+        'start "The Lighthouse" genre:mystery mode:free thread:yes The keeper climbed.',
+    ),
+    (("start",), {}, "start"),
+    (("add",), {"text": "  The keeper climbed the stairs.  "}, "add The keeper climbed the stairs."),
+    (("continue",), {"direction": " north "}, "continue north"),
+    (("continue",), {}, "continue"),
+    (("memory",), {}, "memory"),
+    (("memory",), {"text": "   "}, "memory"),
+    (("memory",), {"text": "clear"}, "memory clear"),
+    (("memory",), {"text": " CLEAR "}, "memory CLEAR"),
+    (("memory",), {"text": " The storm lasts all night. "}, "memory The storm lasts all night."),
+    (("note",), {}, "note"),
+    (("note",), {"text": "Clear"}, "note Clear"),
+    (("note",), {"text": "Keep it tense."}, "note Keep it tense."),
+    (
+        ("lore", "add"),
+        {"keys": "dragon, wyrm", "text": " Dragons sleep here. "},
+        "lore add dragon,wyrm Dragons sleep here.",
+    ),
+    (("lore", "list"), {}, "lore list"),
+    (("lore", "remove"), {"number": 3}, "lore remove 3"),
+    (
+        ("settings",),
+        {"temperature": 0.5, "length": 200, "mode": "round-robin"},
+        "settings temperature:0.5 length:200 mode:round-robin",
+    ),
+    (("settings",), {}, "settings"),
+    (("export",), {}, "export"),
+    (("export",), {"format": "epub", "story_id": 12, "authors": False}, "export epub 12 authors:off"),
+    (("export",), {"body": True}, "export body:on"),
+    (("show",), {"story_id": 12}, "show 12"),
+    (("help",), {}, "help"),
+    (("help",), {"command": "retry"}, "help retry"),
+    (("retry",), {}, "retry"),
+    (("end",), {}, "end"),
+]
+
+
+@pytest.mark.parametrize(("path", "options", "typed"), SAME_AS_TYPED, ids=[typed for _, _, typed in SAME_AS_TYPED])
+async def test_typed_options_build_what_the_grammar_reads_from_the_words(
+    path: tuple[str, ...], options: dict[str, Any], typed: str
+) -> None:
+    runner = await invoke(*path, **options)
+    assert runner.ran == [c.parse(typed)] and not runner.refused
+
+
+@pytest.mark.parametrize(
+    ("path", "options", "error"),
+    [
+        (("add",), {"text": "   "}, "Write your passage after /story add."),
+        (("settings",), {"temperature": 5.0}, "temperature must be a number from 0 to 2"),
+        (("settings",), {"top_p": 0.0}, "top_p must be a number greater than 0"),
+        (("export",), {"format": "md", "body": True}, "body:on is HTML to paste into AO3; use it with html."),
+        (("lore", "add"), {"keys": " , ", "text": "Dragons sleep here."}, "Give the lore entry's keys and its text."),
+    ],
+)
+async def test_a_refused_value_gets_the_one_line_error_and_runs_nothing(
+    path: tuple[str, ...], options: dict[str, Any], error: str
+) -> None:
+    runner = await invoke(*path, **options)
+    assert not runner.ran
+    [refusal] = runner.refused
+    assert refusal.startswith(error) and "\n" not in refusal
