@@ -101,3 +101,10 @@ def language_of(text: str) -> Language | None:
 def next_passage_request(story_text: str) -> str:
     """What the person's turn asks a chat model for, in the story's language (English when unsure)."""
     return (language_of(story_text) or ENGLISH).request
+
+
+def written_in_another(passage: str, story_language: Language | None) -> Language | None:
+    """The language ``passage`` is clearly written in, when that is not the story's; else None
+    (also when either cannot be told)."""
+    found = language_of(passage)
+    return found if story_language is not None and found is not None and found != story_language else None

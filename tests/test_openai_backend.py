@@ -338,6 +338,42 @@ async def test_a_bot_turn_through_the_app_stores_the_streamed_passage(fake: Fake
     assert "The keeper climbed the stairs." in fake.requests[0]["body"]["prompt"]
 
 
+async def test_a_passage_in_another_language_than_the_story_is_written_again(fake: FakeOpenAI, tmp_path: Path) -> None:
+    answers = iter(
+        [
+            ["The house was quiet and the clocks had stopped, and she was alone."],  # English
+            [""],  # empty
+            ["El reloj del salón se paró, y la casa se quedó en silencio."],
+        ]
+    )
+    fake.pieces = lambda body: next(answers)
+    config: Config = make_config(
+        tmp_path,
+        {
+            "STORYBOT_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'stories.db'}",
+            "STORYBOT_MODEL_BACKEND": "openai",
+            "STORYBOT_MODEL_NAME": str(tmp_path / "no-local-model"),
+            "STORYBOT_OPENAI_BASE_URL": fake.url,
+            "STORYBOT_OPENAI_MODEL": "served-model",
+            "STORYBOT_GENERATION_STREAM_INTERVAL_S": "0",
+            "STORYBOT_STORY_PASSAGES_PER_MINUTE": "0",
+        },
+    )
+    turns = TurnRecorder()
+    channel, alice = ChannelRef("test", "guild", "harbour"), Actor("u-alice", "Alice")
+    async with open_app(config) as app:
+        app.queue.add_listener(turns)
+        started = await app.sessions.handle(
+            channel,
+            alice,
+            c.parse('/story start "La casa" La casa de los relojes estaba en silencio y el reloj se paró.'),
+        )
+        result = await turns.wait(started.job_id, timeout=30)
+    assert result is not None and result.passage is not None
+    assert result.passage.text == "El reloj del salón se paró, y la casa se quedó en silencio."
+    assert len(fake.requests) == 3
+
+
 async def _until(condition: Callable[[], bool], timeout: float = 3.0) -> None:
     deadline = time.monotonic() + timeout
     while not condition():

@@ -41,12 +41,16 @@ from bot.generation.backend import Backend, GenerationRequest, ModelUnavailable,
 from bot.generation.batcher import Batcher
 from bot.generation.heavy import run_heavy
 from bot.generation.text import clean_passage, speaker_stops, visible_text
+from bot.language import Language, language_of, written_in_another
 from bot.results import Result
 from bot.sessions import BOT_NAME, JobSpec, SessionManager
 
 log = logging.getLogger(__name__)
 
-EMPTY_PASSAGE_ATTEMPTS = 2
+# A passage that comes out empty after cleaning, or clearly in another language than the story
+# (a small model answers a Chinese story in English now and then), is written again, up to this
+# many tries in all; the last non-empty one is kept if none fits.
+PASSAGE_ATTEMPTS = 3
 STOP_GRACE_S = 10.0  # how long stop() lets the worker and the turns wind down before cancelling
 FIRST_BACKOFF_S = 0.5  # the worker's wait after a failure, doubled per failure in a row...
 MAX_BACKOFF_S = 30.0  # ...up to this
@@ -509,17 +513,29 @@ class GenerationQueue:
         return await self.sessions.finish_job(run.spec.job_id, text, self._generation_record(run.spec))
 
     async def _write_passage(self, batcher: Batcher, run: _Running, loop: asyncio.AbstractEventLoop) -> str:
-        """The cleaned passage; one that comes out empty after cleaning gets one more try."""
+        """The cleaned passage, written again while it is empty or in another language than the
+        story (``PASSAGE_ATTEMPTS``)."""
         # Building the prompt counts tokens, which can take a while for a long story.
-        request = await asyncio.to_thread(self._request, batcher.backend, run, loop)
-        text = ""
-        for _ in range(EMPTY_PASSAGE_ATTEMPTS):
+        request, language = await asyncio.to_thread(self._request, batcher.backend, run, loop)
+        kept = ""
+        for _ in range(PASSAGE_ATTEMPTS):
             text = clean_passage(await batcher.generate(request), request.stop_texts)
-            if text or run.cancelled.is_set():
+            kept = text or kept
+            if run.cancelled.is_set():
                 break
-        return text
+            if not text:
+                log.info("bot turn %s came out empty; writing it again", run.spec.job_id)
+                continue
+            other = written_in_another(text, language)
+            if other is None or language is None:
+                break
+            log.info("bot turn %s came out in %s, not %s; writing it again", run.spec.job_id, other.name, language.name)
+        return kept
 
-    def _request(self, backend: Backend, run: _Running, loop: asyncio.AbstractEventLoop) -> GenerationRequest:
+    def _request(
+        self, backend: Backend, run: _Running, loop: asyncio.AbstractEventLoop
+    ) -> tuple[GenerationRequest, Language | None]:
+        """The request for the turn's passage, and the story's language (None when unsure)."""
         spec = run.spec
         sampling = self._sampling(spec)
         # A length beyond what the model holds (set before it was loaded, or in the config) is
@@ -543,14 +559,16 @@ class GenerationQueue:
             if shown:
                 loop.call_soon_threadsafe(run.stream.put, shown)
 
-        return GenerationRequest(
-            prompt=frame.around(build_prompt(spec.story, limits, backend.count_tokens)),
+        story_prompt = build_prompt(spec.story, limits, backend.count_tokens)
+        request = GenerationRequest(
+            prompt=frame.around(story_prompt),
             sampling=sampling,
             stop_texts=stops,
             on_text=on_text,
             cancelled=run.cancelled,
             cache_key=spec.channel.key,
         )
+        return request, language_of(story_prompt)
 
     def _sampling(self, spec: JobSpec) -> Sampling:
         model = self.config.model
