@@ -23,6 +23,7 @@ from types import MappingProxyType
 from typing import ClassVar
 
 from bot.printable import printable
+from bot.story_settings import STORY_SETTINGS, StorySetting
 
 __all__ = [
     "EXPORT_FORMATS",
@@ -298,7 +299,8 @@ class SettingSpec:
     """What one ``/story settings`` key accepts; drives conversion, usage and error messages.
 
     ``type`` is ``float``, ``int``, ``Mode`` or ``str``. For numbers ``minimum``/``maximum`` bound
-    the value (``min_exclusive`` excludes the minimum); for ``str`` they bound its length.
+    the value; for ``str`` they bound its length. Every key but ``mode`` (the story's turn order,
+    not a writing setting) is built from its declaration in ``bot.story_settings``.
     """
 
     key: str
@@ -306,7 +308,11 @@ class SettingSpec:
     description: str
     minimum: float = 0
     maximum: float = 0
-    min_exclusive: bool = False
+
+    @classmethod
+    def declared(cls, setting: StorySetting) -> SettingSpec:
+        """The key as declared once for the config, the grammar and Discord alike."""
+        return cls(setting.key, setting.type, setting.help, setting.minimum, setting.maximum)
 
     @property
     def allowed(self) -> str:
@@ -316,8 +322,6 @@ class SettingSpec:
         if self.type is str:
             return f"a name of {self.minimum:g} to {self.maximum:g} characters"
         kind = "a whole number" if self.type is int else "a number"
-        if self.min_exclusive:
-            return f"{kind} greater than {self.minimum:g} and at most {self.maximum:g}"
         return f"{kind} from {self.minimum:g} to {self.maximum:g}"
 
     @property
@@ -339,33 +343,19 @@ class SettingSpec:
                 return name
         elif (_INT if self.type is int else _FLOAT).fullmatch(raw):
             number = self.type(raw)
-            above = number > self.minimum if self.min_exclusive else number >= self.minimum
-            if above and number <= self.maximum:
+            if self.minimum <= number <= self.maximum:
                 return number
         raise ParseError(f"{self.key} must be {self.allowed} (got {_show(raw)}).")
 
 
-SETTING_KEYS: Mapping[str, SettingSpec] = MappingProxyType(
-    {
-        spec.key: spec
-        for spec in (
-            SettingSpec("temperature", float, "randomness; lower is more predictable", 0, 2),
-            SettingSpec("length", int, "new tokens per bot passage", 16, 1024),
-            SettingSpec(
-                "top_p",
-                float,
-                "sample from the likeliest tokens up to this total probability",
-                0,
-                1,
-                min_exclusive=True,
-            ),
-            SettingSpec("top_k", int, "sample from the k likeliest tokens; 0 = no limit", 0, 500),
-            SettingSpec("repetition_penalty", float, "discourage repeats; 1 = none", 1, 2),
-            SettingSpec("mode", Mode, "turn order of the story"),
-            SettingSpec("model", str, "the model that writes the bot's passages", 1, 200),
-        )
-    }
-)
+def _setting_keys() -> dict[str, SettingSpec]:
+    """The declared settings in their order, with ``mode`` just before ``model`` (as people know them)."""
+    specs = {key: SettingSpec.declared(setting) for key, setting in STORY_SETTINGS.items()}
+    model = specs.pop("model")
+    return {**specs, "mode": SettingSpec("mode", Mode, "turn order of the story"), "model": model}
+
+
+SETTING_KEYS: Mapping[str, SettingSpec] = MappingProxyType(_setting_keys())
 
 
 # --- help -----------------------------------------------------------------------------------

@@ -3,7 +3,9 @@
 Every setting is declared once, below, with its default, a one-line help text and its
 limits (``choices``, ``min``/``max``, ``min_exclusive``, ``secret``) in the field metadata.
 Loading, validation, error messages and ``config.example.toml`` are all derived from
-those declarations, so the example file and the code cannot drift apart.
+those declarations, so the example file and the code cannot drift apart. The ``[model]``
+defaults that a story may change (``/story settings``) are declared in ``bot.story_settings``
+and taken from there (``_story_setting``), so the config and the grammar accept the same values.
 
 Secret fields are left out of ``repr()`` so that a ``Config`` can be logged safely.
 """
@@ -17,6 +19,8 @@ import tomllib
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
+
+from bot.story_settings import STORY_SETTINGS
 
 __all__ = [
     "DEFAULT_PATH",
@@ -59,6 +63,19 @@ def _setting(default: Any, help: str, **limits: Any) -> Any:
         default=default,
         metadata={"help": help, **limits},
         repr=not limits.get("secret", False),
+    )
+
+
+def _story_setting(key: str) -> Any:
+    """Declare the ``[model]`` default of a per-story setting from its one declaration.
+
+    Its default, help and range are those of ``bot.story_settings.StorySettings``, so the
+    config, ``/story settings`` and the Discord options accept the same values; the help names
+    the story's key, which may differ from the config's (``length``, ``max_new_tokens``).
+    """
+    s = STORY_SETTINGS[key]
+    return _setting(
+        s.default, f"{s.help}; each story's default for `/story settings {key}:`", min=s.minimum, max=s.maximum
     )
 
 
@@ -107,12 +124,12 @@ class ModelConfig:
     )
     threads: int = _setting(0, "torch CPU threads; 0 = torch's default", min=0)
     context_length: int = _setting(0, "prompt + output token budget; 0 = the model's own maximum", min=0)
-    max_new_tokens: int = _setting(120, "tokens per bot passage", min=16, max=1024)
+    max_new_tokens: int = _story_setting("length")
     min_new_tokens: int = _setting(8, "minimum tokens per bot passage", min=0, max=1024)
-    temperature: float = _setting(0.8, "sampling temperature; lower = more predictable", min=0, max=2)
-    top_k: int = _setting(50, "sample from the k likeliest tokens; 0 = no limit", min=0, max=500)
-    top_p: float = _setting(0.95, "nucleus sampling: smallest token set with this probability", min=0.01, max=1.0)
-    repetition_penalty: float = _setting(1.1, "penalty for repeating tokens; 1 = none", min=1, max=2)
+    temperature: float = _story_setting("temperature")
+    top_k: int = _story_setting("top_k")
+    top_p: float = _story_setting("top_p")
+    repetition_penalty: float = _story_setting("repetition_penalty")
     no_repeat_ngram_size: int = _setting(0, "never repeat an n-gram of this size; 0 = off", min=0, max=10)
     bad_words: tuple[str, ...] = _setting((), "words or phrases the model must not write")
     allowed: tuple[str, ...] = _setting((), "other model names `/story settings model:` may choose; empty = only name")

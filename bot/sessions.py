@@ -35,6 +35,7 @@ from bot.export.snapshot import load_story
 from bot.export.summary import summary
 from bot.identity import Actor, ChannelRef
 from bot.results import Attachment, BusyError, PassageView, Result, UserError
+from bot.story_settings import StorySettings
 from storage import queries as q
 from storage.database import Database, DatabaseBusy
 from storage.models import (
@@ -77,7 +78,7 @@ class JobSpec:
     kind: str
     requested_by: str
     story: StorySnapshot
-    settings: dict[str, object]
+    settings: StorySettings
     speaker_names: tuple[str, ...]  # people in the story: the model must not write as them
     message_ref: str | None = None  # the platform message that shows this turn, once one was posted
 
@@ -591,7 +592,7 @@ class SessionManager:
         if length is not None:
             if not isinstance(length, int):  # the parser converts length to a whole number
                 raise TypeError(f"the length setting must be an int, got {length!r}")
-            writer = str(model or self.sampling_settings(story)["model"])
+            writer = str(model or self.story_settings(story).model)
             longest = self._longest_passage(writer)
             if longest is not None and length > longest:
                 raise UserError(
@@ -608,22 +609,13 @@ class SessionManager:
         return Result("Settings updated. " + self._describe_settings(story), story_id=story.id)
 
     def _describe_settings(self, story: Story) -> str:
-        values = self.sampling_settings(story)
+        values = self.story_settings(story).as_dict()
         shown = ", ".join(f"{key}:{value}" for key, value in values.items())
         return f"mode:{story.mode}, {shown}"
 
-    def sampling_settings(self, story: Story) -> dict[str, object]:
+    def story_settings(self, story: Story) -> StorySettings:
         """The story's generation settings: the config's defaults, overridden per story."""
-        model = self.config.model
-        defaults: dict[str, object] = {
-            "temperature": model.temperature,
-            "length": model.max_new_tokens,
-            "top_p": model.top_p,
-            "top_k": model.top_k,
-            "repetition_penalty": model.repetition_penalty,
-            "model": model.name,
-        }
-        return {**defaults, **story.settings}
+        return StorySettings.of(self.config.model, story.settings)
 
     async def _status(self, tx: AsyncSession, channel: ChannelRef, actor: Actor, cmd: c.Command) -> Result:
         story = await self._story(tx, channel, lock=False)
@@ -772,7 +764,7 @@ class SessionManager:
             kind=job.kind,
             requested_by=job.requested_by_name,
             story=snapshot,
-            settings=self.sampling_settings(story),
+            settings=self.story_settings(story),
             speaker_names=tuple(sorted({p.name for p in people} | {p.author_name for p in passages})),
             message_ref=job.message_ref,
         )

@@ -335,7 +335,7 @@ def test_setting_keys_describe_types_and_ranges() -> None:
         "repetition_penalty": float, "mode": Mode, "model": str,
     }  # fmt: skip
     assert (SETTING_KEYS["length"].minimum, SETTING_KEYS["length"].maximum) == (16, 1024)
-    assert SETTING_KEYS["top_p"].min_exclusive
+    assert (SETTING_KEYS["top_p"].minimum, SETTING_KEYS["top_p"].maximum) == (0.01, 1.0)  # the config's range
     assert SETTING_KEYS["temperature"].allowed == "a number from 0 to 2"
 
 
@@ -383,8 +383,9 @@ def test_settings(text: str, changes: tuple[tuple[str, object], ...]) -> None:
         ("settings length:1025", "length must be a whole number from 16 to 1024 (got '1025')."),
         ("settings length:200.5", "length must be a whole number from 16 to 1024 (got '200.5')."),
         ("settings length:" + "9" * 5000, "length must be a whole number from 16 to 1024"),
-        ("settings top_p:0", "top_p must be a number greater than 0 and at most 1 (got '0')."),
-        ("settings top_p:1.5", "top_p must be a number greater than 0 and at most 1 (got '1.5')."),
+        ("settings top_p:0", "top_p must be a number from 0.01 to 1 (got '0')."),
+        ("settings top_p:0.005", "top_p must be a number from 0.01 to 1 (got '0.005')."),
+        ("settings top_p:1.5", "top_p must be a number from 0.01 to 1 (got '1.5')."),
         ("settings top_k:501", "top_k must be a whole number from 0 to 500 (got '501')."),
         ("settings top_k:-1", "top_k must be a whole number from 0 to 500 (got '-1')."),
         (

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import discord
 import pytest
 from discord import app_commands
 
@@ -107,7 +108,7 @@ async def test_typed_options_build_what_the_grammar_reads_from_the_words(
     [
         (("add",), {"text": "   "}, "Write your passage after /story add."),
         (("settings",), {"temperature": 5.0}, "temperature must be a number from 0 to 2"),
-        (("settings",), {"top_p": 0.0}, "top_p must be a number greater than 0"),
+        (("settings",), {"top_p": 0.0}, "top_p must be a number from 0.01 to 1"),
         (("export",), {"format": "md", "body": True}, "body:on is HTML to paste into AO3; use it with html."),
         (("lore", "add"), {"keys": " , ", "text": "Dragons sleep here."}, "Give the lore entry's keys and its text."),
     ],
@@ -119,3 +120,17 @@ async def test_a_refused_value_gets_the_one_line_error_and_runs_nothing(
     assert not runner.ran
     [refusal] = runner.refused
     assert refusal.startswith(error) and "\n" not in refusal
+
+
+def test_the_settings_options_are_the_grammars_keys_with_its_ranges_and_descriptions() -> None:
+    """The options of ``/story settings`` come from the grammar, which has them from the declarations."""
+    settings = StoryCommands().get_command("settings")
+    assert isinstance(settings, app_commands.Command)
+    options = {parameter.name: parameter for parameter in settings.parameters}
+    assert list(options) == list(c.SETTING_KEYS)
+    for key, spec in c.SETTING_KEYS.items():
+        assert options[key].description == spec.description and not options[key].required
+        if spec.type in (int, float):
+            kind = discord.AppCommandOptionType.integer if spec.type is int else discord.AppCommandOptionType.number
+            assert options[key].type == kind
+            assert (options[key].min_value, options[key].max_value) == (spec.minimum, spec.maximum)

@@ -27,10 +27,10 @@ _FORMATS = [app_commands.Choice(name=fmt, value=fmt) for fmt in c.EXPORT_FORMATS
 _TOPICS = [app_commands.Choice(name=word, value=word) for word in SUBCOMMANDS]
 
 
-def _range(key: str, kind: type) -> Any:
-    """An option type bounded like the setting ``key`` (Discord's picker enforces it too)."""
+def _range(key: str) -> Any:
+    """An option type of the setting ``key``'s type, bounded like it (Discord's picker enforces it too)."""
     spec = c.SETTING_KEYS[key]
-    return app_commands.Range[kind, kind(spec.minimum), kind(spec.maximum)]
+    return app_commands.Range[spec.type, spec.type(spec.minimum), spec.type(spec.maximum)]
 
 
 async def _run(interaction: discord.Interaction[Any], build: Callable[[], c.Command]) -> None:
@@ -159,11 +159,11 @@ class StoryCommands(app_commands.Group):
     async def settings(
         self,
         interaction: discord.Interaction,
-        temperature: _range("temperature", float) | None = None,  # type: ignore[valid-type]  # a Range made at run time: a type to discord.py, not to mypy
-        length: _range("length", int) | None = None,  # type: ignore[valid-type]  # a Range made at run time: a type to discord.py, not to mypy
-        top_p: _range("top_p", float) | None = None,  # type: ignore[valid-type]  # a Range made at run time: a type to discord.py, not to mypy
-        top_k: _range("top_k", int) | None = None,  # type: ignore[valid-type]  # a Range made at run time: a type to discord.py, not to mypy
-        repetition_penalty: _range("repetition_penalty", float) | None = None,  # type: ignore[valid-type]  # a Range made at run time: a type to discord.py, not to mypy
+        temperature: _range("temperature") | None = None,  # type: ignore[valid-type]  # a Range made at run time: a type to discord.py, not to mypy
+        length: _range("length") | None = None,  # type: ignore[valid-type]  # a Range made at run time: a type to discord.py, not to mypy
+        top_p: _range("top_p") | None = None,  # type: ignore[valid-type]  # a Range made at run time: a type to discord.py, not to mypy
+        top_k: _range("top_k") | None = None,  # type: ignore[valid-type]  # a Range made at run time: a type to discord.py, not to mypy
+        repetition_penalty: _range("repetition_penalty") | None = None,  # type: ignore[valid-type]  # a Range made at run time: a type to discord.py, not to mypy
         mode: str | None = None,
         model: str | None = None,
     ) -> None:

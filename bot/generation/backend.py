@@ -14,7 +14,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from bot.config import ModelConfig
 from bot.context import PromptFrame
+from bot.story_settings import StorySettings
 
 MIN_PROMPT_TOKENS = 64  # the least story a bot passage is written from
 
@@ -31,16 +33,37 @@ class ModelUnavailable(Exception):
     """The model cannot be used; the message is one line that says what to do."""
 
 
+_DEFAULTS = ModelConfig()
+
+
 @dataclass(frozen=True, slots=True)
 class Sampling:
-    temperature: float = 0.8
-    top_k: int = 50
-    top_p: float = 0.95
-    repetition_penalty: float = 1.1
-    no_repeat_ngram_size: int = 0
-    max_new_tokens: int = 120
-    min_new_tokens: int = 8
-    bad_words: tuple[str, ...] = ()
+    """How one request is sampled. The defaults are the config's, so a request built without a
+    story (benchmarks, tests, warm-up) samples like a story that changed nothing; a story's turn
+    gets its own from ``for_story``."""
+
+    temperature: float = _DEFAULTS.temperature
+    top_k: int = _DEFAULTS.top_k
+    top_p: float = _DEFAULTS.top_p
+    repetition_penalty: float = _DEFAULTS.repetition_penalty
+    no_repeat_ngram_size: int = _DEFAULTS.no_repeat_ngram_size
+    max_new_tokens: int = _DEFAULTS.max_new_tokens
+    min_new_tokens: int = _DEFAULTS.min_new_tokens
+    bad_words: tuple[str, ...] = _DEFAULTS.bad_words
+
+    @classmethod
+    def for_story(cls, settings: StorySettings, model: ModelConfig) -> Sampling:
+        """A story's sampling: its settings, and the config's for what a story cannot change."""
+        return cls(
+            temperature=settings.temperature,
+            top_k=settings.top_k,
+            top_p=settings.top_p,
+            repetition_penalty=settings.repetition_penalty,
+            no_repeat_ngram_size=model.no_repeat_ngram_size,
+            max_new_tokens=settings.length,
+            min_new_tokens=model.min_new_tokens,
+            bad_words=model.bad_words,
+        )
 
 
 @dataclass(slots=True)

@@ -388,7 +388,7 @@ class GenerationQueue:
         pump = asyncio.create_task(self._pump(run))
         timer: asyncio.TimerHandle | None = None
         try:
-            batcher = await self._batcher(str(run.spec.settings["model"]))
+            batcher = await self._batcher(run.spec.settings.model)
             # Loading (a download, the first time) is not part of a turn's time limit.
             await run_heavy(batcher.backend.load)
             loop = asyncio.get_running_loop()
@@ -571,22 +571,11 @@ class GenerationQueue:
         return request, language_of(story_prompt)
 
     def _sampling(self, spec: JobSpec) -> Sampling:
-        model = self.config.model
-        settings = spec.settings
-        return Sampling(
-            temperature=float(settings["temperature"]),  # type: ignore[arg-type]
-            top_k=int(settings["top_k"]),  # type: ignore[call-overload]
-            top_p=float(settings["top_p"]),  # type: ignore[arg-type]
-            repetition_penalty=float(settings["repetition_penalty"]),  # type: ignore[arg-type]
-            no_repeat_ngram_size=model.no_repeat_ngram_size,
-            max_new_tokens=int(settings["length"]),  # type: ignore[call-overload]
-            min_new_tokens=model.min_new_tokens,
-            bad_words=tuple(model.bad_words),
-        )
+        return Sampling.for_story(spec.settings, self.config.model)
 
     def _generation_record(self, spec: JobSpec) -> dict[str, object]:
         """What is stored with the passage so an export can say how it was written."""
-        return {**spec.settings, "backend": self.config.model.backend}
+        return {**spec.settings.as_dict(), "backend": self.config.model.backend}
 
     async def _pump(self, run: _Running) -> None:
         async for text in run.stream:
