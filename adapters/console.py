@@ -24,8 +24,8 @@ from bot import commands as c
 from bot.app import App
 from bot.export.files import save_in
 from bot.identity import Actor, ChannelRef
-from bot.results import Result
-from bot.sessions import BOT_NAME, JobSpec
+from bot.jobs import JobSpec
+from bot.results import BOT_NAME, Result
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from bot.config import Config, load_config
-from bot.sessions import JobSpec
+from bot.jobs import JobSpec
 
 
 def bench_config(model_dir: Path, db_path: Path, new_tokens: int, max_batch: int) -> Config:

@@ -70,6 +70,7 @@ async def open_app(config: Config, *, backend_factory: Callable[[str], Backend] 
             await db.migrate()
             sessions = SessionManager(db, config)
             queue = GenerationQueue(sessions, config, backend_factory or configured_backend_factory(config))
+            sessions.limit_passage_length(queue.longest_passage)
             await queue.start()
             # What is set up by now (torch, transformers, the app) lives as long as the process:
             # out of the collector's sight, full collections set off while the model loads in its

@@ -125,9 +125,16 @@ _MODE_CHOICES = ", ".join(mode.value for mode in Mode)
 
 @dataclass(frozen=True, slots=True)
 class Command:
-    """Base of every parsed command; ``name`` is its subcommand word (see :func:`usage`)."""
+    """Base of every parsed command; ``name`` is its subcommand word (see :func:`usage`).
+
+    ``read_only``: the command changes nothing, so the core answers it from a read transaction
+    (no lock, no delivery id recorded). ``private``: its answer is for the asker alone, which
+    an adapter must know before the answer exists (Discord's deferred "thinking…" reply).
+    """
 
     name: ClassVar[str]
+    read_only: ClassVar[bool] = False
+    private: ClassVar[bool] = False
 
     def __post_init__(self) -> None:
         """However a command was built (the parser, a button, a thread message), its text is printable."""
@@ -136,6 +143,11 @@ class Command:
             cleaned = _printable_value(value)
             if cleaned != value:
                 object.__setattr__(self, field.name, cleaned)
+
+    @property
+    def shows_privately(self) -> bool:
+        """Whether only the asker sees the answer; commands that show or set override it."""
+        return self.private
 
 
 def _printable_value(value: object) -> object:
@@ -197,6 +209,8 @@ class Leave(Command):
 @dataclass(frozen=True, slots=True)
 class Status(Command):
     name: ClassVar[str] = "status"
+    read_only: ClassVar[bool] = True
+    private: ClassVar[bool] = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,6 +221,8 @@ class End(Command):
 @dataclass(frozen=True, slots=True)
 class ListStories(Command):
     name: ClassVar[str] = "list"
+    read_only: ClassVar[bool] = True
+    private: ClassVar[bool] = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,6 +232,10 @@ class Memory(Command):
     name: ClassVar[str] = "memory"
     text: str | None = None
 
+    @property
+    def shows_privately(self) -> bool:
+        return self.text is None  # it shows the current text
+
 
 @dataclass(frozen=True, slots=True)
 class Note(Command):
@@ -223,6 +243,10 @@ class Note(Command):
 
     name: ClassVar[str] = "note"
     text: str | None = None
+
+    @property
+    def shows_privately(self) -> bool:
+        return self.text is None  # it shows the current text
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,6 +261,8 @@ class LoreAdd(Command):
 @dataclass(frozen=True, slots=True)
 class LoreList(Command):
     name: ClassVar[str] = "lore"
+    read_only: ClassVar[bool] = True
+    private: ClassVar[bool] = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -253,6 +279,10 @@ class Settings(Command):
     changes: tuple[tuple[str, object], ...] = ()
 
     @property
+    def shows_privately(self) -> bool:
+        return not self.changes  # it shows the current settings
+
+    @property
     def as_dict(self) -> dict[str, object]:
         return dict(self.changes)
 
@@ -265,6 +295,7 @@ class Export(Command):
     """
 
     name: ClassVar[str] = "export"
+    read_only: ClassVar[bool] = True
     format: str = "md"
     story_id: int | None = None
     authors: bool = True
@@ -276,6 +307,8 @@ class Show(Command):
     """A finished story's summary and opening."""
 
     name: ClassVar[str] = "show"
+    read_only: ClassVar[bool] = True
+    private: ClassVar[bool] = True
     story_id: int
 
 
@@ -284,6 +317,8 @@ class Help(Command):
     """The full help, or the usage of one subcommand (``topic``)."""
 
     name: ClassVar[str] = "help"
+    read_only: ClassVar[bool] = True
+    private: ClassVar[bool] = True
     topic: str | None = None
 
 

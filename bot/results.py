@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+BOT_NAME = "storybot"  # the author name of the bot's passages, as every platform shows it
+DEFAULT_TITLE = "Untitled story"  # what a story nobody named is called (and its thread, on Discord)
+
 
 class UserError(Exception):
     """A rule said no. The message is one line, shown to the person, and nothing was changed."""

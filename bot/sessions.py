@@ -10,15 +10,17 @@ told that the bot is busy (with nothing changed).
 
 The manager never talks to a platform and never runs the model: when the bot must write it
 records a ``GenerationJob`` row and tells the queue (``on_jobs_changed``) after the commit.
+It never renders a file either: ``/story list``, ``show`` and ``export`` are answered by the
+archive (``bot.export.chat``). What the queue does with a job afterwards is ``bot.jobs``.
+Each handler is registered with its command class (``@RULES.handles(c.Start)``); a command's
+own flags (``read_only``) say which transaction it runs in.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Literal
 
@@ -27,20 +29,16 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot import commands as c
 from bot.config import Config
-from bot.context import LoreItem, StorySnapshot
-from bot.export import ExportOptions, render
-from bot.export.common import story_size
-from bot.export.model import word_count
-from bot.export.snapshot import load_story
-from bot.export.summary import summary
+from bot.export.chat import ARCHIVE, Archive
+from bot.handlers import Handlers
 from bot.identity import Actor, ChannelRef
-from bot.results import Attachment, BusyError, PassageView, Result, UserError
-from bot.story_settings import StorySettings
+from bot.jobs import JobBook
+from bot.results import DEFAULT_TITLE, BusyError, Result, UserError
+from bot.words import story_size, word_count
 from storage import queries as q
 from storage.database import Database, DatabaseBusy
 from storage.models import (
     GenerationJob,
-    JobStatus,
     LoreEntry,
     Participant,
     Passage,
@@ -53,68 +51,23 @@ from storage.models import (
 
 log = logging.getLogger(__name__)
 
-BOT_ID = "bot"
-BOT_NAME = "storybot"
 STATUS_RECENT_PASSAGES = 3
-DEFAULT_TITLE = "Untitled story"
 DATABASE_BUSY = "The bot is busy right now; try again in a moment."
-OWED_FOR = timedelta(days=1)  # a turn no process could show for this long is given up
 
-# Commands that change nothing: answered from a read transaction, without a lock.
-READ_ONLY_COMMANDS: frozenset[type[c.Command]] = frozenset(
-    {c.Status, c.ListStories, c.Export, c.Show, c.Help, c.LoreList}
-)
-
-Handler = Callable[[AsyncSession, ChannelRef, Actor, c.Command], Awaitable[Result]]
+RULES: Handlers[SessionManager] = Handlers()
 
 
-@dataclass(frozen=True, slots=True)
-class JobSpec:
-    """Everything a worker needs to write one bot turn, read in one transaction."""
+class SessionManager(JobBook):
+    """The rule book: answers every command, in one transaction each (see the module docstring).
 
-    job_id: int
-    story_id: int
-    channel: ChannelRef
-    kind: str
-    requested_by: str
-    story: StorySnapshot
-    settings: StorySettings
-    speaker_names: tuple[str, ...]  # people in the story: the model must not write as them
-    message_ref: str | None = None  # the platform message that shows this turn, once one was posted
+    The archive commands (list, show, export) are answered by ``Archive``; the job lifecycle
+    the queue drives is the ``JobBook`` this extends.
+    """
 
-
-class SessionManager:
     def __init__(self, db: Database, config: Config, *, clock: Callable[[], datetime] = utcnow) -> None:
-        self.db = db
-        self.config = config
-        self.clock = clock
-        self._job_listeners: list[Callable[[], None]] = []
+        super().__init__(db, config, clock=clock)
         self._longest_passage: Callable[[str], int | None] = lambda model: None
-        self._handlers: dict[type[c.Command], Handler] = {
-            c.Start: self._start,
-            c.Add: self._add,
-            c.Continue: self._continue,
-            c.Retry: self._retry,
-            c.Undo: self._undo,
-            c.Join: self._join,
-            c.Leave: self._leave,
-            c.Memory: self._memory,
-            c.Note: self._note,
-            c.LoreAdd: self._lore_add,
-            c.LoreList: self._lore_list,
-            c.LoreRemove: self._lore_remove,
-            c.Settings: self._settings,
-            c.Status: self._status,
-            c.End: self._end,
-            c.ListStories: self._list,
-            c.Export: self._export,
-            c.Show: self._show,
-            c.Help: self._help,
-        }
-
-    def on_jobs_changed(self, callback: Callable[[], None]) -> None:
-        """Register a callback run after a commit that created or cancelled a bot turn."""
-        self._job_listeners.append(callback)
+        self._handlers = RULES.bind(self) | ARCHIVE.bind(Archive(config.export))
 
     def limit_passage_length(self, longest: Callable[[str], int | None]) -> None:
         """Register what says how many tokens a model can write at most (None: not known yet)."""
@@ -140,7 +93,7 @@ class SessionManager:
         never holds up other channels' writes.
         """
         handler = self._handlers[type(command)]
-        reads_only = type(command) in READ_ONLY_COMMANDS
+        reads_only = command.read_only
 
         async def apply(tx: AsyncSession) -> Result:
             if event_id is not None and not reads_only:
@@ -178,10 +131,6 @@ class SessionManager:
             return await self.db.transaction(explain, write=False)
         except DatabaseBusy:
             return Result.error(DATABASE_BUSY)
-
-    def _notify_jobs(self) -> None:
-        for callback in self._job_listeners:
-            callback()
 
     # ------------------------------------------------------------------ helpers
 
@@ -282,17 +231,6 @@ class SessionManager:
         await tx.flush()
         return job
 
-    async def _view(self, tx: AsyncSession, passage: Passage) -> PassageView:
-        return PassageView(
-            id=passage.id,
-            story_id=passage.story_id,
-            seq=passage.seq,
-            number=await q.count_canonical(tx, passage.story_id, up_to_seq=passage.seq),
-            author_kind=passage.author_kind,
-            author_name=passage.author_name,
-            text=passage.text,
-        )
-
     # ------------------------------------------------------------------ round-robin turns
 
     def _current_turn(self, story: Story, people: list[Participant]) -> int:
@@ -312,8 +250,8 @@ class SessionManager:
 
     # ------------------------------------------------------------------ commands
 
-    async def _start(self, tx: AsyncSession, channel: ChannelRef, actor: Actor, cmd: c.Command) -> Result:
-        assert isinstance(cmd, c.Start)
+    @RULES.handles(c.Start)
+    async def _start(self, tx: AsyncSession, channel: ChannelRef, actor: Actor, cmd: c.Start) -> Result:
         existing = await q.active_story(tx, channel.key)
         if existing is not None:
             raise UserError(f"A story is already running here: “{existing.title}”. Finish it with /story end first.")
@@ -359,8 +297,8 @@ class SessionManager:
             job_id=job.id if job else None,
         )
 
-    async def _add(self, tx: AsyncSession, channel: ChannelRef, actor: Actor, cmd: c.Command) -> Result:
-        assert isinstance(cmd, c.Add)
+    @RULES.handles(c.Add)
+    async def _add(self, tx: AsyncSession, channel: ChannelRef, actor: Actor, cmd: c.Add) -> Result:
         story = await self._story(tx, channel)
         text = self._check_length(cmd.text, self.config.story.max_passage_chars, "Your passage")
         if not text:
@@ -412,8 +350,8 @@ class SessionManager:
         story.turn_index = 0
         return await self._queue_bot_reply(tx, story, actor)
 
-    async def _continue(self, tx: AsyncSession, channel: ChannelRef, actor: Actor, cmd: c.Command) -> Result:
-        assert isinstance(cmd, c.Continue)
+    @RULES.handles(c.Continue)
+    async def _continue(self, tx: AsyncSession, channel: ChannelRef, actor: Actor, cmd: c.Continue) -> Result:
         story = await self._story(tx, channel)
         direction = self._check_length(cmd.direction or "", self.config.story.max_note_chars, "The direction")
         if await q.open_job(tx, story.id) is not None:
@@ -422,7 +360,8 @@ class SessionManager:
         job = await self._queue_job(tx, story, actor, direction=direction or None)
         return Result("The bot is writing…", story_id=story.id, job_id=job.id)
 
-    async def _retry(self, tx: AsyncSession, channel: ChannelRef, actor: Actor, cmd: c.Command) -> Result:
+    @RULES.handles(c.Retry)
+    async def _retry(self, tx: AsyncSession, channel: ChannelRef, actor: Actor, cmd: c.Retry) -> Result:
         story = await self._story(tx, channel)
         last = await q.last_canonical_passage(tx, story.id)
         if last is None or last.author_kind != "bot":
@@ -438,7 +377,8 @@ class SessionManager:
             cancelled_job_ids=cancelled,
         )
 
-    async def _undo(self, tx: AsyncSession, channel: ChannelRef, actor: Actor, cmd: c.Command) -> Result:
+    @RULES.handles(c.Undo)
+    async def _undo(self, tx: AsyncSession, channel: ChannelRef, actor: Actor, cmd: c.Undo) -> Result:
         story = await self._story(tx, channel)
         last = await q.last_canonical_passage(tx, story.id)
         if last is None:
@@ -463,7 +403,8 @@ class SessionManager:
             cancelled_job_ids=cancelled,
         )
 
-    async def _join(self, tx: AsyncSession, channel: ChannelRef, actor: Actor, cmd: c.Command) -> Result:
+    @RULES.handles(c.Join)
+    async def _join(self, tx: AsyncSession, channel: ChannelRef, actor: Actor, cmd: c.Join) -> Result:
         story = await self._story(tx, channel)
         person = await q.participant(tx, story.id, actor.user_id)
         if person is not None and person.active:
@@ -482,7 +423,8 @@ class SessionManager:
         order = ", ".join(p.name for p in people)
         return Result(f"{actor.name} joined “{story.title}”. Turn order: {order}.", story_id=story.id)
 
-    async def _leave(self, tx: AsyncSession, channel: ChannelRef, actor: Actor, cmd: c.Command) -> Result:
+    @RULES.handles(c.Leave)
+    async def _leave(self, tx: AsyncSession, channel: ChannelRef, actor: Actor, cmd: c.Leave) -> Result:
         story = await self._story(tx, channel)
         people = list(await q.participants(tx, story.id))
         index = next((i for i, p in enumerate(people) if p.user_id == actor.user_id), None)
@@ -498,8 +440,8 @@ class SessionManager:
         story.turn_index = current % remaining if remaining else 0
         return Result(f"{actor.name} left “{story.title}”.", story_id=story.id)
 
-    async def _memory(self, tx: AsyncSession, channel: ChannelRef, actor: Actor, cmd: c.Command) -> Result:
-        assert isinstance(cmd, c.Memory)
+    @RULES.handles(c.Memory)
+    async def _memory(self, tx: AsyncSession, channel: ChannelRef, actor: Actor, cmd: c.Memory) -> Result:
         return await self._story_text(
             tx,
             channel,
@@ -510,8 +452,8 @@ class SessionManager:
             "facts the bot should always know",
         )
 
-    async def _note(self, tx: AsyncSession, channel: ChannelRef, actor: Actor, cmd: c.Command) -> Result:
-        assert isinstance(cmd, c.Note)
+    @RULES.handles(c.Note)
+    async def _note(self, tx: AsyncSession, channel: ChannelRef, actor: Actor, cmd: c.Note) -> Result:
         return await self._story_text(
             tx,
             channel,
@@ -534,8 +476,8 @@ class SessionManager:
         setattr(story, field, value)
         return Result(f"{label} {'updated' if value else 'cleared'}.", story_id=story.id)
 
-    async def _lore_add(self, tx: AsyncSession, channel: ChannelRef, actor: Actor, cmd: c.Command) -> Result:
-        assert isinstance(cmd, c.LoreAdd)
+    @RULES.handles(c.LoreAdd)
+    async def _lore_add(self, tx: AsyncSession, channel: ChannelRef, actor: Actor, cmd: c.LoreAdd) -> Result:
         story = await self._story(tx, channel)
         text = self._check_length(cmd.text, self.config.story.max_lore_chars, "The lore entry")
         if len(await q.lore_entries(tx, story.id)) >= self.config.story.max_lore_entries:
@@ -556,7 +498,8 @@ class SessionManager:
         )
         return Result(f"Lore #{number} added for {', '.join(cmd.keys)}.", story_id=story.id)
 
-    async def _lore_list(self, tx: AsyncSession, channel: ChannelRef, actor: Actor, cmd: c.Command) -> Result:
+    @RULES.handles(c.LoreList)
+    async def _lore_list(self, tx: AsyncSession, channel: ChannelRef, actor: Actor, cmd: c.LoreList) -> Result:
         story = await self._story(tx, channel, lock=False)
         entries = await q.lore_entries(tx, story.id)
         if not entries:
@@ -566,8 +509,8 @@ class SessionManager:
         lines = [f"#{e.number} [{', '.join(e.keys)}] {e.text}" for e in entries]
         return Result("Lore:\n" + "\n".join(lines), private=True, story_id=story.id)
 
-    async def _lore_remove(self, tx: AsyncSession, channel: ChannelRef, actor: Actor, cmd: c.Command) -> Result:
-        assert isinstance(cmd, c.LoreRemove)
+    @RULES.handles(c.LoreRemove)
+    async def _lore_remove(self, tx: AsyncSession, channel: ChannelRef, actor: Actor, cmd: c.LoreRemove) -> Result:
         story = await self._story(tx, channel)
         entry = next((e for e in await q.lore_entries(tx, story.id) if e.number == cmd.entry_id), None)
         if entry is None:
@@ -577,8 +520,8 @@ class SessionManager:
         entry.removed = True
         return Result(f"Lore #{entry.number} removed.", story_id=story.id)
 
-    async def _settings(self, tx: AsyncSession, channel: ChannelRef, actor: Actor, cmd: c.Command) -> Result:
-        assert isinstance(cmd, c.Settings)
+    @RULES.handles(c.Settings)
+    async def _settings(self, tx: AsyncSession, channel: ChannelRef, actor: Actor, cmd: c.Settings) -> Result:
         story = await self._story(tx, channel)
         changes = cmd.as_dict
         if not changes:
@@ -613,11 +556,8 @@ class SessionManager:
         shown = ", ".join(f"{key}:{value}" for key, value in values.items())
         return f"mode:{story.mode}, {shown}"
 
-    def story_settings(self, story: Story) -> StorySettings:
-        """The story's generation settings: the config's defaults, overridden per story."""
-        return StorySettings.of(self.config.model, story.settings)
-
-    async def _status(self, tx: AsyncSession, channel: ChannelRef, actor: Actor, cmd: c.Command) -> Result:
+    @RULES.handles(c.Status)
+    async def _status(self, tx: AsyncSession, channel: ChannelRef, actor: Actor, cmd: c.Status) -> Result:
         story = await self._story(tx, channel, lock=False)
         passages = await q.canonical_passages(tx, story.id)
         words = sum(word_count(p.text) for p in passages)
@@ -636,7 +576,8 @@ class SessionManager:
             lines.append(f"{number}. {passage.author_name}: {excerpt}")
         return Result("\n".join(lines), private=True, story_id=story.id)
 
-    async def _end(self, tx: AsyncSession, channel: ChannelRef, actor: Actor, cmd: c.Command) -> Result:
+    @RULES.handles(c.End)
+    async def _end(self, tx: AsyncSession, channel: ChannelRef, actor: Actor, cmd: c.End) -> Result:
         story = await self._story(tx, channel)
         self._require_moderator(story, actor, "end the story")
         cancelled = await self._cancel_open_jobs(tx, story.id)
@@ -651,54 +592,8 @@ class SessionManager:
             cancelled_job_ids=cancelled,
         )
 
-    async def _list(self, tx: AsyncSession, channel: ChannelRef, actor: Actor, cmd: c.Command) -> Result:
-        stories = await q.finished_stories(tx, channel.key)
-        if not stories:
-            return Result("No finished stories in this channel yet.", private=True)
-        lines = [f"#{s.id} “{s.title}” — finished {s.finished_at:%Y-%m-%d}" for s in stories if s.finished_at]
-        hint = "/story show <id> shows a story's opening; /story export <format> <id> downloads it."
-        return Result("Finished stories:\n" + "\n".join(lines) + "\n" + hint, private=True)
-
-    async def _archived_story(self, tx: AsyncSession, channel: ChannelRef, story_id: int | None) -> Story:
-        """Story ``story_id`` of this channel; without an id the running one, else the latest finished."""
-        if story_id is not None:
-            story = await q.story_by_id(tx, story_id)
-            if story is None or story.channel_key != channel.key:
-                raise UserError(f"Story #{story_id} is not in this channel's archive. See /story list.")
-            return story
-        story = await q.active_story(tx, channel.key)
-        if story is None:
-            latest = await q.finished_stories(tx, channel.key, limit=1)
-            story = latest[0] if latest else None
-        if story is None:
-            raise UserError('There is no story here to export yet. Start one with /story start "Title".')
-        return story
-
-    async def _export(self, tx: AsyncSession, channel: ChannelRef, actor: Actor, cmd: c.Command) -> Result:
-        assert isinstance(cmd, c.Export)
-        story = await self._archived_story(tx, channel, cmd.story_id)
-        snapshot = await load_story(tx, story, language=self.config.export.language)
-        options = ExportOptions(
-            authors=cmd.authors, body=cmd.body, chapter_passages=self.config.export.chapter_passages
-        )
-        # Rendering a long story as EPUB takes a moment: keep it off the event loop.
-        file = await asyncio.to_thread(render, snapshot, cmd.format, options)
-        return Result(
-            f"📎 “{story.title}” as {cmd.format} ({max(1, round(len(file.data) / 1024))} KB).",
-            story_id=story.id,
-            attachment=Attachment(file.filename, file.mime_type, file.data),
-        )
-
-    async def _show(self, tx: AsyncSession, channel: ChannelRef, actor: Actor, cmd: c.Command) -> Result:
-        assert isinstance(cmd, c.Show)
-        story = await self._archived_story(tx, channel, cmd.story_id)
-        if story.status != StoryStatus.FINISHED:
-            raise UserError(f"“{story.title}” is still being written; /story status shows where it stands.")
-        snapshot = await load_story(tx, story, language=self.config.export.language)
-        return Result(summary(snapshot, story.id), private=True, story_id=story.id)
-
-    async def _help(self, tx: AsyncSession, channel: ChannelRef, actor: Actor, cmd: c.Command) -> Result:
-        assert isinstance(cmd, c.Help)
+    @RULES.handles(c.Help)
+    async def _help(self, tx: AsyncSession, channel: ChannelRef, actor: Actor, cmd: c.Help) -> Result:
         if not cmd.topic:
             return Result(c.HELP_TEXT, private=True)
         try:
@@ -709,163 +604,3 @@ class SessionManager:
     async def _cancel_open_jobs(self, tx: AsyncSession, story_id: int) -> tuple[int, ...]:
         now = self.clock()
         return await q.cancel_open_jobs(tx, story_id, now, self._owed_from(now))
-
-    def _owed_from(self, ended: datetime) -> datetime:
-        """When an ended turn that its own process has not shown yet may be shown by any process:
-        once the writer's lease has run out, it is as good as dead."""
-        return ended + timedelta(seconds=self.config.generation.job_lease_s)
-
-    # ------------------------------------------------------------------ the generation queue's side
-
-    async def requeue_interrupted_jobs(self, *, at_start: bool = False) -> int:
-        """Running jobs whose process died go back to pending; returns how many.
-
-        A job's process is dead when its heartbeat is older than ``generation.job_lease_s``.
-        SQLite serves a single process, so when it starts every running job is an orphan and
-        runs again at once; on PostgreSQL other live processes may be writing theirs.
-        """
-        everything = at_start and self.db.is_sqlite
-        stale_before = None if everything else self.clock() - timedelta(seconds=self.config.generation.job_lease_s)
-        return await self.db.transaction(lambda tx: q.requeue_running_jobs(tx, stale_before))
-
-    async def keep_jobs_alive(self, job_ids: list[int]) -> None:
-        """Refresh the heartbeat of the jobs this process is writing."""
-        if job_ids:
-            await self.db.transaction(lambda tx: q.beat(tx, job_ids, self.clock()))
-
-    async def claim_jobs(self, limit: int) -> list[JobSpec]:
-        """Take up to ``limit`` pending jobs and snapshot what their prompts need."""
-
-        async def claim(tx: AsyncSession) -> list[JobSpec]:
-            jobs = await q.claim_pending_jobs(tx, limit, self.clock())
-            return [await self._job_spec(tx, job) for job in jobs]
-
-        return await self.db.transaction(claim)
-
-    async def _job_spec(self, tx: AsyncSession, job: GenerationJob) -> JobSpec:
-        story = await q.story_by_id(tx, job.story_id)
-        assert story is not None
-        passages = [p for p in await q.canonical_passages(tx, story.id) if p.id != job.replaces_passage_id]
-        lore = tuple(LoreItem(tuple(e.keys), e.text) for e in await q.lore_entries(tx, story.id))
-        people = await q.participants(tx, story.id, active_only=False)
-        snapshot = StorySnapshot(
-            title=story.title,
-            genre=story.genre,
-            memory=story.memory,
-            note=story.note,
-            passages=tuple(p.text for p in passages),
-            lore=lore,
-            direction=job.direction,
-        )
-        return JobSpec(
-            job_id=job.id,
-            story_id=story.id,
-            channel=ChannelRef(story.platform, story.workspace, story.channel, story.thread),
-            kind=job.kind,
-            requested_by=job.requested_by_name,
-            story=snapshot,
-            settings=self.story_settings(story),
-            speaker_names=tuple(sorted({p.name for p in people} | {p.author_name for p in passages})),
-            message_ref=job.message_ref,
-        )
-
-    async def finish_job(self, job_id: int, text: str, generation: dict[str, object]) -> Result | None:
-        """Store the bot's passage for a running job, exactly once.
-
-        Returns None when the job was cancelled meanwhile (undo, end, retry): its text is dropped.
-        """
-
-        async def store(tx: AsyncSession) -> Result | None:
-            job = await q.job_by_id(tx, job_id, lock=True)
-            if job is None or job.status != JobStatus.RUNNING:
-                return None
-            story = await q.story_by_id(tx, job.story_id, lock=True)
-            assert story is not None
-            now = self.clock()
-            replaced = None
-            if job.replaces_passage_id is not None:
-                replaced = await tx.get(Passage, job.replaces_passage_id)
-                if replaced is not None and replaced.status == PassageStatus.CANONICAL:
-                    replaced.status = PassageStatus.SUPERSEDED
-                    replaced.changed_by_id, replaced.changed_at = job.requested_by_id, now
-            passage = Passage(
-                story_id=story.id,
-                seq=await q.next_seq(tx, story.id),
-                author_kind="bot",
-                author_id=BOT_ID,
-                author_name=BOT_NAME,
-                text=text,
-                replaces_id=replaced.id if replaced else None,
-                job_id=job.id,
-                requested_by_id=job.requested_by_id,
-                direction=job.direction,
-                generation=generation,
-                created_at=now,
-            )
-            tx.add(passage)
-            job.status, job.finished_at, job.show_after = JobStatus.DONE, now, self._owed_from(now)
-            story.turn_started_at = now
-            await tx.flush()
-            return Result("", story_id=story.id, passage=await self._view(tx, passage))
-
-        return await self.db.transaction(store)
-
-    async def fail_job(self, job_id: int, error: str) -> Result | None:
-        """Record that a job could not be written; returns the one-line error to show, or None if cancelled."""
-
-        async def record(tx: AsyncSession) -> Result | None:
-            job = await q.job_by_id(tx, job_id, lock=True)
-            if job is None or job.status != JobStatus.RUNNING:
-                return None
-            now = self.clock()
-            job.status, job.finished_at, job.error, job.show_after = JobStatus.FAILED, now, error, self._owed_from(now)
-            return Result(error, ok=False, story_id=job.story_id)
-
-        return await self.db.transaction(record)
-
-    # ------------------------------------------------------------------ showing turns (the outbox)
-
-    async def record_turn_message(self, job_id: int, message_ref: str) -> None:
-        """Remember which platform message shows the turn, for whoever shows it next."""
-        await self.db.transaction(lambda tx: q.record_message(tx, job_id, message_ref))
-
-    async def mark_turn_shown(self, job_id: int) -> None:
-        """The ended turn is shown on its platform (a turn still open is not: it will end later)."""
-        await self.db.transaction(lambda tx: q.mark_shown(tx, job_id, self.clock()))
-
-    async def claim_owed_showings(
-        self, platforms: Sequence[str], limit: int, *, at_start: bool = False
-    ) -> list[tuple[JobSpec, Result | None]]:
-        """Ended turns of ``platforms`` that no process has shown: each with what to show.
-
-        That is the stored passage, the error, or None for a withdrawn turn. At the start of a
-        process alone on its database (SQLite), every owed showing is a dead process's, so all
-        are taken at once; otherwise only those whose writer's lease has run out.
-        """
-
-        async def claim(tx: AsyncSession) -> list[tuple[JobSpec, Result | None]]:
-            now = self.clock()
-            everything = at_start and self.db.is_sqlite
-            jobs = await q.claim_owed_showings(
-                tx, platforms, limit, now, self._owed_from(now), now - OWED_FOR, everything=everything
-            )
-            return [(await self._job_spec(tx, job), await self._ending(tx, job)) for job in jobs]
-
-        return await self.db.transaction(claim)
-
-    async def _ending(self, tx: AsyncSession, job: GenerationJob) -> Result | None:
-        """What an ended job shows: as ``finish_job`` and ``fail_job`` returned it, except that a
-        passage undone or rewritten since (through another process) shows as withdrawn."""
-        if job.status == JobStatus.FAILED:
-            return Result(job.error or "The bot could not write its passage.", ok=False, story_id=job.story_id)
-        passage = await q.passage_of_job(tx, job.id) if job.status == JobStatus.DONE else None
-        if passage is None or passage.status != PassageStatus.CANONICAL:
-            return None
-        return Result("", story_id=job.story_id, passage=await self._view(tx, passage))
-
-    async def job_is_open(self, job_id: int) -> bool:
-        async def is_open(tx: AsyncSession) -> bool:
-            job = await q.job_by_id(tx, job_id)
-            return job is not None and job.status in JobStatus.OPEN
-
-        return await self.db.transaction(is_open, write=False)

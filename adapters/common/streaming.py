@@ -19,8 +19,8 @@ import asyncio
 from abc import ABC, abstractmethod
 from typing import Protocol
 
+from bot.jobs import JobSpec
 from bot.results import Result
-from bot.sessions import JobSpec
 
 __all__ = ["LiveTurn", "TurnStreamer"]
 

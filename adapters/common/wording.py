@@ -3,7 +3,8 @@
 
 from __future__ import annotations
 
-from bot.sessions import BOT_NAME, JobSpec
+from bot.jobs import JobSpec
+from bot.results import BOT_NAME
 
 __all__ = ["PROBLEM", "WITHDRAWN", "WRITING", "WRITING_PLACEHOLDER", "bot_footer", "problem"]
 

@@ -27,8 +27,7 @@ from adapters.discord_bot.streaming import PLATFORM, DiscordStreamer
 from bot import commands as c
 from bot.app import App
 from bot.identity import Actor, ChannelRef
-from bot.results import Result
-from bot.sessions import DEFAULT_TITLE
+from bot.results import DEFAULT_TITLE, Result
 
 log = logging.getLogger(__name__)
 
@@ -37,15 +36,6 @@ THREAD_NAME_LIMIT = 100
 # with "thinking…" first, with time to spare for the response's trip.
 ACK_MARGIN_S = 2.0
 NOT_KEPT = "Your message could not be added to the story just now; please send it again."
-
-
-def _shows_privately(command: c.Command) -> bool:
-    """Commands that only show something to the asker: their "thinking…" reply is ephemeral too."""
-    if isinstance(command, (c.Status, c.Help, c.ListStories, c.LoreList, c.Show)):
-        return True
-    if isinstance(command, (c.Memory, c.Note)):
-        return command.text is None
-    return isinstance(command, c.Settings) and not command.changes
 
 
 def _contents(result: Result) -> list[str]:
@@ -132,7 +122,7 @@ class StoryClient(discord.Client):
         if finished:
             await self._answer(interaction, deciding.result())
             return
-        private = _shows_privately(command)
+        private = command.shows_privately
         await interaction.response.defer(ephemeral=private, thinking=True)
         await self._answer(interaction, await deciding, deferred_private=private)
 

@@ -12,8 +12,8 @@ import discord
 
 from adapters.common import wording
 from adapters.common.split import split_text
-from bot.results import PassageView
-from bot.sessions import BOT_NAME, JobSpec
+from bot.jobs import JobSpec
+from bot.results import BOT_NAME, PassageView
 
 MESSAGE_LIMIT = 2000
 # Room kept free in every message for the small footer line under a passage.

@@ -19,8 +19,8 @@ from adapters.common.wording import problem
 from adapters.discord_bot.buttons import passage_buttons
 from adapters.discord_bot.render import NO_PINGS, WITHDRAWN, WRITING, bot_footer, passage_messages, streaming_messages
 from bot.generation.queue import TurnGone
+from bot.jobs import JobSpec
 from bot.results import Result
-from bot.sessions import JobSpec
 
 log = logging.getLogger(__name__)
 

@@ -20,8 +20,8 @@ from adapters.common.wording import WITHDRAWN, WRITING_PLACEHOLDER, bot_footer, 
 from adapters.slack_app import render
 from adapters.slack_app.messages import SLACK_ERRORS, Messages
 from bot.generation.queue import TurnGone
-from bot.results import Result
-from bot.sessions import BOT_NAME, JobSpec
+from bot.jobs import JobSpec
+from bot.results import BOT_NAME, Result
 
 log = logging.getLogger(__name__)
 

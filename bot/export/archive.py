@@ -13,8 +13,9 @@ from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.export.model import ExportStory, chapter_title, word_count
+from bot.export.model import ExportStory, chapter_title
 from bot.identity import ChannelRef
+from bot.words import word_count
 from storage import queries as q
 from storage.database import Database
 from storage.models import LoreEntry, Participant, Passage, Story, StoryStatus

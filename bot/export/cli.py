@@ -18,11 +18,11 @@ from bot.app import open_database
 from bot.config import Config
 from bot.export import FORMATS, ExportOptions, render
 from bot.export.archive import import_story, list_stories, parse_channel
-from bot.export.common import counted
 from bot.export.files import replace, save_in, write_new
 from bot.export.json_format import DocumentError, loads
 from bot.export.snapshot import load_story
 from bot.results import UserError
+from bot.words import counted
 from storage import queries as q
 from storage.database import Database
 from storage.models import utcnow

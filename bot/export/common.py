@@ -7,6 +7,7 @@ import unicodedata
 from dataclasses import dataclass
 
 from bot.export.model import Contributor, ExportPassage, ExportStory
+from bot.words import counted
 
 MAX_SLUG_CHARS = 60
 _NOT_WORD = re.compile(r"[^\w]+")
@@ -55,16 +56,6 @@ def date_line(story: ExportStory) -> str:
     else:
         parts.append("still being written")
     return " · ".join(parts)
-
-
-def counted(number: int, noun: str) -> str:
-    """``1 passage``, ``3 passages``: a count with its noun in the right number."""
-    return f"{number} {noun if number == 1 else noun + 's'}"
-
-
-def story_size(passages: int, words: int) -> str:
-    """``12 passages, 1 word``: how long a story is, as status, end and show say it."""
-    return f"{counted(passages, 'passage')}, {counted(words, 'word')}"
 
 
 def contributor_label(person: Contributor) -> str:

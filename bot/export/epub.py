@@ -17,9 +17,10 @@ from html import escape
 
 from ebooklib import epub
 
-from bot.export.common import ExportOptions, RenderedFile, contributor_label, counted, date_line, slug
+from bot.export.common import ExportOptions, RenderedFile, contributor_label, date_line, slug
 from bot.export.html import passage_paragraphs
 from bot.export.model import ExportStory
+from bot.words import counted
 
 STYLE = """\
 body { font-family: serif; line-height: 1.5; }

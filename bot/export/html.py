@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from html import escape
 
-from bot.export.common import ExportOptions, RenderedFile, contributor_label, counted, date_line, paragraphs, slug
+from bot.export.common import ExportOptions, RenderedFile, contributor_label, date_line, paragraphs, slug
 from bot.export.model import Chapter, ExportPassage, ExportStory
+from bot.words import counted
 
 STYLE = """\
 :root { color-scheme: light dark; }

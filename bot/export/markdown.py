@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import re
 
-from bot.export.common import ExportOptions, RenderedFile, contributor_label, counted, date_line, paragraphs, slug
+from bot.export.common import ExportOptions, RenderedFile, contributor_label, date_line, paragraphs, slug
 from bot.export.model import ExportPassage, ExportStory
+from bot.words import counted
 
 # Characters with an inline meaning anywhere in a line (CommonMark lets any ASCII punctuation
 # be backslash-escaped, so escaping these is always safe).

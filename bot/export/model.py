@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from bot.identity import ChannelRef
+from bot.words import word_count
 
 CANONICAL = "canonical"
 SUPERSEDED = "superseded"
@@ -30,19 +31,6 @@ _CHAPTER_MARK = re.compile(
     re.IGNORECASE,
 )
 MAX_CHAPTER_MARK_CHARS = 80
-
-
-# Scripts written without spaces (Chinese, Japanese): each character counts as one word.
-_UNSPACED = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
-# A Chinese or Japanese character, or a run between spaces (starting at the run's start) that
-# holds a letter or digit: "—" alone is no word, "o'clock" is one.
-_WORD = re.compile(f"[{_UNSPACED}]|(?<![^\\s{_UNSPACED}])[^\\s{_UNSPACED}]*?[^\\W_{_UNSPACED}][^\\s{_UNSPACED}]*")
-
-
-def word_count(text: str) -> int:
-    """Words as a reader counts them: runs between spaces that hold a letter or digit, and each
-    Chinese or Japanese character (those scripts put no spaces between words)."""
-    return len(_WORD.findall(text))
 
 
 def chapter_title(text: str) -> str | None:

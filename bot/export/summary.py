@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from bot.export.common import contributor_label, date_line, story_size
+from bot.export.common import contributor_label, date_line
 from bot.export.model import ExportStory
+from bot.words import story_size
 
 OPENING_PASSAGES = 3
 OPENING_CHARS = 600

@@ -10,8 +10,9 @@ from __future__ import annotations
 import functools
 import unicodedata
 
-from bot.export.common import ExportOptions, RenderedFile, contributor_label, counted, date_line, paragraphs, slug
+from bot.export.common import ExportOptions, RenderedFile, contributor_label, date_line, paragraphs, slug
 from bot.export.model import ExportStory
+from bot.words import counted
 
 WIDTH = 80
 

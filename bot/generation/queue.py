@@ -3,7 +3,7 @@
 Jobs live in the database (``GenerationJob`` rows), so the queue keeps no state that a crash
 could lose: jobs left running by a dead process are set back to pending and run again (at
 start on SQLite, which serves one process; once their lease runs out on PostgreSQL); a job's passage
-is stored by ``SessionManager.finish_job``, which stores it only while the job is still running
+is stored by ``JobBook.finish_job``, which stores it only while the job is still running
 (so a cancelled or already-finished job never adds a passage).
 
 The job row is also the turn's outbox: the message that shows the turn is recorded on it, and an
@@ -41,9 +41,9 @@ from bot.generation.backend import Backend, GenerationRequest, ModelUnavailable,
 from bot.generation.batcher import Batcher
 from bot.generation.heavy import run_heavy
 from bot.generation.text import clean_passage, speaker_stops, visible_text
+from bot.jobs import JobBook, JobSpec
 from bot.language import Language, language_of, written_in_another
-from bot.results import Result
-from bot.sessions import BOT_NAME, JobSpec, SessionManager
+from bot.results import BOT_NAME, Result
 
 log = logging.getLogger(__name__)
 
@@ -135,11 +135,11 @@ class _Running:
 class GenerationQueue:
     def __init__(
         self,
-        sessions: SessionManager,
+        jobs: JobBook,
         config: Config,
         backend_factory: Callable[[str], Backend],
     ) -> None:
-        self.sessions = sessions
+        self.jobs = jobs
         self.config = config
         self._backend_factory = backend_factory
         self._batchers: dict[str, Batcher] = {}
@@ -160,8 +160,7 @@ class GenerationQueue:
         self._errors = 0
         self._failing_since: float | None = None
         self._last_error: str | None = None
-        sessions.on_jobs_changed(self.wake)
-        sessions.limit_passage_length(self.longest_passage)
+        jobs.on_jobs_changed(self.wake)
 
     def add_listener(self, listener: TurnListener, *, shows: str | None = None) -> None:
         """Tell ``listener`` about every turn; with ``shows``, it is that platform's shower, and the
@@ -188,7 +187,7 @@ class GenerationQueue:
         (and every acknowledgement), and the adapters answer meanwhile; ``health()`` says
         when the model is ready. A turn claimed before then waits for the same thread.
         """
-        recovered = await self.sessions.requeue_interrupted_jobs(at_start=True)
+        recovered = await self.jobs.requeue_interrupted_jobs(at_start=True)
         if recovered:
             log.info("re-running %d bot turns interrupted by a restart", recovered)
         self._stopping = False
@@ -348,7 +347,7 @@ class GenerationQueue:
         while (
             not self._stopping
             and len(self._running) < max_batch
-            and (specs := await self.sessions.claim_jobs(limit=max_batch - len(self._running)))
+            and (specs := await self.jobs.claim_jobs(limit=max_batch - len(self._running)))
         ):
             for spec in specs:
                 run = _Running(
@@ -367,16 +366,16 @@ class GenerationQueue:
     async def _heartbeat(self) -> None:
         """Tell other processes this one is alive, take back turns whose process is not, and stop
         writing turns another process cancelled (an undo there wakes only that process)."""
-        await self.sessions.keep_jobs_alive(list(self._running))
+        await self.jobs.keep_jobs_alive(list(self._running))
         await self._stop_cancelled()
-        if recovered := await self.sessions.requeue_interrupted_jobs():
+        if recovered := await self.jobs.requeue_interrupted_jobs():
             log.warning("re-running %d bot turns whose process stopped answering", recovered)
 
     async def _stop_cancelled(self) -> None:
         """Stop writing turns that were undone, retried or ended meanwhile."""
         try:
             for job_id, running in list(self._running.items()):
-                if not await self.sessions.job_is_open(job_id):
+                if not await self.jobs.job_is_open(job_id):
                     running.cancelled.set()
         except Exception as error:  # the worker's next look at the table catches up
             log.warning("could not check for cancelled bot turns: %s", error)
@@ -396,10 +395,10 @@ class GenerationQueue:
             text = await self._write_passage(batcher, run, loop)
             result = await self._settle(run, self._store(run, text))
         except ModelUnavailable as error:
-            result = await self._settle(run, self.sessions.fail_job(run.spec.job_id, str(error)))
+            result = await self._settle(run, self.jobs.fail_job(run.spec.job_id, str(error)))
         except Exception:
             log.exception("bot turn %s failed", run.spec.job_id)
-            result = await self._settle(run, self.sessions.fail_job(run.spec.job_id, INTERNAL_ERROR))
+            result = await self._settle(run, self.jobs.fail_job(run.spec.job_id, INTERNAL_ERROR))
         finally:
             if timer is not None:
                 timer.cancel()
@@ -438,7 +437,7 @@ class GenerationQueue:
                 return
             run.message_ref = message_ref
             try:
-                await self.sessions.record_turn_message(run.spec.job_id, message_ref)
+                await self.jobs.record_turn_message(run.spec.job_id, message_ref)
             except Exception as error:  # the turn goes on; a takeover would post new messages
                 log.warning("could not record the messages of bot turn %d: %s", run.spec.job_id, error)
 
@@ -459,7 +458,7 @@ class GenerationQueue:
                     log.warning("bot turn %d could not be shown (%s); it will be shown again later", spec.job_id, error)
                     return
             if shower is not None and result is not UNSURE:
-                await self.sessions.mark_turn_shown(spec.job_id)
+                await self.jobs.mark_turn_shown(spec.job_id)
         except Exception as error:  # shown, but not marked: shown once more later, which is harmless
             log.warning("could not mark bot turn %d shown: %s", spec.job_id, error)
         finally:
@@ -474,7 +473,7 @@ class GenerationQueue:
         if not self._showers or self._stopping:
             return
         try:
-            owed = await self.sessions.claim_owed_showings(list(self._showers), OWED_PER_SWEEP, at_start=everything)
+            owed = await self.jobs.claim_owed_showings(list(self._showers), OWED_PER_SWEEP, at_start=everything)
         except Exception:
             self._sweep_everything = everything  # still owed a full sweep once the database answers
             raise
@@ -501,16 +500,16 @@ class GenerationQueue:
 
     async def _store(self, run: _Running, text: str) -> Result | None:
         if run.timed_out:
-            return await self.sessions.fail_job(
+            return await self.jobs.fail_job(
                 run.spec.job_id, "The bot took too long to write; try /story continue again."
             )
         if run.cancelled.is_set():
             return None
         if not text:
-            return await self.sessions.fail_job(
+            return await self.jobs.fail_job(
                 run.spec.job_id, "The bot could not think of anything; try /story continue with a direction."
             )
-        return await self.sessions.finish_job(run.spec.job_id, text, self._generation_record(run.spec))
+        return await self.jobs.finish_job(run.spec.job_id, text, self._generation_record(run.spec))
 
     async def _write_passage(self, batcher: Batcher, run: _Running, loop: asyncio.AbstractEventLoop) -> str:
         """The cleaned passage, written again while it is empty or in another language than the

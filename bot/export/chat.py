@@ -1,0 +1,77 @@
+"""The archive as chat commands see it: ``/story list``, ``show`` and ``export`` in one channel.
+
+These commands change nothing, so ``SessionManager.handle`` runs them in a read transaction (a
+long export never holds up other channels' writes); this service reads the channel's stories and
+renders them, and the rule book never touches a file format.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot import commands as c
+from bot.config import ExportConfig
+from bot.export import ExportOptions, render
+from bot.export.snapshot import load_story
+from bot.export.summary import summary
+from bot.handlers import Handlers
+from bot.identity import Actor, ChannelRef
+from bot.results import Attachment, Result, UserError
+from storage import queries as q
+from storage.models import Story, StoryStatus
+
+ARCHIVE: Handlers[Archive] = Handlers()
+
+
+class Archive:
+    """A channel's stories, listed, summarised and exported as files."""
+
+    def __init__(self, config: ExportConfig) -> None:
+        self.config = config
+
+    @ARCHIVE.handles(c.ListStories)
+    async def _list(self, tx: AsyncSession, channel: ChannelRef, actor: Actor, cmd: c.ListStories) -> Result:
+        stories = await q.finished_stories(tx, channel.key)
+        if not stories:
+            return Result("No finished stories in this channel yet.", private=True)
+        lines = [f"#{s.id} “{s.title}” — finished {s.finished_at:%Y-%m-%d}" for s in stories if s.finished_at]
+        hint = "/story show <id> shows a story's opening; /story export <format> <id> downloads it."
+        return Result("Finished stories:\n" + "\n".join(lines) + "\n" + hint, private=True)
+
+    async def _archived_story(self, tx: AsyncSession, channel: ChannelRef, story_id: int | None) -> Story:
+        """Story ``story_id`` of this channel; without an id the running one, else the latest finished."""
+        if story_id is not None:
+            story = await q.story_by_id(tx, story_id)
+            if story is None or story.channel_key != channel.key:
+                raise UserError(f"Story #{story_id} is not in this channel's archive. See /story list.")
+            return story
+        story = await q.active_story(tx, channel.key)
+        if story is None:
+            latest = await q.finished_stories(tx, channel.key, limit=1)
+            story = latest[0] if latest else None
+        if story is None:
+            raise UserError('There is no story here to export yet. Start one with /story start "Title".')
+        return story
+
+    @ARCHIVE.handles(c.Export)
+    async def _export(self, tx: AsyncSession, channel: ChannelRef, actor: Actor, cmd: c.Export) -> Result:
+        story = await self._archived_story(tx, channel, cmd.story_id)
+        snapshot = await load_story(tx, story, language=self.config.language)
+        options = ExportOptions(authors=cmd.authors, body=cmd.body, chapter_passages=self.config.chapter_passages)
+        # Rendering a long story as EPUB takes a moment: keep it off the event loop.
+        file = await asyncio.to_thread(render, snapshot, cmd.format, options)
+        return Result(
+            f"📎 “{story.title}” as {cmd.format} ({max(1, round(len(file.data) / 1024))} KB).",
+            story_id=story.id,
+            attachment=Attachment(file.filename, file.mime_type, file.data),
+        )
+
+    @ARCHIVE.handles(c.Show)
+    async def _show(self, tx: AsyncSession, channel: ChannelRef, actor: Actor, cmd: c.Show) -> Result:
+        story = await self._archived_story(tx, channel, cmd.story_id)
+        if story.status != StoryStatus.FINISHED:
+            raise UserError(f"“{story.title}” is still being written; /story status shows where it stands.")
+        snapshot = await load_story(tx, story, language=self.config.language)
+        return Result(summary(snapshot, story.id), private=True, story_id=story.id)

@@ -1,0 +1,236 @@
+"""The generation jobs' side of the story database: what the queue claims, beats, finishes and shows.
+
+A bot turn is a ``GenerationJob`` row. The rules (``bot.sessions``) create and cancel jobs inside
+their own transactions; the queue (``bot.generation.queue``) works them through this book, one
+short transaction per step: claim (a ``JobSpec`` snapshot of what the prompt needs), heartbeat,
+finish or fail (each at most once, and only while the job still runs), requeue what a dead
+process left running, and the outbox: recording and marking the message that shows a turn, and
+handing out the turns no live process showed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.config import Config
+from bot.context import LoreItem, StorySnapshot
+from bot.identity import ChannelRef
+from bot.results import BOT_NAME, PassageView, Result
+from bot.story_settings import StorySettings
+from storage import queries as q
+from storage.database import Database
+from storage.models import GenerationJob, JobStatus, Passage, PassageStatus, Story, utcnow
+
+BOT_ID = "bot"
+OWED_FOR = timedelta(days=1)  # a turn no process could show for this long is given up
+
+
+@dataclass(frozen=True, slots=True)
+class JobSpec:
+    """Everything a worker needs to write one bot turn, read in one transaction."""
+
+    job_id: int
+    story_id: int
+    channel: ChannelRef
+    kind: str
+    requested_by: str
+    story: StorySnapshot
+    settings: StorySettings
+    speaker_names: tuple[str, ...]  # people in the story: the model must not write as them
+    message_ref: str | None = None  # the platform message that shows this turn, once one was posted
+
+
+class JobBook:
+    """The job lifecycle, as the generation queue calls it; the rule book (``SessionManager``)
+    extends it, since its commands create and cancel the jobs and share database, config and clock."""
+
+    def __init__(self, db: Database, config: Config, *, clock: Callable[[], datetime] = utcnow) -> None:
+        self.db = db
+        self.config = config
+        self.clock = clock
+        self._job_listeners: list[Callable[[], None]] = []
+
+    def on_jobs_changed(self, callback: Callable[[], None]) -> None:
+        """Register a callback run after a commit that created or cancelled a bot turn."""
+        self._job_listeners.append(callback)
+
+    def _notify_jobs(self) -> None:
+        for callback in self._job_listeners:
+            callback()
+
+    def story_settings(self, story: Story) -> StorySettings:
+        """The story's generation settings: the config's defaults, overridden per story."""
+        return StorySettings.of(self.config.model, story.settings)
+
+    def _owed_from(self, ended: datetime) -> datetime:
+        """When an ended turn that its own process has not shown yet may be shown by any process:
+        once the writer's lease has run out, it is as good as dead."""
+        return ended + timedelta(seconds=self.config.generation.job_lease_s)
+
+    async def _view(self, tx: AsyncSession, passage: Passage) -> PassageView:
+        return PassageView(
+            id=passage.id,
+            story_id=passage.story_id,
+            seq=passage.seq,
+            number=await q.count_canonical(tx, passage.story_id, up_to_seq=passage.seq),
+            author_kind=passage.author_kind,
+            author_name=passage.author_name,
+            text=passage.text,
+        )
+
+    async def requeue_interrupted_jobs(self, *, at_start: bool = False) -> int:
+        """Running jobs whose process died go back to pending; returns how many.
+
+        A job's process is dead when its heartbeat is older than ``generation.job_lease_s``.
+        SQLite serves a single process, so when it starts every running job is an orphan and
+        runs again at once; on PostgreSQL other live processes may be writing theirs.
+        """
+        everything = at_start and self.db.is_sqlite
+        stale_before = None if everything else self.clock() - timedelta(seconds=self.config.generation.job_lease_s)
+        return await self.db.transaction(lambda tx: q.requeue_running_jobs(tx, stale_before))
+
+    async def keep_jobs_alive(self, job_ids: list[int]) -> None:
+        """Refresh the heartbeat of the jobs this process is writing."""
+        if job_ids:
+            await self.db.transaction(lambda tx: q.beat(tx, job_ids, self.clock()))
+
+    async def claim_jobs(self, limit: int) -> list[JobSpec]:
+        """Take up to ``limit`` pending jobs and snapshot what their prompts need."""
+
+        async def claim(tx: AsyncSession) -> list[JobSpec]:
+            jobs = await q.claim_pending_jobs(tx, limit, self.clock())
+            return [await self._job_spec(tx, job) for job in jobs]
+
+        return await self.db.transaction(claim)
+
+    async def _job_spec(self, tx: AsyncSession, job: GenerationJob) -> JobSpec:
+        story = await q.story_by_id(tx, job.story_id)
+        assert story is not None
+        passages = [p for p in await q.canonical_passages(tx, story.id) if p.id != job.replaces_passage_id]
+        lore = tuple(LoreItem(tuple(e.keys), e.text) for e in await q.lore_entries(tx, story.id))
+        people = await q.participants(tx, story.id, active_only=False)
+        snapshot = StorySnapshot(
+            title=story.title,
+            genre=story.genre,
+            memory=story.memory,
+            note=story.note,
+            passages=tuple(p.text for p in passages),
+            lore=lore,
+            direction=job.direction,
+        )
+        return JobSpec(
+            job_id=job.id,
+            story_id=story.id,
+            channel=ChannelRef(story.platform, story.workspace, story.channel, story.thread),
+            kind=job.kind,
+            requested_by=job.requested_by_name,
+            story=snapshot,
+            settings=self.story_settings(story),
+            speaker_names=tuple(sorted({p.name for p in people} | {p.author_name for p in passages})),
+            message_ref=job.message_ref,
+        )
+
+    async def finish_job(self, job_id: int, text: str, generation: dict[str, object]) -> Result | None:
+        """Store the bot's passage for a running job, exactly once.
+
+        Returns None when the job was cancelled meanwhile (undo, end, retry): its text is dropped.
+        """
+
+        async def store(tx: AsyncSession) -> Result | None:
+            job = await q.job_by_id(tx, job_id, lock=True)
+            if job is None or job.status != JobStatus.RUNNING:
+                return None
+            story = await q.story_by_id(tx, job.story_id, lock=True)
+            assert story is not None
+            now = self.clock()
+            replaced = None
+            if job.replaces_passage_id is not None:
+                replaced = await tx.get(Passage, job.replaces_passage_id)
+                if replaced is not None and replaced.status == PassageStatus.CANONICAL:
+                    replaced.status = PassageStatus.SUPERSEDED
+                    replaced.changed_by_id, replaced.changed_at = job.requested_by_id, now
+            passage = Passage(
+                story_id=story.id,
+                seq=await q.next_seq(tx, story.id),
+                author_kind="bot",
+                author_id=BOT_ID,
+                author_name=BOT_NAME,
+                text=text,
+                replaces_id=replaced.id if replaced else None,
+                job_id=job.id,
+                requested_by_id=job.requested_by_id,
+                direction=job.direction,
+                generation=generation,
+                created_at=now,
+            )
+            tx.add(passage)
+            job.status, job.finished_at, job.show_after = JobStatus.DONE, now, self._owed_from(now)
+            story.turn_started_at = now
+            await tx.flush()
+            return Result("", story_id=story.id, passage=await self._view(tx, passage))
+
+        return await self.db.transaction(store)
+
+    async def fail_job(self, job_id: int, error: str) -> Result | None:
+        """Record that a job could not be written; returns the one-line error to show, or None if cancelled."""
+
+        async def record(tx: AsyncSession) -> Result | None:
+            job = await q.job_by_id(tx, job_id, lock=True)
+            if job is None or job.status != JobStatus.RUNNING:
+                return None
+            now = self.clock()
+            job.status, job.finished_at, job.error, job.show_after = JobStatus.FAILED, now, error, self._owed_from(now)
+            return Result(error, ok=False, story_id=job.story_id)
+
+        return await self.db.transaction(record)
+
+    # ------------------------------------------------------------------ showing turns (the outbox)
+
+    async def record_turn_message(self, job_id: int, message_ref: str) -> None:
+        """Remember which platform message shows the turn, for whoever shows it next."""
+        await self.db.transaction(lambda tx: q.record_message(tx, job_id, message_ref))
+
+    async def mark_turn_shown(self, job_id: int) -> None:
+        """The ended turn is shown on its platform (a turn still open is not: it will end later)."""
+        await self.db.transaction(lambda tx: q.mark_shown(tx, job_id, self.clock()))
+
+    async def claim_owed_showings(
+        self, platforms: Sequence[str], limit: int, *, at_start: bool = False
+    ) -> list[tuple[JobSpec, Result | None]]:
+        """Ended turns of ``platforms`` that no process has shown: each with what to show.
+
+        That is the stored passage, the error, or None for a withdrawn turn. At the start of a
+        process alone on its database (SQLite), every owed showing is a dead process's, so all
+        are taken at once; otherwise only those whose writer's lease has run out.
+        """
+
+        async def claim(tx: AsyncSession) -> list[tuple[JobSpec, Result | None]]:
+            now = self.clock()
+            everything = at_start and self.db.is_sqlite
+            jobs = await q.claim_owed_showings(
+                tx, platforms, limit, now, self._owed_from(now), now - OWED_FOR, everything=everything
+            )
+            return [(await self._job_spec(tx, job), await self._ending(tx, job)) for job in jobs]
+
+        return await self.db.transaction(claim)
+
+    async def _ending(self, tx: AsyncSession, job: GenerationJob) -> Result | None:
+        """What an ended job shows: as ``finish_job`` and ``fail_job`` returned it, except that a
+        passage undone or rewritten since (through another process) shows as withdrawn."""
+        if job.status == JobStatus.FAILED:
+            return Result(job.error or "The bot could not write its passage.", ok=False, story_id=job.story_id)
+        passage = await q.passage_of_job(tx, job.id) if job.status == JobStatus.DONE else None
+        if passage is None or passage.status != PassageStatus.CANONICAL:
+            return None
+        return Result("", story_id=job.story_id, passage=await self._view(tx, passage))
+
+    async def job_is_open(self, job_id: int) -> bool:
+        async def is_open(tx: AsyncSession) -> bool:
+            job = await q.job_by_id(tx, job_id)
+            return job is not None and job.status in JobStatus.OPEN
+
+        return await self.db.transaction(is_open, write=False)
