@@ -1,7 +1,7 @@
 """Quality of the bot's passages: storybot's product path against the "seed recipe" most bots copy.
 
     python -m bench.quality [--model NAME] [--samples N] [--quick] [--json] [--out FILE]
-                            [--prompt-style STYLE] [--skip-seed-recipe] [--seed N]
+                            [--prompt-style STYLE] [--skip-seed-recipe | --skip-storybot] [--seed N]
 
 Both systems continue the same story openings (``bench.openings``) with the same model:
 
@@ -60,8 +60,8 @@ from bot.app import open_app
 from bot.config import Config, ConfigError, ModelConfig, validate_setting
 from bot.identity import Actor, ChannelRef
 from bot.language import HAN, language_of
-from bot.results import Result
-from bot.sessions import BOT_NAME, SessionManager
+from bot.results import BOT_NAME, Result
+from bot.sessions import SessionManager
 
 DEFAULT_MODEL = "bundled:smollm2-135m"
 DEFAULT_OUT = "bench-quality.md"
@@ -477,7 +477,9 @@ def main(argv: list[str] | None = None) -> None:
         "--out", type=Path, default=Path(DEFAULT_OUT), help=f"the Markdown file (default {DEFAULT_OUT})"
     )
     parser.add_argument("--prompt-style", help="model.prompt_style for the storybot side")
-    parser.add_argument("--skip-seed-recipe", action="store_true", help="measure the storybot side only")
+    skip = parser.add_mutually_exclusive_group()
+    skip.add_argument("--skip-seed-recipe", action="store_true", help="measure the storybot side only")
+    skip.add_argument("--skip-storybot", action="store_true", help="measure the seed recipe only")
     parser.add_argument("--seed", type=int, default=0, help="torch's random seed before each system (default 0)")
     args = parser.parse_args(argv)
     openings = quick_openings() if args.quick else OPENINGS
@@ -497,8 +499,9 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory() as folder:
         config = product_config(args.model, Path(folder) / "quality.db", args.prompt_style)
         style = prompt_style_used(config.model, args.model)
-        print(f"storybot's prompt style: {style}", flush=True)
-        written["storybot"] = asyncio.run(write_with_storybot(openings, samples, config))
+        if not args.skip_storybot:
+            print(f"storybot's prompt style: {style}", flush=True)
+            written["storybot"] = asyncio.run(write_with_storybot(openings, samples, config))
     if not args.skip_seed_recipe:
         torch.manual_seed(args.seed)
         written["seed_recipe"], dtype["seed_recipe"] = write_with_seed_recipe(openings, samples, args.model)
