@@ -22,10 +22,12 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from bench.models import build_random_gpt2, build_random_llama
 from bot.app import App, open_app
 from bot.config import Config, load_config
+from bot.jobs import JobSpec
 from bot.results import Result
-from bot.sessions import JobSpec, SessionManager
+from bot.sessions import SessionManager
 from storage.database import Database
 from storage.models import utcnow
+from tests.waiting import until
 
 POSTGRES_ADMIN_URL = os.environ.get("STORYBOT_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
@@ -140,11 +142,22 @@ async def _reset_postgres(url: str) -> None:
         await db.close()
 
 
+def sqlite_url(folder: Path) -> str:
+    """A fresh SQLite file in ``folder`` (created, with its schema, when the bot first opens it)."""
+    return f"sqlite+aiosqlite:///{folder / 'stories.db'}"
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
-    """Each test that takes this runs twice: on a fresh SQLite file and on PostgreSQL."""
+    """Each test that takes this runs twice: on a fresh SQLite file and on PostgreSQL.
+
+    Only for the tests of what the two do differently: the story rules and the archive in the
+    database, claiming jobs (``SKIP LOCKED``), heartbeats, leases and takeovers, owed showings,
+    migrations, processes that crash. A test that runs the model takes ``config``, on SQLite:
+    the model writes the same whatever stores its passages, and twice only made it slower.
+    """
     if request.param == "sqlite":
-        yield f"sqlite+aiosqlite:///{tmp_path / 'stories.db'}"
+        yield sqlite_url(tmp_path)
         return
     url = request.getfixturevalue("postgres_database")
     await _reset_postgres(url)
@@ -188,7 +201,17 @@ def tiny_model_env(database_url: str, model_dir: Path) -> dict[str, str]:
 
 
 @pytest.fixture
-def config(tmp_path: Path, tiny_model_dir: Path, database_url: str) -> Config:
+def config(tmp_path: Path, tiny_model_dir: Path) -> Config:
+    """The tiny model on a fresh SQLite file: for tests of what the bot does with its model (the
+    engine, the queue, turns end to end), which nothing in the database changes. A test whose
+    outcome depends on the database takes ``config_on_each_database`` instead."""
+    return make_config(tmp_path, tiny_model_env(sqlite_url(tmp_path), tiny_model_dir))
+
+
+@pytest.fixture
+def config_on_each_database(tmp_path: Path, tiny_model_dir: Path, database_url: str) -> Config:
+    """``config`` on SQLite, then on PostgreSQL (see ``database_url``): for what the database
+    decides, e.g. which process takes a turn back once its writer's lease has run out."""
     return make_config(tmp_path, tiny_model_env(database_url, tiny_model_dir))
 
 
@@ -211,12 +234,12 @@ def clock() -> Clock:
 
 
 @pytest.fixture
-async def rules(config: Config, clock: Clock) -> AsyncIterator[SessionManager]:
-    """The story rules on a real database, with no generation worker: queued bot turns stay queued."""
-    db = Database(config.database.url)
+async def rules(config_on_each_database: Config, clock: Clock) -> AsyncIterator[SessionManager]:
+    """The story rules on each real database, with no generation worker: queued bot turns stay queued."""
+    db = Database(config_on_each_database.database.url)
     await db.migrate()
     try:
-        yield SessionManager(db, config, clock=clock)
+        yield SessionManager(db, config_on_each_database, clock=clock)
     finally:
         await db.close()
 
@@ -266,9 +289,12 @@ class TurnRecorder:
 
     async def writing(self, job_id: int, timeout: float = 60) -> None:
         """Until the bot's turn has streamed its first text: it is being written now."""
-        async with asyncio.timeout(timeout):
-            while not self.progress.get(job_id):
-                await asyncio.sleep(0.01)
+        await until(
+            lambda: self.progress.get(job_id),
+            f"bot turn {job_id} to stream its first text",
+            timeout=timeout,
+            every=0.01,
+        )
 
 
 @pytest.fixture

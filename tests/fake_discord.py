@@ -20,6 +20,7 @@ from typing import Any
 from aiohttp import WSMsgType, web
 
 from tests.loopback import serve
+from tests.waiting import until
 
 APP_ID = 1000  # the application and its bot user share an id, as on Discord
 GUILD_ID = 2000
@@ -161,17 +162,7 @@ class FakeDiscord:
 
     async def until(self, condition: Callable[[], Any], timeout: float = 30) -> Any:
         """Wait until ``condition()`` is truthy (checked after every request); return its value."""
-        deadline = time.monotonic() + timeout
-        while not (value := condition()):
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise AssertionError(f"timed out waiting for {condition}")
-            self._changed.clear()
-            try:
-                await asyncio.wait_for(self._changed.wait(), min(remaining, 0.5))
-            except TimeoutError:
-                pass
-        return value
+        return await until(condition, timeout=timeout, every=0.5, wake=self._changed)
 
     # ------------------------------------------------------------------ gateway
 

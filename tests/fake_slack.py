@@ -25,6 +25,7 @@ import aiohttp
 from aiohttp import web
 
 from tests.loopback import serve
+from tests.waiting import until
 
 BOT_TOKEN = "xoxb-test-not-a-real-token"
 APP_TOKEN = "xapp-test-not-a-real-token"
@@ -69,13 +70,8 @@ class FakeSlack:
         return [call for call in self.calls if call.method == method]
 
     async def wait_for(self, check: Callable[[], Any], timeout: float = 20.0) -> Any:
-        """Poll until ``check()`` is truthy (the bot works after acknowledging)."""
-        deadline = time.monotonic() + timeout
-        while not (value := check()):
-            if time.monotonic() > deadline:
-                raise AssertionError(f"timed out waiting; calls so far: {[c.method for c in self.calls]}")
-            await asyncio.sleep(0.02)
-        return value
+        """Until ``check()`` is truthy (the bot works after acknowledging); a timeout lists the calls so far."""
+        return await until(check, timeout=timeout, details=lambda: f"calls so far: {[c.method for c in self.calls]}")
 
     # ------------------------------------------------------------------ the Web API
 

@@ -21,8 +21,8 @@ from adapters.slack_app.render import split_text as slack_split
 from bot import commands as c
 from bot.context import StorySnapshot
 from bot.identity import Actor, ChannelRef
+from bot.jobs import JobSpec
 from bot.results import PassageView, Result
-from bot.sessions import JobSpec
 
 # ------------------------------------------------------------------ where long text is cut
 

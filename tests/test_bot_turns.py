@@ -101,8 +101,13 @@ async def test_an_unloadable_model_is_one_clear_line_in_the_channel(config: Conf
     assert "Hello there." in status.text
 
 
-async def test_a_restart_loses_nothing_and_reruns_an_interrupted_turn(config: Config) -> None:
-    async with open_app(config) as first:
+# Which process writes a turn after a crash or a restart is the database's to decide (SQLite: the
+# one process, at its start; PostgreSQL: any, once the writer's lease has run out): the tests of it
+# take ``config_on_each_database``. The others run the model on SQLite only (``config``).
+
+
+async def test_a_restart_loses_nothing_and_reruns_an_interrupted_turn(config_on_each_database: Config) -> None:
+    async with open_app(config_on_each_database) as first:
         turns = TurnRecorder()
         first.queue.add_listener(turns)
         await first.sessions.handle(CHANNEL, ALICE, c.parse('/story start "Restart" mode:free'))
@@ -119,7 +124,7 @@ async def test_a_restart_loses_nothing_and_reruns_an_interrupted_turn(config: Co
             await tx.execute(update(Passage).where(Passage.job_id == asked.job_id).values(status="undone"))
 
     turns = TurnRecorder()
-    async with open_app(restarted(config)) as second:
+    async with open_app(restarted(config_on_each_database)) as second:
         second.queue.add_listener(turns)
         rerun = await turns.wait(asked.job_id)
         assert rerun is not None and rerun.ok
@@ -133,9 +138,11 @@ async def test_a_restart_loses_nothing_and_reruns_an_interrupted_turn(config: Co
 
 
 async def test_stopping_mid_turn_withdraws_nothing_and_the_turn_runs_at_the_next_start(
-    config: Config, caplog: pytest.LogCaptureFixture
+    config_on_each_database: Config, caplog: pytest.LogCaptureFixture
 ) -> None:
-    long_turns = replace(config, model=replace(config.model, max_new_tokens=900, min_new_tokens=900))
+    long_turns = replace(
+        config_on_each_database, model=replace(config_on_each_database.model, max_new_tokens=900, min_new_tokens=900)
+    )
     turns = TurnRecorder()
     async with open_app(long_turns) as first:
         first.queue.add_listener(turns)
@@ -144,7 +151,7 @@ async def test_stopping_mid_turn_withdraws_nothing_and_the_turn_runs_at_the_next
     assert asked.job_id not in turns.finished  # not shown as withdrawn: it was interrupted, not undone
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]  # nothing cut off mid-transaction
 
-    async with open_app(restarted(config)) as second:
+    async with open_app(restarted(config_on_each_database)) as second:
         again = TurnRecorder()
         second.queue.add_listener(again)
         rerun = await again.wait(asked.job_id)
@@ -152,10 +159,12 @@ async def test_stopping_mid_turn_withdraws_nothing_and_the_turn_runs_at_the_next
         assert [p.author_kind for p in await stored(second)] == ["human", "bot"]
 
 
-async def test_a_turn_whose_process_died_is_taken_back_when_its_lease_runs_out(config: Config) -> None:
+async def test_a_turn_whose_process_died_is_taken_back_when_its_lease_runs_out(config_on_each_database: Config) -> None:
     """Another process claimed a turn and died: once its heartbeat is older than the lease, a
     live process writes the turn, once."""
-    short_lease = replace(config, generation=replace(config.generation, job_lease_s=0.4))
+    short_lease = replace(
+        config_on_each_database, generation=replace(config_on_each_database.generation, job_lease_s=0.4)
+    )
     turns = TurnRecorder()
     async with open_app(short_lease) as app:
         app.queue.add_listener(turns)
@@ -183,16 +192,18 @@ async def test_a_turn_whose_process_died_is_taken_back_when_its_lease_runs_out(c
         assert [p.author_kind for p in await stored(app)] == ["human", "bot"]
 
 
-async def test_a_process_that_starts_leaves_a_live_processs_turn_alone(config: Config) -> None:
-    if config.database.url.startswith("sqlite"):
+async def test_a_process_that_starts_leaves_a_live_processs_turn_alone(config_on_each_database: Config) -> None:
+    if config_on_each_database.database.url.startswith("sqlite"):
         pytest.skip("SQLite serves one process: when it starts, every running turn is an orphan")
-    long_turns = replace(config, model=replace(config.model, max_new_tokens=400, min_new_tokens=400))
+    long_turns = replace(
+        config_on_each_database, model=replace(config_on_each_database.model, max_new_tokens=400, min_new_tokens=400)
+    )
     turns, others = TurnRecorder(), TurnRecorder()
     async with open_app(long_turns) as first:
         first.queue.add_listener(turns)
         asked = await first.sessions.handle(CHANNEL, ALICE, c.parse('/story start "Two" The storm rose.'))
         await turns.writing(asked.job_id)  # the first process is writing the bot's turn
-        async with open_app(config) as second:  # e.g. a rolling deploy starts the next process
+        async with open_app(config_on_each_database) as second:  # e.g. a rolling deploy starts the next process
             second.queue.add_listener(others)
             result = await turns.wait(asked.job_id)
         assert result is not None and result.ok

@@ -28,6 +28,7 @@ from tests.conftest import is_postgres
 from tests.conftest import read_rows as rows
 from tests.fake_discord import BODY, CHANNEL_ID, FakeDiscord, user
 from tests.fake_openai import FakeOpenAI, running_fake_openai
+from tests.waiting import until
 
 REPO = Path(__file__).resolve().parents[1]
 ALICE = user(1, "Alice")
@@ -159,17 +160,14 @@ class Bots:
     async def until(self, condition: Callable[[], Any], what: str, timeout: float = 20) -> Any:
         """Poll ``condition`` until it is truthy; fail with the bots' logs if it is not in time,
         or at once if a bot process that should be alive has died."""
-        deadline = time.monotonic() + timeout
-        while True:
-            value = condition()
-            if asyncio.iscoroutine(value):
-                value = await value
-            if value:
-                return value
-            self.check_alive(f"waiting for {what}")
-            if time.monotonic() > deadline:
-                raise AssertionError(f"timed out after {timeout} s waiting for {what}\n{self.logs()}")
-            await asyncio.sleep(0.05)
+        return await until(
+            condition,
+            what,
+            timeout=timeout,
+            every=0.05,
+            alive=lambda: self.check_alive(f"waiting for {what}"),
+            details=self.logs,
+        )
 
     def check_alive(self, doing: str) -> None:
         for bot in self.all:

@@ -16,7 +16,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +36,7 @@ from tests.fake_slack import (
     start_fake_slack,
 )
 from tests.loopback import free_port
+from tests.waiting import until
 
 ALICE, BOB = "U0ALICE", "U0BOB"
 PIECES = ["The lamp", " was cold", ", and the sea", " was loud."]
@@ -93,16 +93,25 @@ class World:
         return bot
 
     async def _until_answering(self, bot: BotProcess) -> None:
-        deadline = time.monotonic() + START_TIMEOUT_S
+        def alive() -> None:
+            assert bot.process.poll() is None, f"the bot exited at start:\n{bot.tail()}"
+
         async with aiohttp.ClientSession() as session:
-            while time.monotonic() < deadline:
-                assert bot.process.poll() is None, f"the bot exited at start:\n{bot.tail()}"
+
+            async def healthy() -> bool:
                 with contextlib.suppress(aiohttp.ClientError):
                     async with session.get(f"http://127.0.0.1:{bot.port}/healthz") as response:
-                        if response.status == 200:
-                            return
-                await asyncio.sleep(0.05)
-        raise AssertionError(f"the bot did not answer within {START_TIMEOUT_S} s:\n{bot.tail()}")
+                        return response.status == 200
+                return False
+
+            await until(
+                healthy,
+                "the bot to answer /healthz",
+                timeout=START_TIMEOUT_S,
+                every=0.05,
+                alive=alive,
+                details=bot.tail,
+            )
 
     def sender(self, bot: BotProcess) -> SignedSender:
         return SignedSender(bot.events_url, self.api.url)

@@ -11,16 +11,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import os
 import re
 import sqlite3
-import subprocess
-import sys
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from adapters.cli import main
 from adapters.discord_bot import run_discord
 from bot import commands as c
 from bot.config import Config
@@ -386,19 +386,19 @@ async def test_every_interaction_is_acknowledged_within_3_seconds_while_the_mode
     )
 
 
-def test_storybot_discord_without_a_token_says_what_to_set(tmp_path: Path) -> None:
-    env = {"PATH": "/usr/bin:/bin", "STORYBOT_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 's.db'}"}
-    done = subprocess.run(
-        [sys.executable, "-m", "adapters.cli", "discord", "--sync"],
-        check=False,
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=Path(__file__).parents[1],
-        timeout=120,
-    )
-    assert done.returncode == 2
-    assert done.stderr.strip().splitlines() == [
+def test_storybot_discord_without_a_token_says_what_to_set(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The token is checked before anything connects or loads: `storybot discord` in this process,
+    with no setting but the database."""
+    for key in [key for key in os.environ if key.startswith("STORYBOT_")]:
+        monkeypatch.delenv(key)
+    monkeypatch.setenv("STORYBOT_DATABASE_URL", f"sqlite+aiosqlite:///{tmp_path / 's.db'}")
+    monkeypatch.chdir(tmp_path)  # no storybot.toml
+    assert main(["discord", "--sync"]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.strip().splitlines() == [
         "storybot: discord.token is empty: set STORYBOT_DISCORD_TOKEN to the bot token from the Discord developer portal."
     ]
 

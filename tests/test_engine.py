@@ -8,7 +8,6 @@ import os
 import signal
 import sqlite3
 import subprocess
-import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -20,10 +19,12 @@ from bot.config import Config
 from bot.generation.backend import GenerationRequest, Sampling
 from bot.generation.local import LocalBackend
 from bot.identity import Actor, ChannelRef
+from bot.jobs import JobSpec
 from bot.results import Result
-from bot.sessions import JobSpec, SessionManager
+from bot.sessions import SessionManager
 from tests.conftest import TurnRecorder, make_config
 from tests.test_console import storybot_command
+from tests.waiting import until
 
 GREEDY = Sampling(temperature=0, max_new_tokens=24, min_new_tokens=24, repetition_penalty=1.0)
 STORY = [
@@ -218,10 +219,14 @@ def test_a_killed_process_reruns_its_turn_once(tmp_path: Path, tiny_model_dir: P
     assert process.stdin is not None
     process.stdin.write('/story start "Crash" The storm rose.\n')
     process.stdin.flush()
-    deadline = time.monotonic() + 120
-    while _job_status(db_path) != "running":
-        assert time.monotonic() < deadline and process.poll() is None
-        time.sleep(0.1)
+
+    def alive() -> None:
+        assert process.poll() is None, f"the console exited ({process.returncode}) before its bot turn ran"
+
+    running = until(
+        lambda: _job_status(db_path) == "running", "the bot turn to run", timeout=120, every=0.1, alive=alive
+    )
+    asyncio.run(running)
     process.send_signal(signal.SIGKILL)
     process.wait()
 

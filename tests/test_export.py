@@ -27,8 +27,9 @@ from markdown_it.token import Token
 from bot.commands import EXPORT_FORMATS, Export, ParseError, Show, parse
 from bot.export import FORMATS, ExportOptions, render
 from bot.export.json_format import DocumentError, dumps, loads
-from bot.export.model import ExportPassage, word_count
+from bot.export.model import ExportPassage
 from bot.export.text import text_width
+from bot.words import word_count
 from tests.export_fixtures import ARABIC, CHINESE, EMOJI, LONG_URL, MARKUP, START, tricky_story
 
 GOLDEN = Path(__file__).parent / "golden"

@@ -147,9 +147,10 @@ def cli(
 
 
 @pytest.fixture
-def cli_env(config: Config, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Config:
+def cli_env(config_on_each_database: Config, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Config:
+    """The archive commands store and read stories in the database: on each of them."""
     monkeypatch.chdir(tmp_path)
-    return config
+    return config_on_each_database
 
 
 def test_json_round_trip_through_storybot_import(

@@ -25,11 +25,13 @@ from bot.app import App, open_app
 from bot.config import Config
 from bot.generation.queue import NOT_STORED
 from bot.identity import Actor, ChannelRef
+from bot.jobs import JobSpec
 from bot.results import Result
-from bot.sessions import DATABASE_BUSY, JobSpec
+from bot.sessions import DATABASE_BUSY
 from storage.models import GenerationJob, Passage
 from tests.conftest import TurnRecorder, make_config, tiny_model_env
 from tests.test_console import console_env, storybot_command
+from tests.waiting import until
 
 ALICE = Actor("u-alice", "Alice")
 HERE = ChannelRef("console", "local", "faults")
@@ -148,9 +150,7 @@ async def test_the_worker_survives_a_locked_database_and_writes_the_next_turn(
     await start_story(app)
     async with locked(db_path):
         app.queue.wake()  # the worker looks at the job table, and finds it locked past every retry
-        async with asyncio.timeout(10):
-            while app.queue.health().errors == 0:
-                await asyncio.sleep(0.05)
+        await until(lambda: app.queue.health().errors, "the worker to fail on the locked table", timeout=10, every=0.05)
         assert not app.queue.health().healthy
     failures = [r for r in caplog.records if r.name == "bot.generation.queue" and r.levelname == "ERROR"]
     assert len(failures) == 1, "the first failure is logged once, with its context"
@@ -218,9 +218,9 @@ async def test_a_turn_the_platform_would_not_show_is_shown_again_later(running: 
     await start_story(app)
     result = await app.sessions.handle(HERE, ALICE, c.Continue())
     assert result.job_id is not None
-    async with asyncio.timeout(30):  # the lease is 1 s: owed again a second after the refusal
-        while len(platform.outcomes.get(result.job_id, [])) < 2:
-            await asyncio.sleep(0.05)
+    await until(  # the lease is 1 s: owed again a second after the refusal
+        lambda: len(platform.outcomes.get(result.job_id, [])) >= 2, "a second showing", timeout=30, every=0.05
+    )
     first, again = platform.outcomes[result.job_id]
     assert first is not None and again is not None and first.passage == again.passage
 
@@ -229,9 +229,7 @@ async def test_a_turn_the_platform_would_not_show_is_shown_again_later(running: 
             job = await tx.get(GenerationJob, result.job_id)
             return job.shown_at if job is not None else None
 
-    async with asyncio.timeout(10):  # (marked once turn_finished has returned)
-        while await shown_at() is None:
-            await asyncio.sleep(0.05)
+    await until(shown_at, "the turn to be marked shown (once turn_finished has returned)", timeout=10, every=0.05)
     await asyncio.sleep(1.5)
     assert len(platform.outcomes[result.job_id]) == 2  # shown, so owed no more
 

@@ -12,7 +12,7 @@ import math
 import socket
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -29,6 +29,7 @@ from bot.identity import Actor, ChannelRef
 from storage.models import Passage
 from tests.conftest import TurnRecorder, make_config
 from tests.fake_openai import Answer, FakeOpenAI, running_fake_openai
+from tests.waiting import until
 
 API_KEY = "sk-test-not-a-real-key"
 STORY = "Title: The Lighthouse\n\nThe keeper climbed the stairs at dusk.\n\n"
@@ -119,7 +120,8 @@ async def test_a_stop_text_beyond_the_servers_four_ends_the_passage_here(fake: F
     seen: list[str] = []
     assert await generate(backend, request(stops=stops, seen=seen)) == ["The door opened."]
     assert all("Fay:" not in text for text in seen)
-    await _until(lambda: fake.disconnects == 1)  # the rest of the stream was not read
+    # The client hung up: the rest of the stream was not read.
+    await until(lambda: fake.disconnects == 1, "the client to hang up the stream", timeout=3)
 
 
 async def test_the_chat_endpoint_sends_the_instruction_then_the_story_and_the_request(
@@ -236,7 +238,7 @@ async def test_cancelling_closes_the_stream(fake: FakeOpenAI, tmp_path: Path) ->
     [text] = await generate(backend, job)
     assert time.monotonic() - started < 1
     assert text == " word0"
-    await _until(lambda: fake.disconnects == 1)
+    await until(lambda: fake.disconnects == 1, "the client to hang up the stream", timeout=3)
 
 
 async def test_cancelling_while_the_server_is_silent_returns_at_once(fake: FakeOpenAI, tmp_path: Path) -> None:
@@ -247,7 +249,7 @@ async def test_cancelling_while_the_server_is_silent_returns_at_once(fake: FakeO
     started = time.monotonic()
     assert await generate(backend, job) == [""]
     assert time.monotonic() - started < 1.5
-    await _until(lambda: fake.disconnects == 1)
+    await until(lambda: fake.disconnects == 1, "the client to hang up the stream", timeout=3)
 
 
 async def test_one_call_sends_its_requests_at_once(fake: FakeOpenAI, tmp_path: Path) -> None:
@@ -372,13 +374,6 @@ async def test_a_passage_in_another_language_than_the_story_is_written_again(fak
     assert result is not None and result.passage is not None
     assert result.passage.text == "El reloj del salón se paró, y la casa se quedó en silencio."
     assert len(fake.requests) == 3
-
-
-async def _until(condition: Callable[[], bool], timeout: float = 3.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.02)
 
 
 async def test_a_turn_cancelled_by_another_process_stops_at_the_next_heartbeat_and_shows_once(

@@ -203,6 +203,19 @@ async def test_undo_cancels_the_bot_turn_it_would_answer(rules: SessionManager) 
     assert undone.cancelled_job_ids == (added.job_id,)
 
 
+async def test_a_turn_withdrawn_while_it_is_written_is_never_stored(rules: SessionManager) -> None:
+    """The database's side of an undo mid-turn, on each database (test_bot_turns runs the model
+    through it on SQLite): the claimed job is cancelled, and the text that comes late is dropped."""
+    started = await run(rules, ALICE, '/story start "Undo" Once.')
+    [job] = await rules.claim_jobs(1)
+    assert job.job_id == started.job_id
+    undone = await run(rules, ALICE, "/story undo")
+    assert undone.ok and undone.cancelled_job_ids == (job.job_id,)
+    assert await rules.finish_job(job.job_id, "Too late.", {"model": "tiny"}) is None
+    assert [p.status for p in await passages(rules)] == [PassageStatus.UNDONE]
+    assert [j.status for j in await jobs(rules)] == [JobStatus.CANCELLED]
+
+
 async def test_retry_needs_a_bot_passage_last(rules: SessionManager) -> None:
     await run(rules, ALICE, '/story start "R" mode:free')
     await run(rules, ALICE, "/story add Human line.")
