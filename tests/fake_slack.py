@@ -286,7 +286,7 @@ class SignedSender:
         body = urllib.parse.urlencode(fields).encode()
         sent = await self.send(body, "application/x-www-form-urlencoded", **options)
         if sent.status == 200 and sent.body:
-            self.replies.append((user, json.loads(sent.body), time.monotonic()))
+            self.replies.append((user, _reply(sent.body), time.monotonic()))
         return sent
 
     async def click(
@@ -365,3 +365,13 @@ class SignedSender:
             "event_time": int(time.time()),
             "authorizations": [{"team_id": TEAM, "user_id": BOT_USER, "is_bot": True}],
         }
+
+
+def _reply(body: str) -> dict[str, Any]:
+    """An acknowledgement's body as a message: Bolt sends JSON for blocks or a response type, and a
+    text alone (``ack(text=...)``, e.g. "Working on it…") as plain text."""
+    try:
+        reply = json.loads(body)
+    except json.JSONDecodeError:
+        return {"text": body}
+    return reply if isinstance(reply, dict) else {"text": body}

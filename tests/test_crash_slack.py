@@ -24,6 +24,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from adapters.slack_app.listeners import WORKING
 from adapters.slack_app.render import plain_text
 from tests.conftest import is_postgres
 from tests.conftest import read_rows as rows
@@ -185,20 +186,22 @@ async def test_every_acknowledged_passage_survives_a_sigkill(world: World, datab
             'start "Crash" mode:free', user=ALICE, channel=channel, trigger_id=f"start-{channel}"
         )
         assert sent.status == 200, first.tail()
-    expected = {f"Passage {n} in {channel}." for n in range(4) for channel in channels}
+    texts = [(n, i, channel, f"Passage {n} in {channel}.") for n in range(4) for i, channel in enumerate(channels)]
     answers = await asyncio.gather(
         *(
-            senders[(n + i) % 2].command(
-                f"add Passage {n} in {channel}.", user=BOB, channel=channel, trigger_id=f"add-{n}-{channel}"
-            )
-            for n in range(4)
-            for i, channel in enumerate(channels)
+            senders[(n + i) % 2].command(f"add {text}", user=BOB, channel=channel, trigger_id=f"add-{n}-{channel}")
+            for n, i, channel, text in texts
         )
     )
     first.kill()  # the moment the last "got it" is out
-    assert [(a.status, a.body) for a in answers] == [(200, "")] * 40, first.tail()
-    stored = await rows(database_url, "SELECT text FROM passages WHERE author_kind = 'human'")
-    assert {row[0] for row in stored} == expected and len(stored) == 40
+    # An add is acknowledged once stored (an empty 200). Only on a machine so loaded that storing
+    # one takes past the 2 s margin does Slack get "Working on it…" first, which promises nothing
+    # yet; then the add may die with the process, but is never stored twice.
+    assert all(a.status == 200 and a.body in ("", WORKING) for a in answers), first.tail()
+    acknowledged = {text for (*_, text), a in zip(texts, answers, strict=True) if a.body == ""}
+    assert acknowledged, "every add waited past the margin: the machine is too loaded for this test to mean anything"
+    stored = [row[0] for row in await rows(database_url, "SELECT text FROM passages WHERE author_kind = 'human'")]
+    assert acknowledged <= set(stored) <= {text for *_, text in texts} and len(stored) == len(set(stored))
 
 
 async def test_a_passage_stored_but_not_shown_is_shown_by_the_next_process_exactly_once(
