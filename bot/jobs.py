@@ -23,7 +23,19 @@ from bot.results import BOT_NAME, PassageView, Result
 from bot.story_settings import StorySettings
 from storage import queries as q
 from storage.database import Database
-from storage.models import GenerationJob, JobStatus, Passage, PassageStatus, Story, utcnow
+from storage.models import (
+    OPEN_JOB_STATUSES,
+    AuthorKind,
+    GenerationJob,
+    JobStatus,
+    Passage,
+    PassageStatus,
+    Story,
+    utcnow,
+)
+
+# Re-exported: adapters compare JobSpec.kind with it, and adapters never import storage.
+from storage.models import JobKind as JobKind
 
 BOT_ID = "bot"
 OWED_FOR = timedelta(days=1)  # a turn no process could show for this long is given up
@@ -156,7 +168,7 @@ class JobBook:
             passage = Passage(
                 story_id=story.id,
                 seq=await q.next_seq(tx, story.id),
-                author_kind="bot",
+                author_kind=AuthorKind.BOT,
                 author_id=BOT_ID,
                 author_name=BOT_NAME,
                 text=text,
@@ -231,6 +243,6 @@ class JobBook:
     async def job_is_open(self, job_id: int) -> bool:
         async def is_open(tx: AsyncSession) -> bool:
             job = await q.job_by_id(tx, job_id)
-            return job is not None and job.status in JobStatus.OPEN
+            return job is not None and job.status in OPEN_JOB_STATUSES
 
         return await self.db.transaction(is_open, write=False)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from storage.models import AuthorKind
+
 BOT_NAME = "storybot"  # the author name of the bot's passages, as every platform shows it
 DEFAULT_TITLE = "Untitled story"  # what a story nobody named is called (and its thread, on Discord)
 
@@ -24,13 +26,13 @@ class PassageView:
     story_id: int
     seq: int
     number: int  # position in the canonical story, 1-based, as shown to people
-    author_kind: str  # "human" or "bot"
+    author_kind: str  # an AuthorKind: "human" or "bot"
     author_name: str
     text: str
 
     @property
     def by_bot(self) -> bool:
-        return self.author_kind == "bot"
+        return self.author_kind == AuthorKind.BOT
 
 
 @dataclass(frozen=True, slots=True)

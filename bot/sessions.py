@@ -38,7 +38,9 @@ from bot.words import story_size, word_count
 from storage import queries as q
 from storage.database import Database, DatabaseBusy
 from storage.models import (
+    AuthorKind,
     GenerationJob,
+    JobKind,
     LoreEntry,
     Participant,
     Passage,
@@ -180,7 +182,7 @@ class SessionManager(JobBook):
         passage = Passage(
             story_id=story.id,
             seq=await q.next_seq(tx, story.id),
-            author_kind="human",
+            author_kind=AuthorKind.HUMAN,
             author_id=actor.user_id,
             author_name=actor.name,
             text=text,
@@ -210,7 +212,7 @@ class SessionManager(JobBook):
         story: Story,
         actor: Actor,
         *,
-        kind: str = "continue",
+        kind: JobKind = JobKind.CONTINUE,
         direction: str | None = None,
         replaces: Passage | None = None,
     ) -> GenerationJob:
@@ -364,12 +366,12 @@ class SessionManager(JobBook):
     async def _retry(self, tx: AsyncSession, channel: ChannelRef, actor: Actor, cmd: c.Retry) -> Result:
         story = await self._story(tx, channel)
         last = await q.last_canonical_passage(tx, story.id)
-        if last is None or last.author_kind != "bot":
+        if last is None or last.author_kind != AuthorKind.BOT:
             whose = f"{last.author_name}'s" if last else "nobody's"
             raise UserError(f"The last passage is {whose}, not the bot's: nothing to retry. Try /story continue.")
         await self._check_rate(tx, story, actor)
         cancelled = await self._cancel_open_jobs(tx, story.id)
-        job = await self._queue_job(tx, story, actor, kind="retry", direction=last.direction, replaces=last)
+        job = await self._queue_job(tx, story, actor, kind=JobKind.RETRY, direction=last.direction, replaces=last)
         return Result(
             "The bot is rewriting its last passage (the old one is kept).",
             story_id=story.id,
@@ -383,7 +385,7 @@ class SessionManager(JobBook):
         last = await q.last_canonical_passage(tx, story.id)
         if last is None:
             raise UserError("There is nothing to undo yet.")
-        owner = last.requested_by_id if last.author_kind == "bot" else last.author_id
+        owner = last.requested_by_id if last.author_kind == AuthorKind.BOT else last.author_id
         if owner != actor.user_id and not self._is_moderator(story, actor):
             raise UserError(
                 f"The last passage is {last.author_name}'s; only its author, the starter or a moderator can undo it."
@@ -393,7 +395,7 @@ class SessionManager(JobBook):
         last.changed_by_id = actor.user_id
         last.changed_at = self.clock()
         cancelled = await self._cancel_open_jobs(tx, story.id)
-        if story.mode == c.Mode.ROUND_ROBIN.value and last.author_kind == "human":
+        if story.mode == c.Mode.ROUND_ROBIN.value and last.author_kind == AuthorKind.HUMAN:
             people = list(await q.participants(tx, story.id))
             story.turn_index = next((i for i, p in enumerate(people) if p.user_id == last.author_id), 0)
             story.turn_started_at = self.clock()

@@ -7,6 +7,7 @@ canonical story is the passages with status ``canonical`` in ``seq`` order.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any, ClassVar
 
 from sqlalchemy import (
@@ -60,24 +61,47 @@ class Base(DeclarativeBase):
     }
 
 
-class StoryStatus:
+class StoryStatus(StrEnum):
+    """``stories.status``; the values are what the database and the JSON export hold."""
+
     ACTIVE = "active"
     FINISHED = "finished"
 
 
-class PassageStatus:
+class PassageStatus(StrEnum):
+    """``passages.status``."""
+
     CANONICAL = "canonical"
     SUPERSEDED = "superseded"  # replaced by a retry; kept as an alternative
     UNDONE = "undone"
 
 
-class JobStatus:
+class AuthorKind(StrEnum):
+    """``passages.author_kind``: who wrote a passage."""
+
+    HUMAN = "human"
+    BOT = "bot"
+
+
+class JobKind(StrEnum):
+    """``generation_jobs.kind``: what a bot turn was asked for."""
+
+    CONTINUE = "continue"
+    RETRY = "retry"
+
+
+class JobStatus(StrEnum):
+    """``generation_jobs.status``."""
+
     PENDING = "pending"
     RUNNING = "running"
     DONE = "done"
     FAILED = "failed"
     CANCELLED = "cancelled"
-    OPEN = (PENDING, RUNNING)
+
+
+# A job still waiting to be written or being written.
+OPEN_JOB_STATUSES = (JobStatus.PENDING, JobStatus.RUNNING)
 
 
 class Story(Base):
@@ -123,7 +147,7 @@ class Passage(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     story_id: Mapped[int] = mapped_column(ForeignKey("stories.id"), index=True)
     seq: Mapped[int] = mapped_column(Integer)
-    author_kind: Mapped[str] = mapped_column(String(10))  # "human" or "bot"
+    author_kind: Mapped[str] = mapped_column(String(10))  # an AuthorKind
     author_id: Mapped[str] = mapped_column(String(100))
     author_name: Mapped[str] = mapped_column(String(200))
     text: Mapped[str] = mapped_column(Text)
@@ -189,7 +213,7 @@ class GenerationJob(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     story_id: Mapped[int] = mapped_column(ForeignKey("stories.id"), index=True)
     channel_key: Mapped[str] = mapped_column(String(400))
-    kind: Mapped[str] = mapped_column(String(20))  # "continue" or "retry"
+    kind: Mapped[str] = mapped_column(String(20))  # a JobKind
     direction: Mapped[str | None] = mapped_column(Text)
     replaces_passage_id: Mapped[int | None] = mapped_column(ForeignKey("passages.id"))
     status: Mapped[str] = mapped_column(String(20), default=JobStatus.PENDING)

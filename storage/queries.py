@@ -10,6 +10,8 @@ from sqlalchemy.engine import CursorResult
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.models import (
+    OPEN_JOB_STATUSES,
+    AuthorKind,
     GenerationJob,
     JobStatus,
     LoreEntry,
@@ -83,7 +85,7 @@ async def recent_passage_count(tx: AsyncSession, story_id: int, author_id: str, 
     query = select(func.count()).where(
         Passage.story_id == story_id,
         Passage.author_id == author_id,
-        Passage.author_kind == "human",
+        Passage.author_kind == AuthorKind.HUMAN,
         Passage.created_at > since,
     )
     return int((await tx.execute(query)).scalar_one())
@@ -121,7 +123,7 @@ async def next_lore_number(tx: AsyncSession, story_id: int) -> int:
 async def open_job(tx: AsyncSession, story_id: int) -> GenerationJob | None:
     query = (
         select(GenerationJob)
-        .where(GenerationJob.story_id == story_id, GenerationJob.status.in_(JobStatus.OPEN))
+        .where(GenerationJob.story_id == story_id, GenerationJob.status.in_(OPEN_JOB_STATUSES))
         .order_by(GenerationJob.id)
         .limit(1)
     )
@@ -139,7 +141,9 @@ async def cancel_open_jobs(tx: AsyncSession, story_id: int, now: datetime, show_
     A cancelled turn whose message was posted is owed a last showing ("withdrawn") from
     ``show_after``; one never shown anywhere owes nothing.
     """
-    query = select(GenerationJob.id).where(GenerationJob.story_id == story_id, GenerationJob.status.in_(JobStatus.OPEN))
+    query = select(GenerationJob.id).where(
+        GenerationJob.story_id == story_id, GenerationJob.status.in_(OPEN_JOB_STATUSES)
+    )
     ids = tuple((await tx.execute(query)).scalars().all())
     if ids:
         await tx.execute(
@@ -220,7 +224,7 @@ async def claim_owed_showings(
         .where(
             GenerationJob.shown_at.is_(None),
             GenerationJob.show_after.is_not(None),
-            GenerationJob.status.not_in(JobStatus.OPEN),
+            GenerationJob.status.not_in(OPEN_JOB_STATUSES),
             GenerationJob.finished_at >= ended_after,
             Story.platform.in_(platforms),
         )
@@ -241,7 +245,7 @@ async def mark_shown(tx: AsyncSession, job_id: int, now: datetime) -> None:
     await tx.execute(
         update(GenerationJob)
         .where(
-            GenerationJob.id == job_id, GenerationJob.status.not_in(JobStatus.OPEN), GenerationJob.shown_at.is_(None)
+            GenerationJob.id == job_id, GenerationJob.status.not_in(OPEN_JOB_STATUSES), GenerationJob.shown_at.is_(None)
         )
         .values(shown_at=now, show_after=None)
     )

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from bot.jobs import JobSpec
+from bot.jobs import JobKind, JobSpec
 from bot.results import BOT_NAME
 
 __all__ = ["PROBLEM", "WITHDRAWN", "WRITING", "WRITING_PLACEHOLDER", "bot_footer", "problem"]
@@ -27,6 +27,6 @@ def bot_footer(job: JobSpec, number: int, requester: str | None = None) -> str:
     by default the name as the job holds it.
     """
     name = job.requested_by if requester is None else requester
-    if job.kind == "retry":
+    if job.kind == JobKind.RETRY:
         return f"passage {number} · rewritten at {name}'s request"
     return f"passage {number} · asked by {name}"

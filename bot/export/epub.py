@@ -21,6 +21,7 @@ from bot.export.common import ExportOptions, RenderedFile, contributor_label, da
 from bot.export.html import passage_paragraphs
 from bot.export.model import ExportStory
 from bot.words import counted
+from storage.models import AuthorKind
 
 STYLE = """\
 body { font-family: serif; line-height: 1.5; }
@@ -54,7 +55,7 @@ def _book(story: ExportStory, options: ExportOptions) -> tuple[epub.EpubBook, da
     # Our name, not the library's version: the same story gives the same book after upgrades.
     book.set_unique_metadata("OPF", "generator", "", {"name": "generator", "content": "storybot"})
     for number, person in enumerate(story.contributors, start=1):
-        if person.kind == "human":
+        if person.kind == AuthorKind.HUMAN:
             book.add_author(person.name, uid=f"creator-{number}")  # ids must be unique
         else:
             book.add_metadata("DC", "contributor", person.name)

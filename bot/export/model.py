@@ -15,13 +15,14 @@ from typing import Any
 
 from bot.identity import ChannelRef
 from bot.words import word_count
+from storage.models import AuthorKind, PassageStatus, StoryStatus
 
-CANONICAL = "canonical"
-SUPERSEDED = "superseded"
-UNDONE = "undone"
-PASSAGE_STATUSES = (CANONICAL, SUPERSEDED, UNDONE)
-AUTHOR_KINDS = ("human", "bot")
-STORY_STATUSES = ("active", "finished")
+CANONICAL = PassageStatus.CANONICAL
+SUPERSEDED = PassageStatus.SUPERSEDED
+UNDONE = PassageStatus.UNDONE
+PASSAGE_STATUSES = tuple(PassageStatus)
+AUTHOR_KINDS = tuple(AuthorKind)
+STORY_STATUSES = tuple(StoryStatus)
 MODES = ("alternate", "round-robin", "free")
 
 # A passage that is only a heading such as "Chapter 2", "Part Three: The Storm" or "Epilogue"
@@ -47,7 +48,7 @@ class ExportPassage:
     """One passage, whatever became of it; ``number`` is its 1-based place among all passages."""
 
     number: int
-    author_kind: str  # "human" or "bot"
+    author_kind: str  # an AuthorKind: "human" or "bot"
     author_id: str
     author_name: str
     text: str
