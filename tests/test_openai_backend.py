@@ -53,6 +53,22 @@ def backend_for(tmp_path: Path, base_url: str, **settings: str) -> OpenAIBackend
     return OpenAIBackend(make_config(tmp_path, env))
 
 
+def app_config(tmp_path: Path, base_url: str, **settings: str) -> Config:
+    """The whole app on a SQLite file, writing through the fake server, streaming and taking
+    turns without pauses; ``settings`` as for ``backend_for``."""
+    env = {
+        "STORYBOT_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'stories.db'}",
+        "STORYBOT_MODEL_BACKEND": "openai",
+        "STORYBOT_MODEL_NAME": str(tmp_path / "no-local-model"),
+        "STORYBOT_OPENAI_BASE_URL": base_url,
+        "STORYBOT_OPENAI_MODEL": "served-model",
+        "STORYBOT_GENERATION_STREAM_INTERVAL_S": "0",
+        "STORYBOT_STORY_PASSAGES_PER_MINUTE": "0",
+        **{f"STORYBOT_{key.upper()}": value for key, value in settings.items()},
+    }
+    return make_config(tmp_path, env)
+
+
 def request(prompt: str = STORY, *, stops: tuple[str, ...] = (), seen: list[str] | None = None) -> GenerationRequest:
     sampling = Sampling(
         temperature=0.7, top_k=40, top_p=0.9, repetition_penalty=1.2, max_new_tokens=64, min_new_tokens=8
@@ -311,17 +327,7 @@ async def test_tokens_are_counted_with_the_local_tokenizer_or_estimated(
 
 async def test_a_bot_turn_through_the_app_stores_the_streamed_passage(fake: FakeOpenAI, tmp_path: Path) -> None:
     fake.pieces = lambda body: ["The lamp", " was cold.", " The sea", " was loud.", " And then"]
-    env = {
-        "STORYBOT_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'stories.db'}",
-        "STORYBOT_MODEL_BACKEND": "openai",
-        "STORYBOT_MODEL_NAME": str(tmp_path / "no-local-model"),
-        "STORYBOT_MODEL_MAX_NEW_TOKENS": "16",
-        "STORYBOT_OPENAI_BASE_URL": fake.url,
-        "STORYBOT_OPENAI_MODEL": "served-model",
-        "STORYBOT_GENERATION_STREAM_INTERVAL_S": "0",
-        "STORYBOT_STORY_PASSAGES_PER_MINUTE": "0",
-    }
-    config: Config = make_config(tmp_path, env)
+    config = app_config(tmp_path, fake.url, model_max_new_tokens="16")
     turns = TurnRecorder()
     channel, alice = ChannelRef("test", "guild", "harbour"), Actor("u-alice", "Alice")
     async with open_app(config) as app:
@@ -349,18 +355,7 @@ async def test_a_passage_in_another_language_than_the_story_is_written_again(fak
         ]
     )
     fake.pieces = lambda body: next(answers)
-    config: Config = make_config(
-        tmp_path,
-        {
-            "STORYBOT_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'stories.db'}",
-            "STORYBOT_MODEL_BACKEND": "openai",
-            "STORYBOT_MODEL_NAME": str(tmp_path / "no-local-model"),
-            "STORYBOT_OPENAI_BASE_URL": fake.url,
-            "STORYBOT_OPENAI_MODEL": "served-model",
-            "STORYBOT_GENERATION_STREAM_INTERVAL_S": "0",
-            "STORYBOT_STORY_PASSAGES_PER_MINUTE": "0",
-        },
-    )
+    config = app_config(tmp_path, fake.url)
     turns = TurnRecorder()
     channel, alice = ChannelRef("test", "guild", "harbour"), Actor("u-alice", "Alice")
     async with open_app(config) as app:
@@ -381,20 +376,7 @@ async def test_a_turn_cancelled_by_another_process_stops_at_the_next_heartbeat_a
 ) -> None:
     fake.pieces = lambda body: [f" Word{i}" for i in range(40)]
     fake.delay_s = 0.2  # an eight-second turn
-    config: Config = make_config(
-        tmp_path,
-        {
-            "STORYBOT_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'stories.db'}",
-            "STORYBOT_MODEL_BACKEND": "openai",
-            "STORYBOT_MODEL_NAME": str(tmp_path / "no-local-model"),
-            "STORYBOT_MODEL_MAX_NEW_TOKENS": "64",
-            "STORYBOT_OPENAI_BASE_URL": fake.url,
-            "STORYBOT_OPENAI_MODEL": "served-model",
-            "STORYBOT_GENERATION_STREAM_INTERVAL_S": "0",
-            "STORYBOT_GENERATION_JOB_LEASE_S": "0.4",
-            "STORYBOT_STORY_PASSAGES_PER_MINUTE": "0",
-        },
-    )
+    config = app_config(tmp_path, fake.url, model_max_new_tokens="64", generation_job_lease_s="0.4")
     turns = TurnRecorder()
     channel, alice = ChannelRef("test", "guild", "harbour"), Actor("u-alice", "Alice")
     async with open_app(config) as app:
