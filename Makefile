@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test check bench clean
+.PHONY: run test check bench llama-server clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,25 @@ check: $(VENV)/.installed-dev
 
 bench: $(VENV)/.installed-dev
 	$(BIN)/python -m bench.generation
+
+# The llama.cpp peer for `storybot bench peers` (not part of `make test`): llama-server and
+# llama-quantize built from the llama.cpp that the llama-cpp-python source package vendors
+# (about 15 minutes on 2 cores). LLAMA_CMAKE_FLAGS picks the CPU features, e.g.
+# `make llama-server LLAMA_CMAKE_FLAGS="-DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON"`
+# for a build that uses AVX2 and nothing newer.
+LLAMA_CPP_PYTHON := llama-cpp-python==0.3.36
+LLAMA_DIR := build/llama.cpp
+LLAMA_CMAKE_FLAGS ?= -DGGML_NATIVE=ON
+
+llama-server: $(LLAMA_DIR)/build/bin/llama-server
+
+$(LLAMA_DIR)/build/bin/llama-server: | $(BIN)/python
+	mkdir -p $(LLAMA_DIR)
+	$(BIN)/python -m pip download --quiet --no-deps --no-binary :all: $(LLAMA_CPP_PYTHON) -d build
+	tar -xzf build/llama_cpp_python-*.tar.gz -C $(LLAMA_DIR) --strip-components=3 --wildcards '*/vendor/llama.cpp/*'
+	cmake -S $(LLAMA_DIR) -B $(LLAMA_DIR)/build -DCMAKE_BUILD_TYPE=Release -DLLAMA_CURL=OFF \
+		-DLLAMA_BUILD_TESTS=OFF -DBUILD_SHARED_LIBS=OFF $(LLAMA_CMAKE_FLAGS)
+	cmake --build $(LLAMA_DIR)/build --target llama-server llama-quantize -j $$(nproc)
 
 clean:
 	rm -rf $(VENV) build *.egg-info
