@@ -122,6 +122,13 @@ class ModelConfig:
         "weight precision; auto = half on CUDA, bfloat16 on CPUs with AVX-512 BF16, else float32",
         choices=("auto", "float32", "float16", "bfloat16"),
     )
+    quantize: str = _setting(
+        "auto",
+        "weights in memory on a CPU (Llama-architecture models): int4 (4-bit groups of 32, llama.cpp's Q4_1), "
+        "int8, or none (as loaded); auto = int4 when the weights are 4-bit already (the bundled model: "
+        "nothing lost), else int8; on a GPU or for other architectures, none",
+        choices=("auto", "none", "int8", "int4"),
+    )
     threads: int = _setting(0, "torch CPU threads; 0 = torch's default", min=0)
     context_length: int = _setting(0, "prompt + output token budget; 0 = the model's own maximum", min=0)
     max_new_tokens: int = _story_setting("length")

@@ -36,7 +36,7 @@ STORY = [
 ALICE = Actor("u-alice", "Alice")
 
 
-def load_twice(model_dir: Path, folder: Path) -> tuple[LocalBackend, LocalBackend]:
+def load_twice(model_dir: Path, folder: Path, quantize: str = "auto") -> tuple[LocalBackend, LocalBackend]:
     """The same model twice: with the per-channel prefix cache, and without it.
 
     In float32: the tests compare texts exactly, and bfloat16 may round a batch differently.
@@ -47,6 +47,7 @@ def load_twice(model_dir: Path, folder: Path) -> tuple[LocalBackend, LocalBacken
             "STORYBOT_MODEL_NAME": str(model_dir),
             "STORYBOT_MODEL_LOCAL_FILES_ONLY": "true",
             "STORYBOT_MODEL_DTYPE": "float32",
+            "STORYBOT_MODEL_QUANTIZE": quantize,
         },
     )
     cached, plain = LocalBackend(config.model), LocalBackend(replace(config.model, prefix_cache_mb=0))

@@ -70,8 +70,12 @@ def _finish(row: _Row) -> None:
 class Decoder:
     """Runs batches of requests on a loaded causal LM."""
 
-    def __init__(self, model: Any, tokenizer: Any, device: str, prefix_cache: PrefixCache | None) -> None:
+    def __init__(
+        self, model: Any, tokenizer: Any, device: str, prefix_cache: PrefixCache | None, forward: Any = None
+    ) -> None:
+        """``model`` gives the configuration; ``forward`` (the model itself when None) computes."""
         self.model = model
+        self.forward = forward if forward is not None else model
         self.tokenizer = tokenizer
         self.device = device
         self.vocab_size = int(model.get_output_embeddings().weight.shape[0])
@@ -131,7 +135,7 @@ class Decoder:
             cache = growing_cache(self.num_layers, cached_layers)
         tail = torch.tensor([row.prompt_ids[reused:]], device=self.device)
         positions = torch.arange(reused, len(row.prompt_ids), device=self.device).unsqueeze(0)
-        output = self.model(
+        output = self.forward(
             input_ids=tail,
             attention_mask=torch.ones(1, len(row.prompt_ids), dtype=torch.long, device=self.device),
             position_ids=positions,
@@ -173,7 +177,7 @@ class Decoder:
         last = torch.tensor([[row.generated[-1]] for row in rows], device=self.device)
         positions = torch.tensor([[row.position] for row in rows], device=self.device)
         mask = torch.cat([batch.mask, torch.ones(len(rows), 1, dtype=batch.mask.dtype, device=self.device)], dim=1)
-        logits = self.model(
+        logits = self.forward(
             input_ids=last,
             attention_mask=mask,
             position_ids=positions,

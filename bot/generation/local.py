@@ -24,6 +24,7 @@ from bot.config import ModelConfig
 from bot.context import COMPLETION, PromptFrame, chat_frame
 from bot.generation.backend import GenerationRequest, ModelUnavailable
 from bot.generation.decoding import Decoder
+from bot.generation.llama_forward import compact_forward
 from bot.generation.model_files import model_source
 from bot.generation.prefix_cache import PrefixCache
 
@@ -94,6 +95,7 @@ class LocalBackend:
         self._tokenizer: Any = None
         self._context_length = 0
         self._frame = COMPLETION
+        self.quantization = "none"  # what the loaded model's weights are kept as
 
     def load(self) -> None:
         with self._lock:
@@ -106,13 +108,27 @@ class LocalBackend:
             transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]  # transformers' logging helpers are untyped
             tokenizer, model = self._from_pretrained()
             model.to(self.device).eval()
-            self._tokenizer, self._model = tokenizer, model
+            forward = compact_forward(model, self.config.quantize, self.device, self.model_name)
+            if forward is None:
+                model.to(pick_dtype(self.config.dtype, self.device))
             cache_bytes = self.config.prefix_cache_mb * 1024 * 1024
             prefix_cache = PrefixCache(cache_bytes) if cache_bytes else None
-            self._decoder = Decoder(model, tokenizer, self.device, prefix_cache)
+            self._decoder = Decoder(model, tokenizer, self.device, prefix_cache, forward)
+            if forward is not None:
+                # The compact forward holds the weights it needs; the model keeps only its shape.
+                model.to("meta")
+            self._tokenizer, self._model = tokenizer, model
+            self.quantization = forward.quantize if forward is not None else "none"
             self._frame = _prompt_frame(self.config.prompt_style, self.model_name, tokenizer)
             self._context_length = self.config.context_length or _model_context_length(model, tokenizer)
-            log.info("model %s ready (context %d tokens)", self.model_name, self._context_length)
+            log.info(
+                "model %s ready (context %d tokens, %s)",
+                self.model_name,
+                self._context_length,
+                f"compact forward, weights {forward.quantize}: {forward.weight_bytes // 2**20} MB"
+                if forward is not None
+                else "the model's own forward",
+            )
 
     def _from_pretrained(self) -> tuple[Any, Any]:
         """Cache or local folder first; the hub only when that fails and it can be reached.
@@ -141,10 +157,22 @@ class LocalBackend:
 
     def _load_files(self, source: str, *, local_only: bool) -> tuple[Any, Any]:
         tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=local_only)
-        model = AutoModelForCausalLM.from_pretrained(
-            source, dtype=pick_dtype(self.config.dtype, self.device), local_files_only=local_only
-        )
+        model = AutoModelForCausalLM.from_pretrained(source, dtype=self._load_dtype(), local_files_only=local_only)
         return tokenizer, model
+
+    def _load_dtype(self) -> torch.dtype:
+        """float32 where the weights may be quantized (rounding to bfloat16 first would lose the
+        exact 4-bit values of a model converted from Q4_1); else ``model.dtype``'s choice."""
+        if self.device == "cpu" and self.config.quantize != "none":
+            return torch.float32
+        return pick_dtype(self.config.dtype, self.device)
+
+    @property
+    def precision(self) -> str:
+        """What the loaded model computes in: its activations' dtype, and its weights' if quantized."""
+        self.load()
+        dtype = str(self._model.dtype).removeprefix("torch.")
+        return dtype if self.quantization == "none" else f"{dtype} activations, {self.quantization} weights"
 
     @property
     def loaded(self) -> bool:

@@ -19,6 +19,7 @@ import torch
 
 LayerKV = tuple[torch.Tensor, torch.Tensor]  # keys, values: [1, heads, tokens, head_dim]
 MIN_REUSED_TOKENS = 8  # below this a hit saves less than the bookkeeping costs
+MIN_TAIL_TOKENS = 2
 
 
 @dataclass
@@ -43,11 +44,14 @@ class PrefixCache:
     def lookup(self, key: str, token_ids: Sequence[int]) -> tuple[list[LayerKV], int] | None:
         """The cached layers cut to the longest prefix shared with ``token_ids``, and its length.
 
-        At least one token is always left to run, because its logits give the next token.
+        At least ``MIN_TAIL_TOKENS`` are always left to run: the last one's logits give the next
+        token, and a prompt's tail is then encoded the way the whole prompt would be (the compact
+        forward encodes several tokens a row with float weights, one token with the int8/int4
+        kernels), so the cache never changes the keys and values, nor the text.
         """
         entry = self._entries.get(key)
         shared = _common_prefix(entry.token_ids, token_ids) if entry else 0
-        shared = min(shared, len(token_ids) - 1)
+        shared = min(shared, len(token_ids) - MIN_TAIL_TOKENS)
         if entry is None or shared < MIN_REUSED_TOKENS:
             self.misses += 1
             return None
