@@ -40,7 +40,11 @@ def _parser() -> argparse.ArgumentParser:
     slack_parser.add_argument("--port", type=int, default=3000, help="port to listen on with --http (default: 3000)")
     add_archive_parsers(sub)
     # Listed for --help; main() hands everything after "bench" to the benchmark's own parser.
-    sub.add_parser("bench", help="measure generation speed (`storybot bench --help`), or `storybot bench quality`")
+    sub.add_parser(
+        "bench",
+        help="measure generation speed (`storybot bench --help`); `storybot bench quality` for the passages, "
+        "`storybot bench peers` against transformers and llama.cpp",
+    )
     return parser
 
 
@@ -93,6 +97,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         from bench.quality import main as quality_main
 
         quality_main(argv[2:])
+        return 0
+    if argv[:2] == ["bench", "peers"]:  # storybot's local backend against transformers and llama.cpp
+        from bench.peers import main as peers_main
+
+        peers_main(argv[2:])
         return 0
     if argv[:1] == ["bench"]:  # its own options; it builds its own model and database
         from bench.generation import main as bench_main

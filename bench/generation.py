@@ -28,13 +28,13 @@ from typing import TypedDict
 import torch
 
 from bench import load_lag
-from bench.harness import TurnTimings, bench_config, percentile, start_sampling_loop_lag
+from bench.harness import TurnTimings, bench_config, cpu_info, describe_cpu, percentile, start_sampling_loop_lag
 from bench.models import build_random_gpt2
 from bot import commands as c
 from bot.app import open_app
 from bot.config import Config, load_config
 from bot.generation.backend import GenerationRequest, Sampling
-from bot.generation.local import LocalBackend, pick_device, pick_dtype
+from bot.generation.local import LocalBackend, pick_device
 from bot.generation.model_files import model_source
 from bot.identity import Actor, ChannelRef
 
@@ -174,12 +174,13 @@ def main(argv: list[str] | None = None) -> None:
     story_lines = 2 if args.quick else 4  # each channel's story so far: ~75 or ~150 tokens
     defaults = load_config(Path("/dev/null"), env={}).model
     device = pick_device(defaults.device)
-    dtype = str(pick_dtype(defaults.dtype, device)).removeprefix("torch.")
-    print(f"model {model_dir} on {device} in {dtype}, {torch.get_num_threads()} threads", flush=True)
+    machine = cpu_info()
+    print(describe_cpu(machine), flush=True)
+    print(f"model {model_dir} on {device}, {torch.get_num_threads()} threads", flush=True)
     report: dict[str, object] = {
+        **machine,
         "model": str(model_dir),
         "device": device,
-        "dtype": dtype,
         "new_tokens": new_tokens,
         "quick": args.quick,
         "rounds": rounds,
@@ -200,6 +201,8 @@ def main(argv: list[str] | None = None) -> None:
                     backend = LocalBackend(replace(config.model, prefix_cache_mb=0))
                     # One untimed turn, so first-use costs (thread pools, allocator) count nowhere.
                     backend.generate([GenerationRequest("Warm up.", Sampling(max_new_tokens=2, min_new_tokens=2))])
+                    report.update(precision=backend.precision, quantization=backend.quantization)
+                    print(f"precision: {backend.precision} (model.quantize = {defaults.quantize})", flush=True)
                 figures = asyncio.run(channels_at_once(config, backend, channels, rounds, story_lines))
                 tokens_per_s[mode][str(channels)] = round(figures["tokens_per_s"], 1)
                 print(f"{channels} channel(s), {mode:10}: {figures['tokens_per_s']:8.1f} tokens/s", flush=True)

@@ -95,6 +95,10 @@ def percentile(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1]
 
 
+CPU_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_tile")
+ISA_LIMITS = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS")
+
+
 def cpu_info() -> dict[str, Any]:
     """The CPU's model name and the vector extensions that decide the dtype (Linux; else unknown)."""
     try:
@@ -106,8 +110,23 @@ def cpu_info() -> dict[str, Any]:
     }
     flags = set(fields.get("flags", "").split())
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    import torch  # the benchmarks load it anyway; imported here so the harness alone stays light
+
     return {
         "cpu": fields.get("model name", "unknown"),
         "cpus": usable,
-        **{flag: flag in flags for flag in ("avx2", "avx512f", "avx512_bf16")},
+        **{flag: flag in flags for flag in CPU_FLAGS},
+        # What torch's own kernels use: ATEN_CPU_CAPABILITY=avx2 (with ONEDNN_MAX_CPU_ISA=AVX2 and
+        # MKL_ENABLE_INSTRUCTIONS=AVX2) makes an AVX-512 machine compute like an AVX2-only one.
+        "torch_capability": torch.backends.cpu.get_cpu_capability(),
+        "isa_limits": {name: os.environ[name] for name in ISA_LIMITS if name in os.environ},
     }
+
+
+def describe_cpu(info: dict[str, Any]) -> str:
+    """One line: the CPU, its relevant flags, and what torch computes with."""
+    flags = ", ".join(f"{flag} {'yes' if info[flag] else 'no'}" for flag in CPU_FLAGS)
+    limits = " ".join(f"{name}={value}" for name, value in info["isa_limits"].items())
+    return f"CPU {info['cpu']}, {info['cpus']} CPUs, {flags}; torch kernels {info['torch_capability']}" + (
+        f" ({limits})" if limits else ""
+    )
