@@ -1,7 +1,8 @@
 """Quality of the bot's passages: storybot's product path against the "seed recipe" most bots copy.
 
     python -m bench.quality [--model NAME] [--samples N] [--quick] [--json] [--out FILE]
-                            [--prompt-style STYLE] [--skip-seed-recipe | --skip-storybot] [--seed N]
+                            [--prompt-style STYLE] [--quantize Q] [--dtype D]
+                            [--skip-seed-recipe | --skip-storybot] [--seed N]
 
 Both systems continue the same story openings (``bench.openings``) with the same model:
 
@@ -34,6 +35,8 @@ the Chinese opening's length is comparable with the others.
 
 ``--prompt-style`` (auto, completion or chat) sets ``model.prompt_style`` for the storybot side,
 validated as ``STORYBOT_MODEL_PROMPT_STYLE`` would be; without it the product's default applies.
+``--quantize`` (auto, none, int8, int4) and ``--dtype`` set ``model.quantize`` and ``model.dtype``
+the same way.
 The report says which style ran ("auto" resolved for the model). The seed recipe has no style:
 it always continues the plain prose.
 """
@@ -237,11 +240,14 @@ def summarize(openings: Sequence[Opening], samples: Sequence[Sequence[Sample]]) 
 # ------------------------------------------------------------------------------ storybot
 
 
-def product_config(model: str, db_path: Path, prompt_style: str | None) -> Config:
+def product_config(
+    model: str, db_path: Path, prompt_style: str | None, precision: dict[str, str] | None = None
+) -> Config:
     """``bench_config`` with the product's own passage length (8 to 120 new tokens; the
-    harness pins the minimum to the maximum) and, when given, a prompt style."""
+    harness pins the minimum to the maximum) and, when given, a prompt style and precision
+    (``quantize``, ``dtype``)."""
     config = bench_config(Path(model), db_path, PRODUCT.max_new_tokens, max_batch=1)
-    overrides: dict[str, Any] = {"min_new_tokens": PRODUCT.min_new_tokens}
+    overrides: dict[str, Any] = {"min_new_tokens": PRODUCT.min_new_tokens, **(precision or {})}
     if prompt_style is not None:
         if "prompt_style" not in {f.name for f in fields(ModelConfig)}:
             raise SystemExit("--prompt-style: this storybot has no model.prompt_style setting yet.")
@@ -477,6 +483,8 @@ def main(argv: list[str] | None = None) -> None:
         "--out", type=Path, default=Path(DEFAULT_OUT), help=f"the Markdown file (default {DEFAULT_OUT})"
     )
     parser.add_argument("--prompt-style", help="model.prompt_style for the storybot side")
+    parser.add_argument("--quantize", help="model.quantize for the storybot side (auto, none, int8, int4)")
+    parser.add_argument("--dtype", help="model.dtype for the storybot side (auto, float32, bfloat16, float16)")
     skip = parser.add_mutually_exclusive_group()
     skip.add_argument("--skip-seed-recipe", action="store_true", help="measure the storybot side only")
     skip.add_argument("--skip-storybot", action="store_true", help="measure the seed recipe only")
@@ -489,15 +497,14 @@ def main(argv: list[str] | None = None) -> None:
 
     import torch
 
-    from bot.generation.local import pick_device, pick_dtype
-
     began = time.perf_counter()
     written: dict[str, list[list[Sample]]] = {}
-    dtype = {"storybot": str(pick_dtype(PRODUCT.dtype, pick_device(PRODUCT.device))).removeprefix("torch.")}
     print(f"{len(openings)} openings, {samples} samples each, model {args.model}", flush=True)
     torch.manual_seed(args.seed)
     with tempfile.TemporaryDirectory() as folder:
-        config = product_config(args.model, Path(folder) / "quality.db", args.prompt_style)
+        precision = {key: value for key, value in (("quantize", args.quantize), ("dtype", args.dtype)) if value}
+        config = product_config(args.model, Path(folder) / "quality.db", args.prompt_style, precision)
+        dtype = {"storybot": f"model.dtype {config.model.dtype}, model.quantize {config.model.quantize}"}
         style = prompt_style_used(config.model, args.model)
         if not args.skip_storybot:
             print(f"storybot's prompt style: {style}", flush=True)

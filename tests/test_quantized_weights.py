@@ -20,7 +20,7 @@ from bot.generation.weights import INT4_GROUP, Weight, lossless_in_int4
 from tests.conftest import make_config
 
 
-def backend_for(model_dir: Path, folder: Path, quantize: str) -> LocalBackend:
+def backend_for(model_dir: Path, folder: Path, quantize: str, dtype: str = "float32") -> LocalBackend:
     config = make_config(
         folder,
         {
@@ -28,6 +28,7 @@ def backend_for(model_dir: Path, folder: Path, quantize: str) -> LocalBackend:
             "STORYBOT_MODEL_LOCAL_FILES_ONLY": "true",
             "STORYBOT_MODEL_DEVICE": "cpu",
             "STORYBOT_MODEL_QUANTIZE": quantize,
+            "STORYBOT_MODEL_DTYPE": dtype,
         },
     )
     return LocalBackend(config.model)
@@ -64,6 +65,17 @@ def test_auto_keeps_4_bit_weights_in_int4_and_others_in_int8(
     four.load()
     other.load()
     assert (four.quantization, other.quantization) == ("int4", "int8")
+
+
+def test_quantized_weights_meet_activations_in_the_configured_dtype(four_bit_llama_dir: Path, tmp_path: Path) -> None:
+    """bfloat16 where the CPU computes it (``model.dtype`` auto), float32 elsewhere: the weights are
+    read in float32 first either way, so int4 still finds them 4-bit."""
+    precisions = []
+    for dtype in ("float32", "bfloat16"):
+        backend = backend_for(four_bit_llama_dir, tmp_path, "auto", dtype)
+        assert backend.generate([GenerationRequest("Once upon a time", Sampling(max_new_tokens=4))])[0]
+        precisions.append(backend.precision)
+    assert precisions == ["float32 activations, int4 weights", "bfloat16 activations, int4 weights"]
 
 
 def test_a_model_the_compact_forward_does_not_take_runs_as_loaded(tiny_model_dir: Path, tmp_path: Path) -> None:

@@ -62,8 +62,9 @@ def unsupported_reason(model: Any) -> str | None:
     return None
 
 
-def compact_forward(model: Any, setting: str, device: str, name: str) -> LlamaForward | None:
-    """The compact forward for this model under ``model.quantize``; None for the model's own.
+def compact_forward(model: Any, setting: str, device: str, name: str, dtype: torch.dtype) -> LlamaForward | None:
+    """The compact forward for this model under ``model.quantize``, computing in ``dtype``; None
+    for the model's own.
 
     It runs on the CPU only (the quantized kernels are CPU ones; on a GPU the model's own forward
     with SDPA is what the library tunes). ``auto`` takes int4 when that loses nothing (weights that
@@ -78,7 +79,7 @@ def compact_forward(model: Any, setting: str, device: str, name: str) -> LlamaFo
         return None
     if setting == "auto":
         setting = "int4" if lossless_in_int4(model.model.layers[0].self_attn.q_proj.weight) else "int8"
-    return LlamaForward(model, setting)
+    return LlamaForward(model, setting, dtype)
 
 
 class _Layer:
@@ -95,10 +96,11 @@ class _Layer:
 class LlamaForward:
     """The model's arithmetic with its weights taken out of the modules (the model may then go)."""
 
-    def __init__(self, model: Any, quantize: str) -> None:
+    def __init__(self, model: Any, quantize: str, dtype: torch.dtype) -> None:
+        """``dtype``: the activations'. The model may be in float32 for exact quantization."""
         config, inner = model.config, model.model
         self.quantize = quantize
-        self.dtype = model.dtype
+        self.dtype = dtype
         self.heads = int(config.num_attention_heads)
         self.kv_heads = int(config.num_key_value_heads)
         self.head_dim = int(getattr(config, "head_dim", None) or config.hidden_size // self.heads)

@@ -108,9 +108,10 @@ class LocalBackend:
             transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]  # transformers' logging helpers are untyped
             tokenizer, model = self._from_pretrained()
             model.to(self.device).eval()
-            forward = compact_forward(model, self.config.quantize, self.device, self.model_name)
+            dtype = pick_dtype(self.config.dtype, self.device)
+            forward = compact_forward(model, self.config.quantize, self.device, self.model_name, dtype)
             if forward is None:
-                model.to(pick_dtype(self.config.dtype, self.device))
+                model.to(dtype)
             cache_bytes = self.config.prefix_cache_mb * 1024 * 1024
             prefix_cache = PrefixCache(cache_bytes) if cache_bytes else None
             self._decoder = Decoder(model, tokenizer, self.device, prefix_cache, forward)
@@ -171,7 +172,9 @@ class LocalBackend:
     def precision(self) -> str:
         """What the loaded model computes in: its activations' dtype, and its weights' if quantized."""
         self.load()
-        dtype = str(self._model.dtype).removeprefix("torch.")
+        decoder = self._decoder
+        forward = decoder.forward if decoder is not None else self._model
+        dtype = str(forward.dtype).removeprefix("torch.")
         return dtype if self.quantization == "none" else f"{dtype} activations, {self.quantization} weights"
 
     @property
