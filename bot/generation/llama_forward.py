@@ -1,9 +1,11 @@
 """A compact forward pass for Llama-architecture models (SmolLM2, Llama, Mistral without windows).
 
-Why not the model's own ``forward``: for a thin model decoding one token, transformers spends
-most of each step in Python — module calls, hooks, mask building, rotary tables recomputed every
-step — rather than in arithmetic: on SmolLM2-135M (30 layers) that overhead alone took longer
-than reading all the weights. This forward does the same arithmetic in fewer, bigger operations:
+Why not the model's own ``forward``: for a thin model decoding one token, transformers spends a
+large share of each step in Python — module calls, hooks, mask building, rotary tables
+recomputed every step — and it cannot keep its weights quantized for CPU kernels. On
+SmolLM2-135M (30 layers; 2 AVX2 threads) one row's step took 36 ms in transformers' forward,
+30 ms here with the same float32 weights, 17 ms here with int4 weights. This forward does the
+same arithmetic in fewer, bigger operations:
 
 - query, key and value are one matmul, gate and up another (``weights.Weight`` concatenates them);
 - the rotary tables are computed once, by the model's own rotary module, and indexed by position;
@@ -11,7 +13,8 @@ than reading all the weights. This forward does the same arithmetic in fewer, bi
   that share a key-value head are laid out as extra query rows of that head, one
   ``scaled_dot_product_attention`` per layer; a whole prompt takes the causal kernel (a mask built
   for the same work took 1.8x as long on 848 tokens);
-- weights may be int8 (``model.quantize``), which moves a quarter of float32's memory per token.
+- weights may be int4 or int8 (``model.quantize``, ``weights.Weight``), which move an eighth or a
+  quarter of float32's memory per token.
 
 It is called like the model (``input_ids``, ``attention_mask``, ``position_ids``, ``cache``,
 ``logits_to_keep``) and fills the same cache layers, so the decoder's batching, joining, prefix
