@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bot.generation.text import clean_passage, cut_at_stops, speaker_stops, trim_to_sentence
+from bot.generation.text import clean_passage, cut_at_stops, speaker_stops, talks_as_assistant, trim_to_sentence
 
 STOPS = speaker_stops(["Alice", "Bob"])
 
@@ -152,3 +152,43 @@ def test_a_poem_without_sentence_ends_keeps_all_its_lines() -> None:
 )
 def test_the_prompts_own_markup_never_reaches_a_passage(raw: str, shown: str) -> None:
     assert clean_passage(raw, STOPS) == shown
+
+
+# --- a chat assistant's voice --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("raw", "shown"),
+    [
+        ("Here is the next passage of the story:\n\nThe tide came in. The gulls", "The tide came in."),
+        ("Sure! Here's the continuation: The door opened. She", "The door opened."),
+        ("Certainly. Here is the next part of the story:\nMara waited.", "Mara waited."),
+    ],
+)
+def test_an_assistants_announcement_of_the_passage_is_dropped(raw: str, shown: str) -> None:
+    assert clean_passage(raw, STOPS) == shown
+
+
+@pytest.mark.parametrize(
+    "story",
+    [
+        "Here is the map: an old scroll, torn at the edges.",
+        "Here she comes: the queen of the night.",
+        '"Sure," she said. "Here is the key."',
+    ],
+)
+def test_a_story_that_opens_with_here_or_sure_keeps_its_words(story: str) -> None:
+    assert clean_passage(story, STOPS) == story
+    assert not talks_as_assistant(story)
+
+
+@pytest.mark.parametrize(
+    "talk",
+    [
+        "I'd be happy to help you write a short story set in Shanghai.",
+        "I've written another chapter for you, and this one continues the last.",
+        "The keeper smiled. As an AI, I cannot know what the sea holds.",
+    ],
+)
+def test_an_assistant_talking_instead_of_telling_is_recognised(talk: str) -> None:
+    assert talks_as_assistant(talk)

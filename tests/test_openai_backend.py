@@ -371,6 +371,23 @@ async def test_a_passage_in_another_language_than_the_story_is_written_again(fak
     assert len(fake.requests) == 3
 
 
+async def test_an_assistant_talking_instead_of_telling_the_story_is_written_again(
+    fake: FakeOpenAI, tmp_path: Path
+) -> None:
+    answers = iter([["I'd be happy to help you continue your story about the lighthouse."], ["The lamp was cold."]])
+    fake.pieces = lambda body: next(answers)
+    config = app_config(tmp_path, fake.url)
+    turns = TurnRecorder()
+    channel, alice = ChannelRef("test", "guild", "harbour"), Actor("u-alice", "Alice")
+    async with open_app(config) as app:
+        app.queue.add_listener(turns)
+        started = await app.sessions.handle(channel, alice, c.parse('/story start "Lighthouse" The keeper climbed.'))
+        result = await turns.wait(started.job_id, timeout=30)
+    assert result is not None and result.passage is not None
+    assert result.passage.text == "The lamp was cold."
+    assert len(fake.requests) == 2
+
+
 async def test_a_turn_cancelled_by_another_process_stops_at_the_next_heartbeat_and_shows_once(
     tmp_path: Path, fake: FakeOpenAI
 ) -> None:

@@ -40,7 +40,7 @@ from bot.context import PromptLimits, build_prompt
 from bot.generation.backend import Backend, GenerationRequest, ModelUnavailable, Sampling, longest_passage
 from bot.generation.batcher import Batcher
 from bot.generation.heavy import run_heavy
-from bot.generation.text import clean_passage, speaker_stops, visible_text
+from bot.generation.text import clean_passage, speaker_stops, talks_as_assistant, visible_text
 from bot.jobs import JobBook, JobSpec
 from bot.language import Language, language_of, written_in_another
 from bot.results import BOT_NAME, Result
@@ -512,8 +512,8 @@ class GenerationQueue:
         return await self.jobs.finish_job(run.spec.job_id, text, self._generation_record(run.spec))
 
     async def _write_passage(self, batcher: Batcher, run: _Running, loop: asyncio.AbstractEventLoop) -> str:
-        """The cleaned passage, written again while it is empty or in another language than the
-        story (``PASSAGE_ATTEMPTS``)."""
+        """The cleaned passage, written again while it is empty, an assistant talking, or in
+        another language than the story (``PASSAGE_ATTEMPTS``)."""
         # Building the prompt counts tokens, which can take a while for a long story.
         request, language = await asyncio.to_thread(self._request, batcher.backend, run, loop)
         kept = ""
@@ -524,6 +524,9 @@ class GenerationQueue:
                 break
             if not text:
                 log.info("bot turn %s came out empty; writing it again", run.spec.job_id)
+                continue
+            if talks_as_assistant(text):
+                log.info("bot turn %s came out as an assistant talking; writing it again", run.spec.job_id)
                 continue
             other = written_in_another(text, language)
             if other is None or language is None:

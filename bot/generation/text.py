@@ -32,6 +32,22 @@ _LAST_WORD = re.compile(r"(\w+)$")
 _LABELS = "|".join(HEADER_LABELS)
 _OPENING_HEADERS = re.compile(rf"(?:\s*(?:{_LABELS})[ \t]*:[^\n]*(?:\n|$))+")
 _MARKUP = re.compile(rf"(?:^|\n)[ \t]*(?:\[|(?:{_LABELS})[ \t]*:)")
+# A chat model's announcement before the passage ("Here is the next passage of the story:",
+# "Sure! Here's the continuation:"): the passage is what follows it. It must name the passage
+# (story, part, chapter...), so that a story's own "Here is the map: ..." stays.
+_PREAMBLE = re.compile(
+    r"\s*(?:(?:sure|certainly|of course|absolutely|okay|ok)\b[!,.]*\s*)?here(?:'s|’s| is| are)\b[^:\n]{0,60}?"
+    r"\b(?:passage|story|continuation|part|chapter|paragraph|scene|section)\b[^:\n]{0,40}:\s*",
+    re.IGNORECASE,
+)
+# A chat model talking as an assistant instead of telling the story. Only phrases a narrator
+# hardly opens with: '"Sure," she said' is a story.
+_ASSISTANT_OPENING = re.compile(
+    r"\s*(?:i'd be (?:happy|glad)|i would be (?:happy|glad)|i'm (?:happy|glad) to help|i hope you enjoy"
+    r"|as an ai|i've written|i have written)\b",
+    re.IGNORECASE,
+)
+_ASSISTANT_ANYWHERE = re.compile(r"\bas an ai\b|\blanguage model\b", re.IGNORECASE)
 
 
 def speaker_stops(names: Iterable[str]) -> tuple[str, ...]:
@@ -71,13 +87,21 @@ def visible_text(raw: str, stops: Iterable[str]) -> str:
     """What may be shown while the passage is still being written: no speaker lines, echoed
     prompt markup ("Title: …" headings, [bracket notes]) or unprintable characters. Header lines
     the passage opens with are dropped; markup later on ends it. (The last sentence may still
-    be unfinished.)"""
+    be unfinished.) An assistant's announcement of the passage ("Here is the next passage:") is
+    dropped too."""
     text = _UNPRINTABLE.sub("", cut_at_stops(raw, stops))
-    opening = _OPENING_HEADERS.match(text)
-    if opening:
-        text = text[opening.end() :]
+    for opening_pattern in (_PREAMBLE, _OPENING_HEADERS):
+        opening = opening_pattern.match(text)
+        if opening:
+            text = text[opening.end() :]
     markup = _MARKUP.search(text)
     return text[: markup.start()] if markup else text
+
+
+def talks_as_assistant(passage: str) -> bool:
+    """Whether the passage is a chat assistant talking ("I'd be happy to help...", "As an AI")
+    rather than the story: the bot writes such a passage again."""
+    return bool(_ASSISTANT_OPENING.match(passage) or _ASSISTANT_ANYWHERE.search(passage))
 
 
 def clean_passage(raw: str, stops: Iterable[str]) -> str:
