@@ -76,9 +76,11 @@ def _prompt_frame(style: str, model_name: str, tokenizer: Any) -> PromptFrame:
 
 
 def _cpu_computes_bfloat16() -> bool:
+    """The CPU has AVX-512 BF16 and torch's kernels may use AVX-512 (``ATEN_CPU_CAPABILITY=avx2``
+    keeps them to AVX2, as on a CPU without it)."""
     # A private helper of torch.cpu (present since torch 2.1); absent, assume no support.
     check = getattr(torch.cpu, "_is_avx512_bf16_supported", None)
-    return bool(check and check())
+    return bool(check and check()) and torch.backends.cpu.get_cpu_capability().startswith("AVX512")
 
 
 class LocalBackend:
