@@ -163,6 +163,10 @@ def test_the_prompts_own_markup_never_reaches_a_passage(raw: str, shown: str) ->
         ("Here is the next passage of the story:\n\nThe tide came in. The gulls", "The tide came in."),
         ("Sure! Here's the continuation: The door opened. She", "The door opened."),
         ("Certainly. Here is the next part of the story:\nMara waited.", "Mara waited."),
+        (
+            "Here is the next passage of the story. In the old days the sea was kind.",
+            "In the old days the sea was kind.",
+        ),
     ],
 )
 def test_an_assistants_announcement_of_the_passage_is_dropped(raw: str, shown: str) -> None:
@@ -175,6 +179,7 @@ def test_an_assistants_announcement_of_the_passage_is_dropped(raw: str, shown: s
         "Here is the map: an old scroll, torn at the edges.",
         "Here she comes: the queen of the night.",
         '"Sure," she said. "Here is the key."',
+        "Here is the story of how I lost my hand.",
     ],
 )
 def test_a_story_that_opens_with_here_or_sure_keeps_its_words(story: str) -> None:

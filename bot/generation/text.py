@@ -33,11 +33,11 @@ _LABELS = "|".join(HEADER_LABELS)
 _OPENING_HEADERS = re.compile(rf"(?:\s*(?:{_LABELS})[ \t]*:[^\n]*(?:\n|$))+")
 _MARKUP = re.compile(rf"(?:^|\n)[ \t]*(?:\[|(?:{_LABELS})[ \t]*:)")
 # A chat model's announcement before the passage ("Here is the next passage of the story:",
-# "Sure! Here's the continuation:"): the passage is what follows it. It must name the passage
-# (story, part, chapter...), so that a story's own "Here is the map: ..." stays.
+# "Sure! Here's the continuation."): the passage is what follows it. It must announce what comes
+# next, so that a story's own "Here is the map: ..." or "Here is the story of my hand." stays.
 _PREAMBLE = re.compile(
-    r"\s*(?:(?:sure|certainly|of course|absolutely|okay|ok)\b[!,.]*\s*)?here(?:'s|’s| is| are)\b[^:\n]{0,60}?"
-    r"\b(?:passage|story|continuation|part|chapter|paragraph|scene|section)\b[^:\n]{0,40}:\s*",
+    r"\s*(?:(?:sure|certainly|of course|absolutely|okay|ok)\b[!,.]*\s*)?here(?:'s|’s| is| are)\s+(?:the\s+|a\s+)?"
+    r"(?:next|following|continuation|rest)\b[^:.!\n]{0,60}[:.!]\s*",
     re.IGNORECASE,
 )
 # A chat model talking as an assistant instead of telling the story. Only phrases a narrator
