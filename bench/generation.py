@@ -22,6 +22,7 @@ import resource
 import tempfile
 import time
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from typing import TypedDict
 
@@ -34,6 +35,7 @@ from bot import commands as c
 from bot.app import open_app
 from bot.config import Config, load_config
 from bot.generation.backend import GenerationRequest, Sampling
+from bot.generation.heavy import MODEL_THREAD
 from bot.generation.local import LocalBackend, pick_device
 from bot.generation.model_files import model_source
 from bot.identity import Actor, ChannelRef
@@ -117,6 +119,9 @@ def prefix_cache_turn(model_dir: Path, prompt_tokens: int, tail_tokens: int, new
     )
     cached_backend = LocalBackend(config.model)
     plain_backend = LocalBackend(replace(config.model, prefix_cache_mb=0))
+    # On the model thread, as in the bot: torch runs slower once a second thread has used it.
+    MODEL_THREAD.submit(cached_backend.load).result()  # loading is not part of any turn
+    MODEL_THREAD.submit(plain_backend.load).result()
     words = " ".join(_made_up_text(400, seed=7)).split()
     previous = _prompt_of(cached_backend, words, prompt_tokens - tail_tokens)
     current = _prompt_of(cached_backend, words, prompt_tokens)
@@ -129,7 +134,7 @@ def prefix_cache_turn(model_dir: Path, prompt_tokens: int, tail_tokens: int, new
         request = GenerationRequest(
             prompt, sampling, on_text=lambda _: first.append(time.perf_counter()), cache_key=key
         )
-        backend.generate([request])
+        MODEL_THREAD.submit(lambda: backend.generate([request])).result()
         return first[0] - began, time.perf_counter() - began
 
     turn(cached_backend, previous, "story")  # the channel's previous turn fills its cache
@@ -200,7 +205,8 @@ def main(argv: list[str] | None = None) -> None:
                 if backend is None:  # no prefix cache here: these runs measure batching alone
                     backend = LocalBackend(replace(config.model, prefix_cache_mb=0))
                     # One untimed turn, so first-use costs (thread pools, allocator) count nowhere.
-                    backend.generate([GenerationRequest("Warm up.", Sampling(max_new_tokens=2, min_new_tokens=2))])
+                    warm_up = [GenerationRequest("Warm up.", Sampling(max_new_tokens=2, min_new_tokens=2))]
+                    MODEL_THREAD.submit(partial(backend.generate, warm_up)).result()
                     report.update(precision=backend.precision, quantization=backend.quantization)
                     print(f"precision: {backend.precision} (model.quantize = {defaults.quantize})", flush=True)
                 figures = asyncio.run(channels_at_once(config, backend, channels, rounds, story_lines))

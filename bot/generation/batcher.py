@@ -1,20 +1,29 @@
-"""One backend's worker thread, fed by many bot turns at once (continuous batching).
+"""One backend's model thread, fed by many bot turns at once (continuous batching).
 
-Each bot turn awaits ``Batcher.generate`` for its own request. The first request starts a
-worker thread that calls ``backend.generate``; requests that arrive while it runs are handed to
-it between steps through ``more``, up to ``max_batch`` rows in flight, and each one is answered
-the moment its own row is finished. The thread ends when nothing is left, so an idle bot holds
-no thread.
+Each bot turn awaits ``Batcher.generate`` for its own request. The first request starts the
+worker on the backend's model thread, which calls ``backend.generate``; requests that arrive
+while it runs are handed to it between steps through ``more``, up to ``max_batch`` rows in
+flight, and each one is answered the moment its own row is finished. The worker ends when
+nothing is left.
+All model work, ``Batcher.load`` too, runs on the process's one model thread
+(``heavy.MODEL_THREAD``: why, there), shared by the batchers of different models: while another
+batcher's work waits for it, a running batch takes no newcomers and gives the thread up when its
+rows are done; its waiting requests queue up again behind the other work.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 from collections import deque
+from concurrent.futures import Future
 from dataclasses import dataclass, replace
 
 from bot.generation.backend import Backend, GenerationRequest
+from bot.generation.heavy import MODEL_THREAD, run_heavy
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -28,7 +37,7 @@ class _Ticket:
 
 
 class Batcher:
-    """Runs a backend's batches in a worker thread; requests join a running batch at its next step."""
+    """Runs a backend's batches on the model thread; requests join a running batch at its next step."""
 
     def __init__(self, backend: Backend, max_batch: int) -> None:
         self.backend = backend
@@ -36,7 +45,14 @@ class Batcher:
         self._lock = threading.Lock()
         self._waiting: deque[_Ticket] = deque()
         self._in_flight = 0
-        self._worker: asyncio.Future[None] | None = None
+        self._worker: Future[None] | None = None
+
+    async def load(self) -> None:
+        """Load the backend's model (if not yet) on the model thread. Once loaded, nothing is
+        queued there: every turn asks, and a queued no-op would stop the running batch taking
+        newcomers."""
+        if not self.backend.loaded:
+            await run_heavy(self.backend.load, model_work=True)
 
     async def generate(self, request: GenerationRequest) -> str:
         """The raw text for ``request``, written alongside whatever else is being written."""
@@ -45,11 +61,14 @@ class Batcher:
         ticket.request = replace(request, on_done=lambda text: self._finish(ticket, text))
         with self._lock:
             self._waiting.append(ticket)
-            start = self._worker is None
-            if start:
-                # Through the loop's executor, so closing the loop waits for the thread to end.
-                self._worker = asyncio.ensure_future(asyncio.to_thread(self._work))
+            if self._worker is None:
+                self._start_worker()
         return await ticket.future
+
+    def _start_worker(self) -> None:
+        """Queue the worker on the model thread (call with the lock held)."""
+        self._worker = MODEL_THREAD.submit(self._work)
+        self._worker.add_done_callback(_log_failure)
 
     # ------------------------------------------------------------------ worker thread
 
@@ -61,11 +80,19 @@ class Batcher:
                     self._worker = None
                     return
             self._run(batch)
+            if MODEL_THREAD.contended:  # another model's work waits: its turn, then ours again
+                with self._lock:
+                    self._worker = None
+                    if self._waiting:
+                        self._start_worker()
+                return
 
     def _run(self, batch: list[_Ticket]) -> None:
         handed = list(batch)
 
         def more() -> list[GenerationRequest]:
+            if MODEL_THREAD.contended:
+                return []
             with self._lock:
                 joining = self._take()
             handed.extend(joining)
@@ -125,3 +152,10 @@ def _set_result(future: asyncio.Future[str], text: str) -> None:
 def _set_exception(future: asyncio.Future[str], error: BaseException) -> None:
     if not future.done():
         future.set_exception(error)
+
+
+def _log_failure(worker: Future[None]) -> None:
+    """A worker that died (it never should: the backend's errors go to the turns) is logged."""
+    error = worker.exception() if not worker.cancelled() else None
+    if error is not None:
+        log.error("the model thread's batch worker failed", exc_info=error)

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import threading
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -25,16 +27,55 @@ _running = 0
 _usual_interval = sys.getswitchinterval()
 
 
-async def run_heavy(function: Callable[[], T]) -> T:
-    """``function()`` in a thread, with a short GIL switch interval while it (or another) runs."""
+async def run_heavy(function: Callable[[], T], model_work: bool = False) -> T:
+    """``function()`` in a thread (``MODEL_THREAD`` for ``model_work``, else the loop's pool),
+    with a short GIL switch interval while it (or another) runs."""
     global _running, _usual_interval
     if _running == 0:
         _usual_interval = sys.getswitchinterval()
         sys.setswitchinterval(min(_usual_interval, HEAVY_SWITCH_INTERVAL_S))
     _running += 1
     try:
+        if model_work:
+            return await asyncio.wrap_future(MODEL_THREAD.submit(function))
         return await asyncio.to_thread(function)
     finally:
         _running -= 1
         if _running == 0:
             sys.setswitchinterval(_usual_interval)
+
+
+class ModelThread:
+    """The process's one thread for model work: every backend's loading and generating.
+
+    torch's CPU threads (OpenMP) are a team per calling thread, and once two teams share the
+    cores, each keeps its threads asleep between operations rather than spinning: a decoding step
+    (hundreds of small parallel operations) then waits on every wake-up. SmolLM2 decoded at 20 ms
+    a step while only one thread ever called torch, 31-35 ms once a second one had (2 AVX2
+    cores), on either thread. So all model work goes through this one thread; ``contended`` says
+    when other work waits for it, so a long-running batch can make way.
+    """
+
+    def __init__(self) -> None:
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model")
+        self._lock = threading.Lock()
+        self._queued = 0
+
+    def submit(self, function: Callable[[], T]) -> Future[T]:
+        with self._lock:
+            self._queued += 1
+
+        def started() -> T:
+            with self._lock:
+                self._queued -= 1
+            return function()
+
+        return self._executor.submit(started)
+
+    @property
+    def contended(self) -> bool:
+        """Whether work is queued behind what runs now."""
+        return self._queued > 0
+
+
+MODEL_THREAD = ModelThread()

@@ -260,8 +260,9 @@ class GenerationQueue:
     async def warm_up(self) -> str | None:
         """Load the default model now; returns the one-line problem if it cannot be loaded."""
         try:
-            backend = await self.backend(self.config.model.name)
-            await run_heavy(backend.load)
+            batcher = await self._batcher(self.config.model.name)
+            backend = batcher.backend
+            await batcher.load()
         except ModelUnavailable as error:
             return str(error)
         except Exception as error:  # a warm-up runs unattended: its failure is reported, not raised
@@ -389,7 +390,7 @@ class GenerationQueue:
         try:
             batcher = await self._batcher(run.spec.settings.model)
             # Loading (a download, the first time) is not part of a turn's time limit.
-            await run_heavy(batcher.backend.load)
+            await batcher.load()
             loop = asyncio.get_running_loop()
             timer = loop.call_later(self.config.generation.job_timeout_s, run.time_out)
             text = await self._write_passage(batcher, run, loop)
