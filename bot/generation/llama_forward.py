@@ -82,7 +82,7 @@ def compact_forward(model: Any, setting: str, device: str, name: str, dtype: tor
         return None
     if setting == "auto":
         setting = "int4" if lossless_in_int4(model.model.layers[0].self_attn.q_proj.weight) else "int8"
-    return LlamaForward(model, setting, dtype)
+    return LlamaForward(model, setting, dtype, release=True)
 
 
 class _Layer:
@@ -99,8 +99,10 @@ class _Layer:
 class LlamaForward:
     """The model's arithmetic with its weights taken out of the modules (the model may then go)."""
 
-    def __init__(self, model: Any, quantize: str, dtype: torch.dtype) -> None:
-        """``dtype``: the activations'. The model may be in float32 for exact quantization."""
+    def __init__(self, model: Any, quantize: str, dtype: torch.dtype, release: bool = False) -> None:
+        """``dtype``: the activations'. The model may be in float32 for exact quantization.
+        ``release``: each layer's own weights go (to the meta device) once converted, so loading
+        never holds the float32 model and all its converted copies at once."""
         config, inner = model.config, model.model
         self.quantize = quantize
         self.dtype = dtype
@@ -110,7 +112,11 @@ class LlamaForward:
         self.eps = float(config.rms_norm_eps)
         self.hidden = int(config.hidden_size)
         self.scale = float(getattr(inner.layers[0].self_attn, "scaling", self.head_dim**-0.5))
-        self.layers = [_Layer(layer, quantize, self.dtype) for layer in inner.layers]
+        self.layers = []
+        for layer in inner.layers:
+            self.layers.append(_Layer(layer, quantize, self.dtype))
+            if release:
+                layer.to("meta")
         self.final_norm = inner.norm.weight.detach().to(self.dtype)
         head = model.get_output_embeddings().weight
         tied = head.data_ptr() == inner.embed_tokens.weight.data_ptr()
