@@ -226,3 +226,29 @@ async def test_the_event_loop_stays_free_while_the_model_writes(config: Config) 
         assert status.ok and "The bot is writing." in status.text
         assert time.monotonic() - began < 1.0
         await turns.wait(started.job_id)
+
+
+async def test_stories_on_two_models_both_get_their_turns_from_the_one_model_thread(
+    config: Config, tiny_llama_dir: Path
+) -> None:
+    """Both models load and write on the process's one model thread; while one model's channels
+    keep asking, the other's turns still come, taking turns with them."""
+    two_models = replace(
+        config,
+        model=replace(config.model, allowed=(str(tiny_llama_dir),), max_new_tokens=48, min_new_tokens=48),
+    )
+    channels = [ChannelRef("test", "guild", f"room-{i}") for i in range(4)]
+    turns = TurnRecorder()
+    async with open_app(two_models) as running:
+        running.queue.add_listener(turns)
+        for index, channel in enumerate(channels):
+            await running.sessions.handle(channel, ALICE, c.parse(f'/story start "Room {index}" mode:free'))
+            if index % 2:
+                await running.sessions.handle(channel, ALICE, c.parse(f"/story settings model:{tiny_llama_dir}"))
+            await running.sessions.handle(channel, ALICE, c.Add("The door creaked open."))
+        for _ in range(2):  # two rounds: each model's channels ask while the other writes
+            asked = [await running.sessions.handle(channel, ALICE, c.Continue()) for channel in channels]
+            results = [await turns.wait(result.job_id, timeout=120) for result in asked]
+            assert all(result is not None and result.ok and result.passage for result in results)
+        stories = {p.generation["model"] for p in await stored(running) if p.author_kind == "bot"}
+    assert stories == {str(config.model.name), str(tiny_llama_dir)}
