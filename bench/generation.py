@@ -176,7 +176,9 @@ def main(argv: list[str] | None = None) -> None:
     model_dir = benchmark_model(args.model)
     new_tokens = 16 if args.quick else 64
     rounds = 1 if args.quick else 2
-    story_lines = 2 if args.quick else 4  # each channel's story so far: ~75 or ~150 tokens
+    # Each channel's story so far: ~75 or ~150 tokens of made-up words; in the chat frame, with
+    # the system message and the request, a prompt of ~490 tokens for four lines.
+    story_lines = 2 if args.quick else 4
     defaults = load_config(Path("/dev/null"), env={}).model
     device = pick_device(defaults.device)
     machine = cpu_info()
