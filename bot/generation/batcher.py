@@ -1,10 +1,10 @@
-"""One backend's model thread, fed by many bot turns at once (continuous batching).
+"""One backend's batches on the model thread, fed by many bot turns at once (continuous batching).
 
 Each bot turn awaits ``Batcher.generate`` for its own request. The first request starts the
-worker on the backend's model thread, which calls ``backend.generate``; requests that arrive
-while it runs are handed to it between steps through ``more``, up to ``max_batch`` rows in
-flight, and each one is answered the moment its own row is finished. The worker ends when
-nothing is left.
+worker on the model thread, which calls ``backend.generate``; requests that arrive while it runs
+are handed to it between steps through ``more``, up to ``max_batch`` rows in flight, and each
+one is answered the moment its own row is finished. The worker ends when nothing is left.
+
 All model work, ``Batcher.load`` too, runs on the process's one model thread
 (``heavy.MODEL_THREAD``: why, there), shared by the batchers of different models: while another
 batcher's work waits for it, a running batch takes no newcomers and gives the thread up when its

@@ -40,11 +40,11 @@ _PREAMBLE = re.compile(
     r"(?:next|following|continuation|rest)\b[^:.!\n]{0,60}[:.!]\s*",
     re.IGNORECASE,
 )
-# A chat model talking as an assistant instead of telling the story. Only phrases a narrator
-# hardly opens with: '"Sure," she said' is a story.
+# A chat model talking as an assistant instead of telling the story: phrases a narrator hardly
+# opens with ('"Sure," she said' is a story), and ones no story has anywhere.
 _ASSISTANT_OPENING = re.compile(
     r"\s*(?:i'd be (?:happy|glad)|i would be (?:happy|glad)|i'm (?:happy|glad) to help|i hope you enjoy"
-    r"|as an ai|i've written|i have written)\b",
+    r"|i've written|i have written)\b",
     re.IGNORECASE,
 )
 _ASSISTANT_ANYWHERE = re.compile(r"\bas an ai\b|\blanguage model\b", re.IGNORECASE)

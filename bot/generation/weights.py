@@ -100,7 +100,8 @@ def lossless_in_int4(weight: torch.Tensor) -> bool:
     if weight.shape[1] % INT4_GROUP:
         return False
     weight = weight.detach().float()
-    _, values = quantize_groups(weight)
+    q, scales, lows = _int4_groups(weight)
+    values = (q * scales.unsqueeze(-1) + lows.unsqueeze(-1)).view_as(weight)
     # Within float32 rounding of the recomputed scales; anything not 4-bit is off by far more.
     return bool((values - weight).abs().max() <= 1e-5 * weight.abs().max())
 
@@ -113,16 +114,25 @@ def quantize_rows(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def quantize_groups(weight: torch.Tensor) -> tuple[tuple[torch.Tensor, torch.Tensor], torch.Tensor]:
-    """4-bit per group of ``INT4_GROUP`` inputs, ``weight ≈ q * scale + low``, each group's minimum
-    at q = 0 and maximum at q = 15. Returns the kernel's form (packed values; scales and zeros,
-    the zero being the value at q = 8) and the values it stands for."""
+    """4-bit per group of ``INT4_GROUP`` inputs (``_int4_groups``). Returns the kernel's form
+    (packed values; scales and zeros, the zero being the value at q = 8) and the values it
+    stands for."""
     outputs, inputs = weight.shape
-    groups = weight.view(outputs, inputs // INT4_GROUP, INT4_GROUP)
-    lows, highs = groups.amin(dim=-1), groups.amax(dim=-1)
-    scales = ((highs - lows) / 15).clamp(min=1e-12)
-    q = torch.round((groups - lows.unsqueeze(-1)) / scales.unsqueeze(-1)).clamp(0, 15)
+    q, scales, lows = _int4_groups(weight)
     packed = torch._convert_weight_to_int4pack_for_cpu(q.view(outputs, inputs).to(torch.int32), 1)
     zeros = lows + 8 * scales
     scales_zeros = torch.stack([scales.t(), zeros.t()], dim=-1).to(KERNEL_DTYPE).contiguous()
     values = q * scales.unsqueeze(-1) + lows.unsqueeze(-1)
     return (packed, scales_zeros), values.view(outputs, inputs)
+
+
+def _int4_groups(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``weight ≈ q * scale + low`` per group of ``INT4_GROUP`` inputs, each group's minimum at
+    q = 0 and maximum at q = 15: ``q`` as ``(outputs, groups, INT4_GROUP)``, scales and lows as
+    ``(outputs, groups)``."""
+    outputs, inputs = weight.shape
+    groups = weight.view(outputs, inputs // INT4_GROUP, INT4_GROUP)
+    lows, highs = groups.amin(dim=-1), groups.amax(dim=-1)
+    scales = ((highs - lows) / 15).clamp(min=1e-12)
+    q = torch.round((groups - lows.unsqueeze(-1)) / scales.unsqueeze(-1)).clamp(0, 15)
+    return q, scales, lows
