@@ -346,45 +346,37 @@ async def test_a_bot_turn_through_the_app_stores_the_streamed_passage(fake: Fake
     assert "The keeper climbed the stairs." in fake.requests[0]["body"]["prompt"]
 
 
-async def test_a_passage_in_another_language_than_the_story_is_written_again(fake: FakeOpenAI, tmp_path: Path) -> None:
-    answers = iter(
-        [
-            ["The house was quiet and the clocks had stopped, and she was alone."],  # English
-            [""],  # empty
-            ["El reloj del salón se paró, y la casa se quedó en silencio."],
-        ]
-    )
-    fake.pieces = lambda body: next(answers)
-    config = app_config(tmp_path, fake.url)
+async def first_passage(fake: FakeOpenAI, tmp_path: Path, answers: list[str], start: str) -> str:
+    """The bot's passage after ``start`` when the server answers ``answers`` in turn."""
+    replies = iter(answers)
+    fake.pieces = lambda body: [next(replies)]
     turns = TurnRecorder()
     channel, alice = ChannelRef("test", "guild", "harbour"), Actor("u-alice", "Alice")
-    async with open_app(config) as app:
+    async with open_app(app_config(tmp_path, fake.url)) as app:
         app.queue.add_listener(turns)
-        started = await app.sessions.handle(
-            channel,
-            alice,
-            c.parse('/story start "La casa" La casa de los relojes estaba en silencio y el reloj se paró.'),
-        )
+        started = await app.sessions.handle(channel, alice, c.parse(start))
         result = await turns.wait(started.job_id, timeout=30)
     assert result is not None and result.passage is not None
-    assert result.passage.text == "El reloj del salón se paró, y la casa se quedó en silencio."
+    return result.passage.text
+
+
+async def test_a_passage_in_another_language_than_the_story_is_written_again(fake: FakeOpenAI, tmp_path: Path) -> None:
+    answers = [
+        "The house was quiet and the clocks had stopped, and she was alone.",  # English
+        "",  # empty
+        "El reloj del salón se paró, y la casa se quedó en silencio.",
+    ]
+    start = '/story start "La casa" La casa de los relojes estaba en silencio y el reloj se paró.'
+    assert await first_passage(fake, tmp_path, answers, start) == answers[2]
     assert len(fake.requests) == 3
 
 
 async def test_an_assistant_talking_instead_of_telling_the_story_is_written_again(
     fake: FakeOpenAI, tmp_path: Path
 ) -> None:
-    answers = iter([["I'd be happy to help you continue your story about the lighthouse."], ["The lamp was cold."]])
-    fake.pieces = lambda body: next(answers)
-    config = app_config(tmp_path, fake.url)
-    turns = TurnRecorder()
-    channel, alice = ChannelRef("test", "guild", "harbour"), Actor("u-alice", "Alice")
-    async with open_app(config) as app:
-        app.queue.add_listener(turns)
-        started = await app.sessions.handle(channel, alice, c.parse('/story start "Lighthouse" The keeper climbed.'))
-        result = await turns.wait(started.job_id, timeout=30)
-    assert result is not None and result.passage is not None
-    assert result.passage.text == "The lamp was cold."
+    answers = ["I'd be happy to help you continue your story about the lighthouse.", "The lamp was cold."]
+    start = '/story start "Lighthouse" The keeper climbed.'
+    assert await first_passage(fake, tmp_path, answers, start) == "The lamp was cold."
     assert len(fake.requests) == 2
 
 
