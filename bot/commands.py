@@ -47,6 +47,7 @@ __all__ = [
     "Mode",
     "Note",
     "ParseError",
+    "Rate",
     "Retry",
     "SettingSpec",
     "Settings",
@@ -54,6 +55,7 @@ __all__ = [
     "Start",
     "Status",
     "Undo",
+    "Vote",
     "parse",
     "usage",
 ]
@@ -194,6 +196,47 @@ class Retry(Command):
 @dataclass(frozen=True, slots=True)
 class Undo(Command):
     name: ClassVar[str] = "undo"
+
+
+class Vote(enum.StrEnum):
+    """A rating of a bot passage; ``points`` is what the database stores (+1 or -1)."""
+
+    UP = "up"
+    DOWN = "down"
+
+    @property
+    def points(self) -> int:
+        return 1 if self is Vote.UP else -1
+
+    @property
+    def emoji(self) -> str:
+        return "👍" if self is Vote.UP else "👎"
+
+    @classmethod
+    def parse(cls, text: str) -> Vote:
+        """Read a vote as typed: up/down, +/-, +1/-1, good/bad, the thumbs (any skin tone)."""
+        vote = _VOTE_ALIASES.get(re.sub(r"[\U0001F3FB-\U0001F3FF\uFE0F]", "", text.strip().lower()))
+        if vote is None:
+            raise _usage_error("rate", f"Rate a passage up or down (got {_show(text)}).")
+        return vote
+
+
+_VOTE_ALIASES = {
+    **dict.fromkeys(("up", "+", "+1", "good", "yes", "👍"), Vote.UP),
+    **dict.fromkeys(("down", "-", "-1", "bad", "no", "👎"), Vote.DOWN),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Rate(Command):
+    """👍 or 👎 on a bot passage: the bot's last one, or passage ``number`` as the story numbers
+    them (``/story status``). The buttons under a passage name it exactly, by ``passage_id``."""
+
+    name: ClassVar[str] = "rate"
+    private: ClassVar[bool] = True
+    vote: Vote
+    number: int | None = None
+    passage_id: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -413,6 +456,10 @@ _HELP: dict[str, tuple[str, str]] = {
         "replace the bot's last passage with a new one (the old one is kept)",
     ),
     "undo": ("/story undo", "withdraw the last passage (its author or a moderator)"),
+    "rate": (
+        "/story rate up|down [passage number]",
+        "👍 or 👎 on the bot's last passage, or on the one with that number",
+    ),
     "join": ("/story join", "take part in round-robin turns"),
     "leave": ("/story leave", "stop taking round-robin turns"),
     "memory": (
@@ -802,6 +849,18 @@ def _export_item(word: str) -> str | int:
     )
 
 
+def _parse_rate(rest: str) -> Rate:
+    words = rest.split()
+    if not words or len(words) > 2:
+        raise _usage_error("rate", "Say up or down, then optionally the passage's number.")
+    number = None
+    if len(words) == 2:
+        number = _positive_int(words[1])
+        if number is None:
+            raise _usage_error("rate", f"A passage number is a whole number from 1 up (got {_show(words[1])}).")
+    return Rate(Vote.parse(words[0]), number)
+
+
 def _parse_help(rest: str) -> Help:
     words = rest.split()
     if len(words) > 1:
@@ -830,6 +889,7 @@ _PARSERS: dict[str, Callable[[str], Command]] = {
     "settings": _parse_settings,
     "export": _parse_export,
     "show": _parse_show,
+    "rate": _parse_rate,
     "help": _parse_help,
     **{kind.name: _no_text(kind) for kind in (Retry, Undo, Join, Leave, Status, End, ListStories)},
 }

@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.config import Config
 from bot.context import LoreItem, StorySnapshot
 from bot.identity import ChannelRef
-from bot.results import BOT_NAME, PassageView, Result
+from bot.results import BOT_NAME, PassageView, Result, Votes
 from bot.story_settings import StorySettings
 from storage import queries as q
 from storage.database import Database
@@ -84,6 +84,7 @@ class JobBook:
         return ended + timedelta(seconds=self.config.generation.job_lease_s)
 
     async def _view(self, tx: AsyncSession, passage: Passage) -> PassageView:
+        counts = await q.vote_counts(tx, [passage.id])
         return PassageView(
             id=passage.id,
             story_id=passage.story_id,
@@ -92,6 +93,7 @@ class JobBook:
             author_kind=passage.author_kind,
             author_name=passage.author_name,
             text=passage.text,
+            votes=Votes(*counts.get(passage.id, (0, 0))),
         )
 
     async def requeue_interrupted_jobs(self, *, at_start: bool = False) -> int:

@@ -19,6 +19,18 @@ class BusyError(UserError):
 
 
 @dataclass(frozen=True, slots=True)
+class Votes:
+    """The 👍 and 👎 on a passage, as shown beside it."""
+
+    up: int = 0
+    down: int = 0
+
+    def __str__(self) -> str:
+        """``👍 2 · 👎 1``; empty when nobody voted, so an unrated passage shows nothing."""
+        return f"👍 {self.up} · 👎 {self.down}" if self.up or self.down else ""
+
+
+@dataclass(frozen=True, slots=True)
 class PassageView:
     """One passage as people see it."""
 
@@ -29,6 +41,7 @@ class PassageView:
     author_kind: str  # an AuthorKind: "human" or "bot"
     author_name: str
     text: str
+    votes: Votes = Votes()
 
     @property
     def by_bot(self) -> bool:
@@ -48,7 +61,9 @@ class Result:
 
     ``private`` asks the adapter to show the text only to the person who asked (ephemeral on
     Discord and Slack); errors are always private. ``job_id`` is set when the bot's turn was
-    queued, so the adapter can show that the bot is writing.
+    queued, so the adapter can show that the bot is writing. ``message_ref`` is set when a
+    rating changed the counts of ``passage``: the platform message(s) showing it (as the turn
+    recorded them), for the adapter to show the new counts there.
     """
 
     text: str
@@ -60,6 +75,7 @@ class Result:
     cancelled_job_ids: tuple[int, ...] = ()
     attachment: Attachment | None = None
     duplicate: bool = False
+    message_ref: str | None = None
 
     @classmethod
     def error(cls, text: str) -> Result:

@@ -33,7 +33,7 @@ from bot.export.chat import ARCHIVE, Archive
 from bot.handlers import Handlers
 from bot.identity import Actor, ChannelRef
 from bot.jobs import JobBook
-from bot.results import DEFAULT_TITLE, BusyError, Result, UserError
+from bot.results import DEFAULT_TITLE, BusyError, Result, UserError, Votes
 from bot.words import story_size, word_count
 from storage import queries as q
 from storage.database import Database, DatabaseBusy
@@ -45,6 +45,7 @@ from storage.models import (
     Participant,
     Passage,
     PassageStatus,
+    PassageVote,
     ProcessedEvent,
     Story,
     StoryStatus,
@@ -405,6 +406,67 @@ class SessionManager(JobBook):
             cancelled_job_ids=cancelled,
         )
 
+    @RULES.handles(c.Rate)
+    async def _rate(self, tx: AsyncSession, channel: ChannelRef, actor: Actor, cmd: c.Rate) -> Result:
+        """Anyone in the channel rates any of the bot's passages still in the story, once: voting
+        again changes their vote. The answer is private; the counts show on the passage itself."""
+        story = await self._story(tx, channel)
+        passage = await self._passage_to_rate(tx, story, cmd)
+        view = await self._view(tx, passage)
+        vote = await q.vote_of(tx, passage.id, actor.user_id)
+        if vote is not None and vote.value == cmd.vote.points:
+            return Result(
+                f"You already rated passage {view.number} {cmd.vote.emoji} ({view.votes}).",
+                private=True,
+                story_id=story.id,
+            )
+        now = self.clock()
+        if vote is None:
+            tx.add(
+                PassageVote(
+                    passage_id=passage.id,
+                    voter_id=actor.user_id,
+                    voter_name=actor.name,
+                    value=cmd.vote.points,
+                    created_at=now,
+                )
+            )
+        else:
+            vote.value, vote.voter_name, vote.changed_at = cmd.vote.points, actor.name, now
+        await tx.flush()
+        view = await self._view(tx, passage)
+        job = await q.job_by_id(tx, passage.job_id) if passage.job_id is not None else None
+        changed = "changed your rating of" if vote is not None else "rated"
+        return Result(
+            f"You {changed} passage {view.number} {cmd.vote.emoji} ({view.votes}).",
+            private=True,
+            story_id=story.id,
+            passage=view,
+            message_ref=job.message_ref if job is not None else None,
+        )
+
+    async def _passage_to_rate(self, tx: AsyncSession, story: Story, cmd: c.Rate) -> Passage:
+        """The passage a rating names: by id (a button), by its number, else the bot's last one."""
+        if cmd.passage_id is not None:
+            passage = await tx.get(Passage, cmd.passage_id)
+            if passage is None or passage.story_id != story.id:
+                raise UserError("That passage is not part of the story running here, so it cannot be rated.")
+        elif cmd.number is not None:
+            passages = await q.canonical_passages(tx, story.id)
+            if cmd.number > len(passages):
+                raise UserError(f"The story has {len(passages)} passages; there is no passage {cmd.number}.")
+            passage = passages[cmd.number - 1]
+        else:
+            found = await q.last_canonical_passage(tx, story.id, author_kind=AuthorKind.BOT)
+            if found is None:
+                raise UserError("The bot has not written a passage in this story yet, so there is nothing to rate.")
+            passage = found
+        if passage.author_kind != AuthorKind.BOT:
+            raise UserError(f"That passage is {passage.author_name}'s; only the bot's passages are rated.")
+        if passage.status != PassageStatus.CANONICAL:
+            raise UserError("That passage was withdrawn (undone or retried away), so it can no longer be rated.")
+        return passage
+
     @RULES.handles(c.Join)
     async def _join(self, tx: AsyncSession, channel: ChannelRef, actor: Actor, cmd: c.Join) -> Result:
         story = await self._story(tx, channel)
@@ -573,9 +635,12 @@ class SessionManager(JobBook):
             lines.append(turn)
         if await q.open_job(tx, story.id) is not None:
             lines.append("The bot is writing.")
-        for number, passage in enumerate(passages[-STATUS_RECENT_PASSAGES:], start=max(len(passages) - 2, 1)):
+        recent = passages[-STATUS_RECENT_PASSAGES:]
+        votes = await q.vote_counts(tx, [p.id for p in recent])
+        for number, passage in enumerate(recent, start=max(len(passages) - 2, 1)):
             excerpt = passage.text if len(passage.text) <= 200 else passage.text[:199] + "…"
-            lines.append(f"{number}. {passage.author_name}: {excerpt}")
+            counts = str(Votes(*votes.get(passage.id, (0, 0))))
+            lines.append(f"{number}. {passage.author_name}: {excerpt}" + (f" ({counts})" if counts else ""))
         return Result("\n".join(lines), private=True, story_id=story.id)
 
     @RULES.handles(c.End)

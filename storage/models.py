@@ -165,6 +165,26 @@ class Passage(Base):
     __table_args__ = (UniqueConstraint("story_id", "seq", name="uq_passages_story_seq"),)
 
 
+class PassageVote(Base):
+    """One person's 👍 (+1) or 👎 (-1) on a bot passage; voting again changes the row.
+
+    Together with a passage's ``status`` (kept, retried away, undone) this is the judgement
+    people passed on what the bot wrote: what ``storybot stats`` counts and fine-tuning reads.
+    """
+
+    __tablename__ = "passage_votes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    passage_id: Mapped[int] = mapped_column(ForeignKey("passages.id"), index=True)
+    voter_id: Mapped[str] = mapped_column(String(100))
+    voter_name: Mapped[str] = mapped_column(String(200))
+    value: Mapped[int] = mapped_column(Integer)  # +1 or -1
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    changed_at: Mapped[datetime | None]
+
+    __table_args__ = (UniqueConstraint("passage_id", "voter_id", name="uq_passage_votes_voter"),)
+
+
 class Participant(Base):
     __tablename__ = "participants"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import case, func, or_, select, update
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -18,6 +18,7 @@ from storage.models import (
     Participant,
     Passage,
     PassageStatus,
+    PassageVote,
     ProcessedEvent,
     Story,
     StoryStatus,
@@ -58,14 +59,14 @@ async def canonical_passages(tx: AsyncSession, story_id: int) -> Sequence[Passag
     return (await tx.execute(query)).scalars().all()
 
 
-async def last_canonical_passage(tx: AsyncSession, story_id: int) -> Passage | None:
-    query = (
-        select(Passage)
-        .where(Passage.story_id == story_id, Passage.status == PassageStatus.CANONICAL)
-        .order_by(Passage.seq.desc())
-        .limit(1)
-    )
-    return (await tx.execute(query)).scalar_one_or_none()
+async def last_canonical_passage(
+    tx: AsyncSession, story_id: int, *, author_kind: AuthorKind | None = None
+) -> Passage | None:
+    """The story's last passage (``author_kind``: its last by a person, or by the bot)."""
+    query = select(Passage).where(Passage.story_id == story_id, Passage.status == PassageStatus.CANONICAL)
+    if author_kind is not None:
+        query = query.where(Passage.author_kind == author_kind)
+    return (await tx.execute(query.order_by(Passage.seq.desc()).limit(1))).scalar_one_or_none()
 
 
 async def count_canonical(tx: AsyncSession, story_id: int, *, up_to_seq: int | None = None) -> int:
@@ -299,3 +300,34 @@ async def canonical_texts(tx: AsyncSession) -> dict[int, list[str]]:
     for story_id, text in await tx.execute(query):
         texts.setdefault(story_id, []).append(text)
     return texts
+
+
+async def vote_of(tx: AsyncSession, passage_id: int, voter_id: str) -> PassageVote | None:
+    query = select(PassageVote).where(PassageVote.passage_id == passage_id, PassageVote.voter_id == voter_id)
+    return (await tx.execute(query)).scalar_one_or_none()
+
+
+async def vote_counts(tx: AsyncSession, passage_ids: Sequence[int]) -> dict[int, tuple[int, int]]:
+    """Passage id -> (👍, 👎) for the passages that have votes; the others are not in the dict."""
+    if not passage_ids:
+        return {}
+    ups = func.sum(case((PassageVote.value > 0, 1), else_=0))
+    downs = func.sum(case((PassageVote.value < 0, 1), else_=0))
+    query = (
+        select(PassageVote.passage_id, ups, downs)
+        .where(PassageVote.passage_id.in_(passage_ids))
+        .group_by(PassageVote.passage_id)
+    )
+    return {passage_id: (int(up), int(down)) for passage_id, up, down in await tx.execute(query)}
+
+
+async def votes_of_passages(tx: AsyncSession, passage_ids: Sequence[int]) -> Sequence[PassageVote]:
+    """Every vote on these passages, by passage then voter (for the JSON of ``storybot stats``)."""
+    if not passage_ids:
+        return []
+    query = (
+        select(PassageVote)
+        .where(PassageVote.passage_id.in_(passage_ids))
+        .order_by(PassageVote.passage_id, PassageVote.id)
+    )
+    return (await tx.execute(query)).scalars().all()

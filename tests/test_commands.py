@@ -29,19 +29,21 @@ from bot.commands import (
     Mode,
     Note,
     ParseError,
+    Rate,
     Retry,
     Settings,
     Show,
     Start,
     Status,
     Undo,
+    Vote,
     parse,
     usage,
 )
 from bot.printable import printable
 
 SUBCOMMANDS = (
-    "start", "add", "continue", "retry", "undo", "join", "leave", "memory", "note",
+    "start", "add", "continue", "retry", "undo", "rate", "join", "leave", "memory", "note",
     "lore", "settings", "status", "end", "export", "list", "show", "help",
 )  # fmt: skip
 NO_TEXT = {"retry": Retry, "undo": Undo, "join": Join, "leave": Leave,
@@ -631,3 +633,32 @@ def test_commands_built_by_adapters_are_printable_too() -> None:
     """A thread message or a button builds its command without the parser: it is cleaned all the same."""
     assert Add("a\x1b[31mred\x1b[0m").text == "a[31mred[0m"
     assert Continue("go\x07 north").direction == "go north"
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ("/story rate up", Rate(Vote.UP)),
+        ("/story rate 👎 3", Rate(Vote.DOWN, 3)),
+        ("/story rate +1 #2", Rate(Vote.UP, 2)),
+        ("/story rate 👍🏽", Rate(Vote.UP)),
+    ],
+)
+def test_rate_reads_a_vote_and_an_optional_passage_number(line: str, expected: Rate) -> None:
+    assert parse(line) == expected
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("/story rate", "up or down"),
+        ("/story rate sideways", "(got 'sideways')"),
+        ("/story rate up zero", "whole number"),
+        ("/story rate up 0", "whole number"),
+        ("/story rate up 1 2", "up or down"),
+    ],
+)
+def test_a_bad_rating_is_one_line_with_the_usage(line: str, message: str) -> None:
+    with pytest.raises(ParseError) as error:
+        parse(line)
+    assert message in str(error.value) and "/story rate up|down" in str(error.value)

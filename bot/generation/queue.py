@@ -42,7 +42,7 @@ from bot.generation.batcher import Batcher
 from bot.generation.heavy import run_heavy
 from bot.generation.text import clean_passage, speaker_stops, talks_as_assistant, visible_text
 from bot.jobs import JobBook, JobSpec
-from bot.language import Language, language_of, written_in_another
+from bot.language import language_of, written_in_another
 from bot.results import BOT_NAME, Result
 
 log = logging.getLogger(__name__)
@@ -126,6 +126,9 @@ class _Running:
     timed_out: bool = False
     message_ref: str | None = None  # the messages that show it, as last recorded
     recording: asyncio.Lock = field(default_factory=asyncio.Lock)
+    # Stored with the passage (``_generation_record``): what the model continued, and when it began.
+    story_prompt: str = ""
+    writing_since: float = 0.0
 
     def time_out(self) -> None:
         self.timed_out = True
@@ -393,6 +396,7 @@ class GenerationQueue:
             await batcher.load()
             loop = asyncio.get_running_loop()
             timer = loop.call_later(self.config.generation.job_timeout_s, run.time_out)
+            run.writing_since = time.monotonic()
             text = await self._write_passage(batcher, run, loop)
             result = await self._settle(run, self._store(run, text))
         except ModelUnavailable as error:
@@ -510,13 +514,14 @@ class GenerationQueue:
             return await self.jobs.fail_job(
                 run.spec.job_id, "The bot could not think of anything; try /story continue with a direction."
             )
-        return await self.jobs.finish_job(run.spec.job_id, text, self._generation_record(run.spec))
+        return await self.jobs.finish_job(run.spec.job_id, text, self._generation_record(run))
 
     async def _write_passage(self, batcher: Batcher, run: _Running, loop: asyncio.AbstractEventLoop) -> str:
         """The cleaned passage, written again while it is empty, an assistant talking, or in
         another language than the story (``PASSAGE_ATTEMPTS``)."""
         # Building the prompt counts tokens, which can take a while for a long story.
-        request, language = await asyncio.to_thread(self._request, batcher.backend, run, loop)
+        request, run.story_prompt = await asyncio.to_thread(self._request, batcher.backend, run, loop)
+        language = language_of(run.story_prompt)
         kept = ""
         for _ in range(PASSAGE_ATTEMPTS):
             text = clean_passage(await batcher.generate(request), request.stop_texts)
@@ -537,8 +542,8 @@ class GenerationQueue:
 
     def _request(
         self, backend: Backend, run: _Running, loop: asyncio.AbstractEventLoop
-    ) -> tuple[GenerationRequest, Language | None]:
-        """The request for the turn's passage, and the story's language (None when unsure)."""
+    ) -> tuple[GenerationRequest, str]:
+        """The request for the turn's passage, and the story as the model is to continue it (unframed)."""
         spec = run.spec
         sampling = self._sampling(spec)
         # A length beyond what the model holds (set before it was loaded, or in the config) is
@@ -571,14 +576,20 @@ class GenerationQueue:
             cancelled=run.cancelled,
             cache_key=spec.channel.key,
         )
-        return request, language_of(story_prompt)
+        return request, story_prompt
 
     def _sampling(self, spec: JobSpec) -> Sampling:
         return Sampling.for_story(spec.settings, self.config.model)
 
-    def _generation_record(self, spec: JobSpec) -> dict[str, object]:
-        """What is stored with the passage so an export can say how it was written."""
-        return {**spec.settings.as_dict(), "backend": self.config.model.backend}
+    def _generation_record(self, run: _Running) -> dict[str, object]:
+        """What is stored with the passage: how it was written (for the exports and ``storybot
+        stats``), and the story as the model saw it (for ``storybot export-dataset``)."""
+        return {
+            **run.spec.settings.as_dict(),
+            "backend": self.config.model.backend,
+            "seconds": round(time.monotonic() - run.writing_since, 2),
+            "story_prompt": run.story_prompt,
+        }
 
     async def _pump(self, run: _Running) -> None:
         async for text in run.stream:

@@ -1,0 +1,40 @@
+"""The judgement on one bot passage: its fate (kept, retried away, undone) and its votes.
+
+Nobody has to vote for a passage to be judged: retrying a passage or undoing it says as much as
+a 👎, and a passage the story went on from was kept. The fate is read from the passage's
+``status``, which the rules already record with who changed it and when.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from storage.models import PassageStatus
+
+
+class Fate(StrEnum):
+    """What became of a bot passage."""
+
+    KEPT = "kept"  # still in the story
+    RETRIED = "retried"  # rewritten by /story retry: kept in the archive as an alternative
+    UNDONE = "undone"  # withdrawn by /story undo
+
+
+_FATES = {
+    PassageStatus.CANONICAL: Fate.KEPT,
+    PassageStatus.SUPERSEDED: Fate.RETRIED,
+    PassageStatus.UNDONE: Fate.UNDONE,
+}
+
+
+def fate_of(status: str) -> Fate:
+    """The fate of a passage with this ``passages.status``."""
+    return _FATES[PassageStatus(status)]
+
+
+def turned_down(status: str, up: int, down: int) -> bool:
+    """Whether people turned this bot passage down: retried away, undone, or more 👎 than 👍.
+
+    Such a passage is left out of fine-tuning and is a "rejected" answer in preference data.
+    """
+    return fate_of(status) is not Fate.KEPT or down > up
