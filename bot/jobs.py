@@ -85,6 +85,7 @@ class JobBook:
 
     async def _view(self, tx: AsyncSession, passage: Passage) -> PassageView:
         counts = await q.vote_counts(tx, [passage.id])
+        job = await q.job_by_id(tx, passage.job_id) if passage.job_id is not None else None
         return PassageView(
             id=passage.id,
             story_id=passage.story_id,
@@ -94,6 +95,8 @@ class JobBook:
             author_name=passage.author_name,
             text=passage.text,
             votes=Votes(*counts.get(passage.id, (0, 0))),
+            asked_by=job.requested_by_name if job is not None else None,
+            rewrite=job is not None and job.kind == JobKind.RETRY,
         )
 
     async def requeue_interrupted_jobs(self, *, at_start: bool = False) -> int:

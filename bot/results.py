@@ -42,6 +42,9 @@ class PassageView:
     author_name: str
     text: str
     votes: Votes = Votes()
+    # A bot passage's turn: who asked for it, and whether it rewrote an earlier one (its credit line).
+    asked_by: str | None = None
+    rewrite: bool = False
 
     @property
     def by_bot(self) -> bool:
