@@ -1,4 +1,4 @@
-"""The ``storybot`` command: ``storybot [--config FILE] console|migrate|discord|slack|export|list|import|bench``.
+"""The ``storybot`` command: ``storybot [--config FILE] console|migrate|discord|slack|export|list|import|stats|export-dataset|bench``.
 
 The command line is one more way in, so it lives with the adapters: it is the one module that
 knows every platform and the benchmarks (each imported only when its command runs, so
@@ -17,6 +17,8 @@ from bot.app import DatabaseBusy, DatabaseUnavailable
 from bot.config import Config, ConfigError, load_config
 from bot.export.cli import add_parsers as add_archive_parsers
 from bot.export.cli import export_command, import_command, list_command
+from bot.feedback.cli import add_parsers as add_feedback_parsers
+from bot.feedback.cli import export_dataset_command, stats_command
 from bot.results import UserError
 
 
@@ -39,6 +41,7 @@ def _parser() -> argparse.ArgumentParser:
     slack_parser.add_argument("--host", default="0.0.0.0", help="address to listen on with --http (default: 0.0.0.0)")
     slack_parser.add_argument("--port", type=int, default=3000, help="port to listen on with --http (default: 3000)")
     add_archive_parsers(sub)
+    add_feedback_parsers(sub)
     # Listed for --help; main() hands everything after "bench" to the benchmark's own parser.
     sub.add_parser(
         "bench",
@@ -119,6 +122,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "export": lambda config: export_command(config, args),
         "list": lambda config: list_command(config, args),
         "import": lambda config: import_command(config, args),
+        "stats": lambda config: stats_command(config, args),
+        "export-dataset": lambda config: export_dataset_command(config, args),
         "console": _console,
         "migrate": _migrate,
         "discord": lambda config: _discord(config, sync=args.sync),

@@ -16,7 +16,15 @@ from storage.database import Database, DatabaseBusy, DatabaseUnavailable
 
 # The errors opening the app or a transaction may raise, for the adapters to answer (they meet
 # the core here and never import storage/).
-__all__ = ["App", "DatabaseBusy", "DatabaseUnavailable", "configured_backend_factory", "open_app", "open_database"]
+__all__ = [
+    "App",
+    "DatabaseBusy",
+    "DatabaseUnavailable",
+    "configured_backend_factory",
+    "migrated_database",
+    "open_app",
+    "open_database",
+]
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +46,18 @@ def open_database(config: Config) -> Database:
         busy_timeout_ms=settings.busy_timeout_ms,
         deadline_s=settings.write_deadline_s,
     )
+
+
+@asynccontextmanager
+async def migrated_database(config: Config) -> AsyncIterator[Database]:
+    """The configured database, migrated, for a command that reads or writes it and exits
+    (``storybot export``, ``stats``, ``finetune``…): no process lock, no queue."""
+    db = open_database(config)
+    try:
+        await db.migrate()
+        yield db
+    finally:
+        await db.close()
 
 
 def configured_backend_factory(config: Config) -> Callable[[str], Backend]:

@@ -331,3 +331,21 @@ async def votes_of_passages(tx: AsyncSession, passage_ids: Sequence[int]) -> Seq
         .order_by(PassageVote.passage_id, PassageVote.id)
     )
     return (await tx.execute(query)).scalars().all()
+
+
+async def bot_passages(
+    tx: AsyncSession, *, channel_keys: Sequence[str] = (), since: datetime | None = None
+) -> Sequence[tuple[Passage, Story]]:
+    """Every bot passage, whatever became of it, with its story: in ``channel_keys`` (all when
+    empty), written at or after ``since``; by story, then in story order."""
+    query = (
+        select(Passage, Story)
+        .join(Story, Story.id == Passage.story_id)
+        .where(Passage.author_kind == AuthorKind.BOT)
+        .order_by(Passage.story_id, Passage.seq)
+    )
+    if channel_keys:
+        query = query.where(Story.channel_key.in_(channel_keys))
+    if since is not None:
+        query = query.where(Passage.created_at >= since)
+    return [(passage, story) for passage, story in await tx.execute(query)]

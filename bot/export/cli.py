@@ -10,11 +10,9 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 
-from bot.app import open_database
+from bot.app import migrated_database
 from bot.config import Config
 from bot.export import FORMATS, ExportOptions, render
 from bot.export.archive import import_story, list_stories, parse_channel
@@ -24,7 +22,6 @@ from bot.export.snapshot import load_story
 from bot.results import UserError
 from bot.words import counted
 from storage import queries as q
-from storage.database import Database
 from storage.models import utcnow
 
 
@@ -59,22 +56,12 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     )
 
 
-@asynccontextmanager
-async def _database(config: Config) -> AsyncIterator[Database]:
-    db = open_database(config)
-    try:
-        await db.migrate()
-        yield db
-    finally:
-        await db.close()
-
-
 async def export_command(config: Config, args: argparse.Namespace) -> None:
     if args.body and args.format != "html":
         raise UserError("--body goes with --format html.")
     if args.chapter_passages is not None and args.chapter_passages < 1:
         raise UserError("--chapter-passages must be 1 or more.")
-    async with _database(config) as db, db.read() as tx:
+    async with migrated_database(config) as db, db.read() as tx:
         story = await q.story_by_id(tx, args.story)
         if story is None:
             raise UserError(f"there is no story #{args.story}; storybot list shows them.")
@@ -105,7 +92,7 @@ async def export_command(config: Config, args: argparse.Namespace) -> None:
 
 
 async def list_command(config: Config, args: argparse.Namespace) -> None:
-    async with _database(config) as db:
+    async with migrated_database(config) as db:
         rows = await list_stories(db)
     if not rows:
         print("No stories yet.")
@@ -127,7 +114,7 @@ async def import_command(config: Config, args: argparse.Namespace) -> None:
         channel = parse_channel(args.channel) if args.channel else None
     except (DocumentError, ValueError) as error:
         raise UserError(f"{args.file}: {error}") from None
-    async with _database(config) as db:
+    async with migrated_database(config) as db:
         story_id = await import_story(db, story, channel=channel, now=utcnow())
     where = channel.key if channel else story.channel.key
     print(f"Imported “{story.title}” as story #{story_id} in {where} ({counted(len(story.passages), 'passage')}).")

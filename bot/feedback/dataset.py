@@ -1,0 +1,99 @@
+"""``storybot export-dataset``: the bot's turns as preference data, for people who tune elsewhere.
+
+One record per bot turn: the story as the model saw it (``prompt``), the passage people kept
+(``chosen``), and the alternatives they turned down (``rejected``: retried away, undone, or
+rated down). A turn is a passage and the passages it rewrote (``/story retry`` links each new
+passage to the one it replaced), so all of a turn's tries share one prompt. The ``pairs`` format
+writes one record per chosen/rejected pair with plain strings: what DPO trainers (TRL's
+``DPOTrainer``, for one) read as they are.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from bot.context import chat_messages
+from bot.feedback.judged import JudgedPassage
+from bot.language import next_passage_request
+
+FORMATS = ("jsonl", "pairs")
+
+
+@dataclass(frozen=True, slots=True)
+class Turn:
+    """One bot turn: its last try, and the tries before it, oldest first."""
+
+    last: JudgedPassage
+    earlier: tuple[JudgedPassage, ...]
+
+    @property
+    def tries(self) -> tuple[JudgedPassage, ...]:
+        return (*self.earlier, self.last)
+
+    @property
+    def story_prompt(self) -> str | None:
+        """The story the model continued; None for turns written before prompts were recorded."""
+        prompts = [p.generation.get("story_prompt") for p in reversed(self.tries)]
+        return next((p for p in prompts if isinstance(p, str) and p), None)
+
+    @property
+    def chosen(self) -> JudgedPassage | None:
+        return None if self.last.turned_down else self.last
+
+    @property
+    def rejected(self) -> list[JudgedPassage]:
+        return [p for p in self.tries if p.turned_down]
+
+
+def turns(passages: Sequence[JudgedPassage]) -> list[Turn]:
+    """The passages grouped into turns: each passage nobody rewrote, with the ones it replaced."""
+    by_id = {p.id: p for p in passages}
+    replaced = {p.replaces_id for p in passages if p.replaces_id is not None}
+    found = []
+    for passage in passages:
+        if passage.id in replaced:
+            continue
+        earlier: list[JudgedPassage] = []
+        previous = by_id.get(passage.replaces_id) if passage.replaces_id is not None else None
+        while previous is not None:
+            earlier.insert(0, previous)
+            previous = by_id.get(previous.replaces_id) if previous.replaces_id is not None else None
+        found.append(Turn(passage, tuple(earlier)))
+    return found
+
+
+def _prompt(story_prompt: str, chat: bool) -> str | list[dict[str, str]]:
+    """The prompt as text to continue, or (``chat``) as the chat turns the bot puts it in."""
+    return chat_messages(story_prompt, next_passage_request(story_prompt)) if chat else story_prompt
+
+
+def records(found: Sequence[Turn], format: str, *, chat: bool = False) -> Iterator[dict[str, Any]]:
+    """The dataset's records; turns with no recorded prompt are left out (count them with
+    :func:`without_prompt`)."""
+    for turn in found:
+        story_prompt = turn.story_prompt
+        if story_prompt is None:
+            continue
+        prompt = _prompt(story_prompt, chat)
+        chosen, rejected = turn.chosen, turn.rejected
+        if format == "pairs":
+            if chosen is not None:
+                for other in rejected:
+                    yield {"prompt": prompt, "chosen": chosen.text, "rejected": other.text}
+            continue
+        yield {
+            "prompt": prompt,
+            "chosen": chosen.text if chosen is not None else None,
+            "rejected": [p.text for p in rejected],
+            "story_id": turn.last.story_id,
+            "channel": turn.last.channel_key,
+            "model": turn.last.generation.get("model"),
+            "adapter": turn.last.generation.get("adapter"),
+        }
+
+
+def without_prompt(found: Sequence[Turn]) -> int:
+    """Turns written before the bot recorded its prompts: they cannot be exported."""
+    return sum(turn.story_prompt is None for turn in found)
