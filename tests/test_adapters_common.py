@@ -5,10 +5,13 @@ platform halves are fakes that record what they were asked to show."""
 from __future__ import annotations
 
 import asyncio
+import logging
+import time
 from dataclasses import replace
 
 import pytest
 
+from adapters.common.ratings import CountEdits
 from adapters.common.split import split_text
 from adapters.common.streaming import TurnStreamer
 from adapters.common.threads import StoryThread
@@ -22,7 +25,8 @@ from bot import commands as c
 from bot.context import StorySnapshot
 from bot.identity import Actor, ChannelRef
 from bot.jobs import JobSpec
-from bot.results import PassageView, Result
+from bot.results import PassageView, Result, Votes
+from tests.waiting import until
 
 # ------------------------------------------------------------------ where long text is cut
 
@@ -125,12 +129,16 @@ def job(kind: str = "continue", *, platform: str = "test", job_id: int = 1, ref:
     )
 
 
-def test_the_credit_line_names_who_asked_and_how() -> None:
-    assert bot_footer(job(), 4) == "passage 4 · asked by *Ann*"
-    assert bot_footer(job("retry"), 4) == "passage 4 · rewritten at *Ann*'s request"
-    assert bot_footer(job(), 4, "Bob") == "passage 4 · asked by Bob"
-    passage = PassageView(id=9, story_id=7, seq=4, number=4, author_kind="bot", author_name="storybot", text="…")
-    assert discord_footer(job(), passage) == "passage 4 · asked by \\*Ann\\*"  # safe from markdown
+def test_the_credit_line_names_who_asked_and_how_and_the_counts_once_rated() -> None:
+    passage = PassageView(
+        id=9, story_id=7, seq=4, number=4, author_kind="bot", author_name="storybot", text="…", asked_by="*Ann*"
+    )
+    assert bot_footer(passage) == "passage 4 · asked by *Ann*"
+    assert bot_footer(replace(passage, rewrite=True)) == "passage 4 · rewritten at *Ann*'s request"
+    assert bot_footer(passage, "Bob") == "passage 4 · asked by Bob"
+    assert bot_footer(replace(passage, votes=Votes(2, 1))) == "passage 4 · asked by *Ann* · 👍 2 · 👎 1"
+    assert bot_footer(replace(passage, asked_by=None, votes=Votes(0, 1))) == "passage 4 · 👍 0 · 👎 1"
+    assert discord_footer(passage) == "passage 4 · asked by \\*Ann\\*"  # safe from markdown
 
 
 def test_the_stock_lines_read_the_same_everywhere() -> None:
@@ -264,3 +272,79 @@ async def test_a_thread_shows_the_story_or_is_taken_back(result: Result, kept: b
     assert sessions.calls == [(thread.ref, command, "event-1")]
     assert await thread.finish(result) is kept
     assert thread.did == did
+
+
+# ------------------------------------------------------------------ a rated passage's counts
+
+INTERVAL_S = 0.2
+RATED = PassageView(id=9, story_id=7, seq=2, number=2, author_kind="bot", author_name="storybot", text="…")
+HERE = ChannelRef("test", "W1", "C1")
+
+
+def rating(up: int, down: int = 0, ref: str | None = "m1", passage: PassageView = RATED) -> Result:
+    """A rating's answer as the core gives it: private, with the passage's new counts and its message."""
+    return Result("You rated it.", private=True, passage=replace(passage, votes=Votes(up, down)), message_ref=ref)
+
+
+class Redraws:
+    """A platform's redraw: records (when, message, counts) and fails when told to."""
+
+    def __init__(self) -> None:
+        self.done: list[tuple[float, str, str]] = []
+        self.failing: list[Exception] = []
+
+    async def __call__(self, channel: ChannelRef, message_ref: str, passage: PassageView) -> None:
+        await asyncio.sleep(0.01)  # a platform call
+        if self.failing:
+            raise self.failing.pop(0)
+        self.done.append((time.monotonic(), message_ref, str(passage.votes)))
+
+
+async def test_a_burst_of_ratings_is_one_edit_with_the_final_counts_an_interval_later() -> None:
+    redraws = Redraws()
+    counts = CountEdits(redraws, INTERVAL_S)
+    rated_at = time.monotonic()
+    for up in (1, 2, 3):
+        counts.show(HERE, rating(up))
+    counts.show(HERE, rating(1, ref="m2"))  # another passage's message: its own pace
+    await until(lambda: len(redraws.done) == 2)
+    assert sorted(ref_counts for _, *ref_counts in redraws.done) == [["m1", "👍 3 · 👎 0"], ["m2", "👍 1 · 👎 0"]]
+    assert min(at for at, _, _ in redraws.done) - rated_at >= INTERVAL_S * 0.9
+    counts.show(HERE, rating(3, 1))  # right after the edit: the next one waits its interval
+    counts.show(HERE, rating(2, 2))
+    await until(lambda: len(redraws.done) == 3)
+    assert redraws.done[-1][1:] == ("m1", "👍 2 · 👎 2")
+    first_m1 = next(at for at, ref, _ in redraws.done if ref == "m1")
+    assert redraws.done[-1][0] - first_m1 >= INTERVAL_S * 0.9
+
+
+async def test_only_a_rating_that_changed_the_counts_is_shown() -> None:
+    redraws = Redraws()
+    counts = CountEdits(redraws, 0)
+    for result in (Result("You already rated it.", private=True), rating(1, ref=None), Result.error("withdrawn")):
+        counts.show(HERE, result)
+    await asyncio.sleep(0.1)
+    assert redraws.done == []
+
+
+async def test_a_failed_edit_is_logged_and_dropped_and_the_next_one_goes_out(caplog: pytest.LogCaptureFixture) -> None:
+    redraws = Redraws()
+    redraws.failing = [ConnectionError("message deleted"), KeyError("a bug")]
+    counts = CountEdits(redraws, 0.01, failures=(ConnectionError,))
+    for up in (1, 2, 3):
+        counts.show(HERE, rating(up))
+        await asyncio.sleep(0.1)
+    assert [counts for _, _, counts in redraws.done] == ["👍 3 · 👎 0"]
+    problems = [(r.levelno, r.exc_info is not None) for r in caplog.records if r.name == "adapters.common.ratings"]
+    assert problems == [(logging.WARNING, False), (logging.ERROR, True)]  # the bug with its traceback
+
+
+async def test_closing_makes_the_pending_edits_at_once_and_takes_no_more() -> None:
+    redraws = Redraws()
+    counts = CountEdits(redraws, 60)
+    counts.show(HERE, rating(1))
+    await asyncio.wait_for(counts.close(), 1)
+    assert [counts for _, _, counts in redraws.done] == ["👍 1 · 👎 0"]
+    counts.show(HERE, rating(2))
+    await asyncio.sleep(0.05)
+    assert len(redraws.done) == 1

@@ -128,3 +128,26 @@ def test_a_bad_setting_is_one_line_naming_the_key(
     assert out == ""
     assert err.strip().count("\n") == 0
     assert "model.temperature" in err and "STORYBOT_MODEL_TEMPERATURE" in err
+
+
+def test_ratings_through_the_console(tmp_path: Path, tiny_model_dir: Path) -> None:
+    """``/story rate`` at the console: one vote per person, changed by voting again, the counts in
+    each answer and in ``/story status``; a person's passage is not rated."""
+    script = (
+        '/story start "Rated" The lamp went out.\n'
+        "/story rate up\n/as Bob\n/story rate up\n/story rate down\n/story rate down 1\n/story status\n"
+    )
+    done = run_console(tmp_path, tiny_model_dir, script, STORYBOT_MODEL_MIN_NEW_TOKENS="16")
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    answers = [line for line in lines if line.startswith(("You ", "! "))]
+    assert answers == [
+        "You rated passage 2 👍 (👍 1 · 👎 0).",
+        "You rated passage 2 👍 (👍 2 · 👎 0).",
+        "You changed your rating of passage 2 👎 (👍 1 · 👎 1).",
+        "! That passage is Alice's; only the bot's passages are rated.",
+    ]
+    assert [line for line in lines if line.startswith("2. storybot: ")][-1].endswith(" (👍 1 · 👎 1)")
+    with sqlite3.connect(tmp_path / "console.db") as db:
+        votes = db.execute("SELECT voter_name, value FROM passage_votes ORDER BY voter_name").fetchall()
+    assert votes == [("Alice", 1), ("Bob", -1)]

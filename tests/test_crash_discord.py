@@ -230,6 +230,13 @@ def custom_ids(message: dict[str, Any]) -> list[str]:
     return [button["custom_id"] for row in message["components"] for button in row["components"]]
 
 
+async def passage_buttons(database_url: str) -> list[str]:
+    """The custom ids under the bot's passage: its story's four actions, then 👍 and 👎 on the passage."""
+    [(story_id, passage_id)] = await rows(database_url, "SELECT story_id, id FROM passages WHERE author_kind = 'bot'")
+    actions = [f"story:{action}:{story_id}" for action in ("continue", "retry", "undo", "end")]
+    return [*actions, f"story:up:{story_id}:{passage_id}", f"story:down:{story_id}:{passage_id}"]
+
+
 async def start_story(fake: CrashDiscord, bots: Bots) -> None:
     """Alice starts a story; her opening is stored, and the bot's turn is queued."""
     token = await fake.slash(ALICE, "start", title="The Lighthouse", opening="The keeper climbed the stairs.")
@@ -282,8 +289,7 @@ async def test_a_passage_stored_but_not_shown_is_shown_once_in_the_dead_process_
 
     # Users see the dead process's message turned into the passage, by exactly one edit.
     assert message["content"] == expected_final(stored), bots.logs()
-    [story_id] = [row[0] for row in await rows(database_url, "SELECT id FROM stories")]
-    assert custom_ids(message) == [f"story:{a}:{story_id}" for a in ("continue", "retry", "undo", "end")]
+    assert custom_ids(message) == await passage_buttons(database_url)
     [final] = fake.final_edits(held, since=killed_at)
     assert final.json["content"] == expected_final(stored)
     assert fake.posts() == [post], "no new message was posted for the turn"
@@ -331,8 +337,7 @@ async def test_a_turn_cut_off_while_writing_is_finished_in_the_dead_process_mess
     [(stored,)] = await rows(database_url, BOT_PASSAGES)
     assert stored == PASSAGE
     assert writing["content"] == expected_final(stored), bots.logs()
-    [story_id] = [row[0] for row in await rows(database_url, "SELECT id FROM stories")]
-    assert custom_ids(writing) == [f"story:{a}:{story_id}" for a in ("continue", "retry", "undo", "end")]
+    assert custom_ids(writing) == await passage_buttons(database_url)
     # One message shows the turn: the dead process's, finished by one edit; none says "writing…".
     assert [r.path for r in fake.posts()] == [f"/channels/{CHANNEL_ID}/messages"], "no second message for the turn"
     assert [m["id"] for m in fake.channel_messages()] == [mid]

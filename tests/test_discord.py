@@ -186,7 +186,13 @@ async def test_a_whole_story_streams_splits_and_answers_buttons(
         text = head["content"] + " " + tail["content"].rsplit("\n-#", 1)[0]
         assert unspaced(text) == unspaced("**storybot:** " + PASSAGE)
         story_id = rows(tmp_path, "SELECT id FROM stories")[0][0]
-        assert custom_ids(tail) == [f"story:{action}:{story_id}" for action in ("continue", "retry", "undo", "end")]
+        [(passage_id,)] = rows(tmp_path, "SELECT id FROM passages WHERE author_kind = 'bot'")
+        actions = [f"story:{action}:{story_id}" for action in ("continue", "retry", "undo", "end")]
+        assert custom_ids(tail) == [
+            *actions,
+            f"story:up:{story_id}:{passage_id}",
+            f"story:down:{story_id}:{passage_id}",
+        ]
         edits = fake.edits_of(head["id"])
         assert len(edits) >= 3, "the first message grows in several edits before the final one"
         gaps = [b.at - a.at for a, b in itertools.pairwise(edits)]

@@ -91,6 +91,8 @@ SAME_AS_TYPED: list[tuple[tuple[str, ...], dict[str, Any], str]] = [
     (("help",), {}, "help"),
     (("help",), {"command": "retry"}, "help retry"),
     (("retry",), {}, "retry"),
+    (("rate",), {"vote": "up"}, "rate up"),
+    (("rate",), {"vote": "down", "passage": 3}, "rate down 3"),
     (("end",), {}, "end"),
 ]
 
@@ -111,6 +113,7 @@ async def test_typed_options_build_what_the_grammar_reads_from_the_words(
         (("settings",), {"top_p": 0.0}, "top_p must be a number from 0.01 to 1"),
         (("export",), {"format": "md", "body": True}, "body:on is HTML to paste into AO3; use it with html."),
         (("lore", "add"), {"keys": " , ", "text": "Dragons sleep here."}, "Give the lore entry's keys and its text."),
+        (("rate",), {"vote": "sideways"}, "Rate a passage up or down (got"),
     ],
 )
 async def test_a_refused_value_gets_the_one_line_error_and_runs_nothing(

@@ -25,7 +25,7 @@ import pytest
 from adapters.cli import main
 from adapters.slack_app import SlackServer, run_slack, slack_http_server
 from adapters.slack_app.render import SECTION_LIMIT, plain_text, split_text
-from bot.config import ConfigError
+from bot.config import Config, ConfigError
 from tests.conftest import make_config
 from tests.fake_openai import FakeOpenAI, running_fake_openai
 from tests.fake_slack import (
@@ -73,14 +73,23 @@ async def slack(tmp_path: Path, fake: FakeOpenAI) -> AsyncIterator[Slack]:
     runner = await start_fake_slack(api)
     fake.pieces = lambda body: PIECES
     fake.delay_s = 0.05
-    config = make_config(
+    try:
+        async with slack_http_server(slack_config(tmp_path, api, fake), host="127.0.0.1", port=0) as server:
+            yield Slack(api, SignedSender(server.url, api.url), server, fake)
+    finally:
+        await runner.cleanup()
+
+
+def slack_config(tmp_path: Path, api: FakeSlack, model: FakeOpenAI) -> Config:
+    """The app in HTTP mode on a SQLite file in ``tmp_path``, talking to ``api``, written by ``model``."""
+    return make_config(
         tmp_path,
         {
             "STORYBOT_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'stories.db'}",
             "STORYBOT_MODEL_BACKEND": "openai",
             "STORYBOT_MODEL_NAME": str(tmp_path / "no-local-model"),
             "STORYBOT_MODEL_MAX_NEW_TOKENS": "16",
-            "STORYBOT_OPENAI_BASE_URL": fake.url,
+            "STORYBOT_OPENAI_BASE_URL": model.url,
             "STORYBOT_OPENAI_MODEL": "served-model",
             "STORYBOT_GENERATION_STREAM_INTERVAL_S": "0.05",
             "STORYBOT_STORY_PASSAGES_PER_MINUTE": "0",
@@ -89,11 +98,6 @@ async def slack(tmp_path: Path, fake: FakeOpenAI) -> AsyncIterator[Slack]:
             "STORYBOT_SLACK_API_BASE_URL": f"{api.url}/api/",
         },
     )
-    try:
-        async with slack_http_server(config, host="127.0.0.1", port=0) as server:
-            yield Slack(api, SignedSender(server.url, api.url), server, fake)
-    finally:
-        await runner.cleanup()
 
 
 # ---------------------------------------------------------------------- reading what the bot sent
@@ -160,8 +164,9 @@ async def test_a_whole_story_runs_with_commands_buttons_and_streamed_turns(slack
     assert any(text.startswith("*storybot:* The lamp was cold") and PASSAGE not in text for text in streaming)
     assert shown(updates[-1].args).startswith(f"*storybot:* {PASSAGE}")  # the final text, whole
     labels = [(b["text"]["text"], b["value"]) for b in buttons(first)]
-    story_id = labels[0][1]
-    assert labels == [("Continue", story_id), ("Retry", story_id), ("Undo", story_id), ("End", story_id)]
+    story_id, rated = labels[0][1], labels[-1][1]  # the 👍 / 👎 name the passage too: "<story>:<passage>"
+    assert labels[:4] == [("Continue", story_id), ("Retry", story_id), ("Undo", story_id), ("End", story_id)]
+    assert labels[4:] == [("👍", rated), ("👎", rated)] and re.fullmatch(f"{story_id}:[0-9]+", rated)
 
     await send.command("add The beam swept across the rocks.", user=BOB)
     ts2, second = await bot_passage(api, 2)

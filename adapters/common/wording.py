@@ -3,8 +3,7 @@
 
 from __future__ import annotations
 
-from bot.jobs import JobKind, JobSpec
-from bot.results import BOT_NAME
+from bot.results import BOT_NAME, PassageView
 
 __all__ = ["PROBLEM", "WITHDRAWN", "WRITING", "WRITING_PLACEHOLDER", "bot_footer", "problem"]
 
@@ -20,13 +19,18 @@ def problem(text: str) -> str:
     return f"⚠️ {text}"
 
 
-def bot_footer(job: JobSpec, number: int, requester: str | None = None) -> str:
-    """Who asked for the bot's passage ``number``: the credit line people see under it.
+def bot_footer(passage: PassageView, asked_by: str | None = None) -> str:
+    """The credit line under the bot's passage: its number, who asked for it, and its 👍/👎 once
+    anyone rated it ("passage 3 · asked by Alice · 👍 2 · 👎 1"). One line for every showing of
+    the passage, so the counts a rating adds look the same as the line the turn ended with.
 
-    ``requester`` is the asker's name as the platform must write it (escaped for its markup);
-    by default the name as the job holds it.
+    ``asked_by`` is the asker's name as the platform must write it (escaped for its markup); by
+    default the name as the passage's turn holds it.
     """
-    name = job.requested_by if requester is None else requester
-    if job.kind == JobKind.RETRY:
-        return f"passage {number} · rewritten at {name}'s request"
-    return f"passage {number} · asked by {name}"
+    name = passage.asked_by if asked_by is None else asked_by
+    parts = [f"passage {passage.number}"]
+    if name:
+        parts.append(f"rewritten at {name}'s request" if passage.rewrite else f"asked by {name}")
+    if counts := str(passage.votes):
+        parts.append(counts)
+    return " · ".join(parts)

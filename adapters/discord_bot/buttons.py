@@ -1,9 +1,12 @@
-"""The Continue / Retry / Undo / End buttons under each bot passage.
+"""The Continue / Retry / Undo / End buttons under each bot passage, and its 👍 / 👎 below them.
 
 Each button is a ``DynamicItem`` whose custom id holds the action and the story id
 (``story:retry:12``), so buttons keep working after a restart with no view state kept in
 memory. The story id goes to the core with the command: once that story is no longer the
-channel's running one, the button answers politely and changes nothing.
+channel's running one, the button answers politely and changes nothing. A rating button names
+its passage exactly (``story:up:12:345``: story 12, passage 345), since people rate any passage
+still on screen, not only the last one. Discord fits five buttons in a row, so the two ratings
+take a second row.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import discord
 
 from adapters.discord_bot.runner import CommandRunner
 from bot import commands as c
+from bot.results import PassageView
 
 ACTIONS: dict[str, tuple[str, discord.ButtonStyle, type[c.Command]]] = {
     "continue": ("Continue", discord.ButtonStyle.primary, c.Continue),
@@ -23,6 +27,8 @@ ACTIONS: dict[str, tuple[str, discord.ButtonStyle, type[c.Command]]] = {
     "end": ("End", discord.ButtonStyle.danger, c.End),
 }
 CUSTOM_ID = r"story:(?P<action>[a-z]+):(?P<story_id>[0-9]{1,18})"
+RATING_ID = r"story:(?P<vote>up|down):(?P<story_id>[0-9]{1,18}):(?P<passage_id>[0-9]{1,18})"
+RATING_ROW = 1  # under the row of actions
 
 
 class StoryButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=CUSTOM_ID):
@@ -48,9 +54,36 @@ class StoryButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=CUSTO
         await runner.run_command(interaction, ACTIONS[self.action][2](), story_id=self.story_id)
 
 
-def passage_buttons(story_id: int) -> discord.ui.View:
-    """The row of buttons under a bot passage of ``story_id``."""
+class RatingButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=RATING_ID):
+    """👍 or 👎 on one bot passage; the answer is for the clicker alone, the counts show on the passage."""
+
+    def __init__(self, vote: c.Vote, story_id: int, passage_id: int) -> None:
+        custom_id = f"story:{vote.value}:{story_id}:{passage_id}"
+        super().__init__(
+            discord.ui.Button(
+                emoji=vote.emoji, style=discord.ButtonStyle.secondary, custom_id=custom_id, row=RATING_ROW
+            )
+        )
+        self.vote = vote
+        self.story_id = story_id
+        self.passage_id = passage_id
+
+    @classmethod
+    async def from_custom_id(
+        cls, interaction: discord.Interaction[Any], item: discord.ui.Item[Any], match: re.Match[str], /
+    ) -> RatingButton:
+        return cls(c.Vote(match["vote"]), int(match["story_id"]), int(match["passage_id"]))
+
+    async def callback(self, interaction: discord.Interaction[Any]) -> None:
+        runner = cast(CommandRunner, interaction.client)
+        await runner.run_command(interaction, c.Rate(self.vote, passage_id=self.passage_id), story_id=self.story_id)
+
+
+def passage_buttons(passage: PassageView) -> discord.ui.View:
+    """The buttons under a bot passage: its story's actions, then the passage's own 👍 and 👎."""
     view = discord.ui.View(timeout=None)
     for action in ACTIONS:
-        view.add_item(StoryButton(action, story_id))
+        view.add_item(StoryButton(action, passage.story_id))
+    for vote in c.Vote:
+        view.add_item(RatingButton(vote, passage.story_id, passage.id))
     return view

@@ -6,6 +6,8 @@ for the asker when the result is private or an error. Discord wants a response w
 seconds, so what the core has not stored within ``ACK_MARGIN_S`` is acknowledged with a
 deferred "thinking…" reply, which the answer replaces once it is done. Who may do what is the
 core's business; the client only says who is a moderator here (Manage Messages in the channel).
+A rating is answered to the voter first; its new counts then show on the rated passage's own
+message, edited at most once per ``generation.stream_interval_s`` (``adapters.common.ratings``).
 """
 
 from __future__ import annotations
@@ -15,12 +17,14 @@ import io
 import logging
 from typing import Any
 
+import aiohttp
 import discord
 from discord import app_commands
 
+from adapters.common.ratings import CountEdits
 from adapters.common.threads import StoryThread
 from adapters.common.wording import PROBLEM, problem
-from adapters.discord_bot.buttons import StoryButton
+from adapters.discord_bot.buttons import RatingButton, StoryButton
 from adapters.discord_bot.render import MESSAGE_LIMIT, NO_PINGS, passage_messages, split_message
 from adapters.discord_bot.slash import StoryCommands
 from adapters.discord_bot.streaming import PLATFORM, DiscordStreamer
@@ -36,13 +40,16 @@ THREAD_NAME_LIMIT = 100
 # with "thinking…" first, with time to spare for the response's trip.
 ACK_MARGIN_S = 2.0
 NOT_KEPT = "Your message could not be added to the story just now; please send it again."
+# What an edit of a passage's counts meets in normal life: the message deleted, Discord's refusal
+# or rate limit past discord.py's own retries, the network.
+EDIT_FAILURES = (discord.HTTPException, aiohttp.ClientError, asyncio.TimeoutError)
 
 
 def _contents(result: Result) -> list[str]:
     """The messages that show a result: the passage it added (attributed) or its text."""
     if not result.ok:
         return split_message(problem(result.text), MESSAGE_LIMIT)
-    if result.passage is not None:
+    if result.passage is not None and not result.private:  # (a rating's answer is its text, to the voter)
         return passage_messages(result.passage, result.text)
     return split_message(result.text or "Done.", MESSAGE_LIMIT)
 
@@ -75,12 +82,14 @@ class StoryClient(discord.Client):
         self.tree = app_commands.CommandTree(self)
         self.tree.add_command(StoryCommands())
         self.tree.on_error = self._command_error  # type: ignore[method-assign]  # discord.py's way to set the tree's handler
-        app.queue.add_listener(DiscordStreamer(self), shows=PLATFORM)
+        streamer = DiscordStreamer(self)
+        app.queue.add_listener(streamer, shows=PLATFORM)
+        self.counts = CountEdits(streamer.redraw, app.config.generation.stream_interval_s, failures=EDIT_FAILURES)
 
     # ------------------------------------------------------------------ start-up
 
     async def setup_hook(self) -> None:
-        self.add_dynamic_items(StoryButton)
+        self.add_dynamic_items(StoryButton, RatingButton)
         if self.sync_commands:
             await self._sync()
 
@@ -98,6 +107,11 @@ class StoryClient(discord.Client):
 
     async def on_ready(self) -> None:
         log.info("connected to Discord as %s in %d guilds", self.user, len(self.guilds))
+
+    async def close(self) -> None:
+        """Make the pending count edits (briefly) while the connection still stands, then close it."""
+        await self.counts.close()
+        await super().close()
 
     # ------------------------------------------------------------------ who and where
 
@@ -120,11 +134,15 @@ class StoryClient(discord.Client):
         deciding = asyncio.ensure_future(self._decide(interaction, command, story_id))
         finished, _ = await asyncio.wait({deciding}, timeout=ACK_MARGIN_S)
         if finished:
-            await self._answer(interaction, deciding.result())
-            return
-        private = command.shows_privately
-        await interaction.response.defer(ephemeral=private, thinking=True)
-        await self._answer(interaction, await deciding, deferred_private=private)
+            result = deciding.result()
+            await self._answer(interaction, result)
+        else:
+            private = command.shows_privately
+            await interaction.response.defer(ephemeral=private, thinking=True)
+            result = await deciding
+            await self._answer(interaction, result, deferred_private=private)
+        # A rating's new counts, on the passage's message: after the answer, at the streaming pace.
+        self.counts.show(self._ref(interaction.guild_id, interaction.channel, interaction.channel_id), result)
 
     async def _decide(self, interaction: discord.Interaction[Any], command: c.Command, story_id: int | None) -> Result:
         """Have the core apply (and store) the command; a bug is the bot's problem, said plainly."""

@@ -12,7 +12,6 @@ import discord
 
 from adapters.common import wording
 from adapters.common.split import split_text
-from bot.jobs import JobSpec
 from bot.results import BOT_NAME, PassageView
 
 MESSAGE_LIMIT = 2000
@@ -56,9 +55,10 @@ def passage_messages(passage: PassageView, footer: str) -> list[str]:
     return with_footer(split_message(_byline(passage.author_name, passage.text)), footer)
 
 
-def bot_footer(job: JobSpec, passage: PassageView) -> str:
-    """Who asked for the bot's passage, with the name safe from Discord's markdown."""
-    return wording.bot_footer(job, passage.number, discord.utils.escape_markdown(job.requested_by))
+def bot_footer(passage: PassageView) -> str:
+    """The credit line under the bot's passage (who asked, the counts), the name safe from Discord's markdown."""
+    asker = discord.utils.escape_markdown(passage.asked_by) if passage.asked_by else None
+    return wording.bot_footer(passage, asker)
 
 
 def streaming_messages(text: str) -> list[str]:

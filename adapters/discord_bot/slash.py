@@ -23,6 +23,7 @@ from bot import commands as c
 SUBCOMMANDS: tuple[str, ...] = tuple(dict.fromkeys(re.findall(r"^/story (\w+)", c.HELP_TEXT, re.MULTILINE)))
 
 _MODES = [app_commands.Choice(name=mode.value, value=mode.value) for mode in c.Mode]
+_VOTES = [app_commands.Choice(name=f"{vote.emoji} {vote.value}", value=vote.value) for vote in c.Vote]
 _FORMATS = [app_commands.Choice(name=fmt, value=fmt) for fmt in c.EXPORT_FORMATS]
 _TOPICS = [app_commands.Choice(name=word, value=word) for word in SUBCOMMANDS]
 
@@ -118,6 +119,16 @@ class StoryCommands(app_commands.Group):
     @app_commands.command(name="undo", description="Withdraw the last passage (its author or a moderator)")
     async def undo(self, interaction: discord.Interaction) -> None:
         await _run(interaction, c.Undo)
+
+    @app_commands.command(name="rate", description="👍 or 👎 on the bot's last passage, or on the one with that number")
+    @app_commands.describe(
+        vote="Up or down", passage="The passage's number, from /story status (default: the bot's last)"
+    )
+    @app_commands.choices(vote=_VOTES)
+    async def rate(
+        self, interaction: discord.Interaction, vote: str, passage: app_commands.Range[int, 1] | None = None
+    ) -> None:
+        await _run(interaction, lambda: c.Rate(c.Vote.parse(vote), passage))
 
     @app_commands.command(name="join", description="Take part in round-robin turns")
     async def join(self, interaction: discord.Interaction) -> None:

@@ -3,8 +3,10 @@
 The shared :class:`~adapters.common.streaming.TurnStreamer` over Discord messages. A turn's
 message says "writing…", then shows the text so far as the queue hands it over; text past
 Discord's 2000 characters continues in a new message. The end shows the stored passage (cleaned,
-attributed) with the Continue / Retry / Undo / End buttons. A turn taken over from a dead
-process, or shown late for one, edits that process's messages (``JobSpec.message_ref``).
+attributed) with the Continue / Retry / Undo / End and 👍 / 👎 buttons. A turn taken over from a
+dead process, or shown late for one, edits that process's messages (``JobSpec.message_ref``).
+After a rating, ``redraw`` shows the passage's last message again as the end showed it, with
+the new counts in its credit line.
 """
 
 from __future__ import annotations
@@ -19,12 +21,24 @@ from adapters.common.wording import problem
 from adapters.discord_bot.buttons import passage_buttons
 from adapters.discord_bot.render import NO_PINGS, WITHDRAWN, WRITING, bot_footer, passage_messages, streaming_messages
 from bot.generation.queue import TurnGone
+from bot.identity import ChannelRef
 from bot.jobs import JobSpec
-from bot.results import Result
+from bot.results import PassageView, Result
 
 log = logging.getLogger(__name__)
 
 PLATFORM = "discord"
+
+
+def message_ids(message_ref: str | None) -> list[int]:
+    """The ids of the messages that show a turn, as its job records them (comma-separated)."""
+    return [int(part) for part in (message_ref or "").split(",") if part.isdigit()]
+
+
+def finished_passage(passage: PassageView) -> tuple[list[str], discord.ui.View]:
+    """A stored bot passage as its messages show it: attributed and split, the credit line (with
+    the counts) under the last message, which carries the buttons."""
+    return passage_messages(passage, bot_footer(passage)), passage_buttons(passage)
 
 
 class _LiveMessages:
@@ -35,7 +49,7 @@ class _LiveMessages:
         self.job = job
         # A turn taken over from a dead process, or shown late for one, edits that process's messages.
         self.messages: list[discord.Message | discord.PartialMessage] = [
-            channel.get_partial_message(int(part)) for part in (job.message_ref or "").split(",") if part.isdigit()
+            channel.get_partial_message(message_id) for message_id in message_ids(job.message_ref)
         ]
         self.shown: list[str | None] = [None] * len(self.messages)  # None: not known, edit it
 
@@ -87,10 +101,7 @@ class _LiveMessages:
             elif not result.ok:
                 await self.show([problem(result.text)])
             elif result.passage is not None:
-                passage = result.passage
-                await self.show(
-                    passage_messages(passage, bot_footer(self.job, passage)), passage_buttons(passage.story_id)
-                )
+                await self.show(*finished_passage(result.passage))
         except (discord.NotFound, discord.Forbidden) as error:  # the channel is gone, or closed to the bot
             raise TurnGone(f"Discord answers {error.status} in {self.job.channel.key}") from error
 
@@ -102,8 +113,20 @@ class DiscordStreamer(TurnStreamer):
         super().__init__(PLATFORM)
         self.client = client
 
-    def live_turn(self, job: JobSpec) -> _LiveMessages:
-        ref = job.channel
+    def _channel(self, ref: ChannelRef) -> discord.PartialMessageable:
         guild_id = int(ref.workspace) if ref.workspace else None
-        channel = self.client.get_partial_messageable(int(ref.thread or ref.channel), guild_id=guild_id)
-        return _LiveMessages(channel, job)
+        return self.client.get_partial_messageable(int(ref.thread or ref.channel), guild_id=guild_id)
+
+    def live_turn(self, job: JobSpec) -> _LiveMessages:
+        return _LiveMessages(self._channel(job.channel), job)
+
+    async def redraw(self, ref: ChannelRef, message_ref: str, passage: PassageView) -> None:
+        """Show the finished ``passage`` again (its new counts) in the message of ``message_ref``
+        that ends it: the one with the credit line and the buttons. Raises what Discord raises."""
+        contents, view = finished_passage(passage)
+        ids = message_ids(message_ref)
+        if len(ids) < len(contents):  # the end spilled into a message the job never recorded
+            log.info("passage %d's last message is not recorded; its counts show in /story status", passage.id)
+            return
+        message = self._channel(ref).get_partial_message(ids[len(contents) - 1])
+        await message.edit(content=contents[-1], view=view, allowed_mentions=NO_PINGS)

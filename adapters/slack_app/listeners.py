@@ -17,6 +17,9 @@ What identifies a delivery, so that a redelivered one is applied once (``event_i
   invocation and is covered by the request signature, so it names the invocation.
 
 Who may do what is the core's business; this module only says who is a moderator (``People``).
+A rating (``/story rate``, the 👍 / 👎 buttons) is answered to the voter first; its new counts
+then show on the rated passage's own message, edited at most once per
+``generation.stream_interval_s`` (``adapters.common.ratings``).
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from slack_bolt.error import BoltUnhandledRequestError
 from slack_bolt.response import BoltResponse
 from slack_sdk.web.async_client import AsyncWebClient
 
+from adapters.common.ratings import CountEdits
 from adapters.common.threads import StoryThread
 from adapters.common.wording import PROBLEM, problem
 from adapters.slack_app import render
@@ -60,6 +64,7 @@ BUTTON_COMMANDS: dict[str, type[c.Command]] = {
     "undo": c.Undo,
     "end": c.End,
 }
+RATING_BUTTONS: dict[str, c.Vote] = {vote.value: vote for vote in c.Vote}  # 👍 / 👎 under a bot passage
 THREAD_HINT = (
     "The story is in this thread: every reply is a passage; mention the bot with a command, e.g. “@storybot status”."
 )
@@ -73,6 +78,7 @@ SHOW_GRACE_S = 5.0  # how long close() lets replies being posted finish
 # A story id as the bot writes it into a button: ASCII digits. str.isdigit() also takes "²", which
 # int() refuses, and int() refuses more than 4300 digits.
 STORY_ID = re.compile(r"[0-9]{1,18}")
+RATING_VALUE = re.compile(r"(?P<story_id>[0-9]{1,18}):(?P<passage_id>[0-9]{1,18})")  # render.rating_value
 
 
 Ack = Callable[..., Awaitable[None]]
@@ -110,7 +116,9 @@ class SlackStory:
         self.core = core
         self.messages = Messages(client)
         self.people = People(client, settings.user_cache_s)
-        core.queue.add_listener(SlackStreamer(self.messages), shows=PLATFORM)
+        streamer = SlackStreamer(self.messages)
+        core.queue.add_listener(streamer, shows=PLATFORM)
+        self.counts = CountEdits(streamer.redraw, core.config.generation.stream_interval_s, failures=SLACK_ERRORS)
         self.bot_user_id = ""
         self._showing: set[asyncio.Future[None]] = set()
         self.bolt = AsyncApp(
@@ -123,7 +131,8 @@ class SlackStory:
         )
         self.bolt.error(self._on_error)
         self.bolt.command("/story")(self._on_command)
-        self.bolt.action(re.compile(f"^{render.ACTION_PREFIX}({'|'.join(BUTTON_COMMANDS)})$"))(self._on_button)
+        actions = "|".join([*BUTTON_COMMANDS, *RATING_BUTTONS])
+        self.bolt.action(re.compile(f"^{render.ACTION_PREFIX}({actions})$"))(self._on_button)
         self.bolt.event("message")(self._on_message)
 
     async def start(self) -> None:
@@ -133,9 +142,11 @@ class SlackStory:
         log.info("signed in to Slack workspace %s as %s", identity.get("team"), identity.get("user"))
 
     async def close(self) -> None:
-        """Let the replies being posted finish (briefly); bot turns are the queue's to wind down."""
+        """Let the replies being posted and the pending count edits finish (briefly); bot turns are
+        the queue's to wind down."""
         if self._showing:
             await asyncio.wait(set(self._showing), timeout=SHOW_GRACE_S)
+        await self.counts.close()
 
     # ------------------------------------------------------------------ listeners
 
@@ -147,13 +158,13 @@ class SlackStory:
     async def _on_button(self, ack: Ack, body: dict[str, Any]) -> None:
         delivery = button_delivery(body)
         action = body["actions"][0]  # Bolt matched its action_id, so it is an object
-        value = action.get("value")
-        if not isinstance(value, str) or not STORY_ID.fullmatch(value):
+        clicked = button_command(action["action_id"].removeprefix(render.ACTION_PREFIX), action.get("value"))
+        if clicked is None:
             reply = Reply(Result(NOT_OUR_BUTTON, private=True), delivery)
             await self._acknowledge(_decided(reply), ack, answer_in_ack=False)
             return
-        command = BUTTON_COMMANDS[action["action_id"].removeprefix(render.ACTION_PREFIX)]()
-        await self._acknowledge(self._apply(delivery, command, story_id=int(value)), ack, answer_in_ack=False)
+        command, story_id = clicked
+        await self._acknowledge(self._apply(delivery, command, story_id=story_id), ack, answer_in_ack=False)
 
     async def _on_message(self, body: dict[str, Any]) -> None:
         """A message: ``@storybot <command>`` anywhere, or a passage in a story's thread.
@@ -216,6 +227,7 @@ class SlackStory:
         if ack is not None and answer_in_ack and reply.thread is None and _fits_in_ack(result):
             text = result.text if result.ok else problem(result.text)
             await ack(text=render.fallback(text), blocks=render.text_blocks(text))
+            self.counts.show(reply.delivery.ref, result)
             return
         if ack is not None:
             await ack()
@@ -291,6 +303,7 @@ class SlackStory:
             await self._tell(delivery, problem(result.text))
         elif result.private:
             await self._tell(delivery, result.text)
+            self.counts.show(delivery.ref, result)  # a rating's new counts, after its answer
         elif result.attachment is not None:
             try:
                 await self.messages.upload(delivery.ref, result.attachment, result.text)
@@ -345,6 +358,19 @@ class _Thread(StoryThread):
 
 async def _decided(reply: Reply) -> Reply:
     return reply
+
+
+def button_command(action: str, value: object) -> tuple[c.Command, int] | None:
+    """The command a click on the button ``action`` asks for, with the story id from its value;
+    None for a value the bot never wrote (it writes ASCII digits: ``render.buttons``)."""
+    if not isinstance(value, str):
+        return None
+    if action in RATING_BUTTONS:
+        rated = RATING_VALUE.fullmatch(value)
+        if rated is None:
+            return None
+        return c.Rate(RATING_BUTTONS[action], passage_id=int(rated["passage_id"])), int(rated["story_id"])
+    return (BUTTON_COMMANDS[action](), int(value)) if STORY_ID.fullmatch(value) else None
 
 
 def _fits_in_ack(result: Result) -> bool:

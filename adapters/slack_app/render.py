@@ -20,6 +20,7 @@ import re
 from typing import Any
 
 from adapters.common import split
+from bot.commands import Vote
 from bot.results import PassageView
 
 Block = dict[str, Any]
@@ -34,6 +35,7 @@ BUTTONS: dict[str, tuple[str, str | None]] = {  # action -> label, style
     "undo": ("Undo", None),
     "end": ("End", "danger"),
 }
+ACTIONS_PER_BLOCK = 25  # elements in one actions block: the six buttons under a passage fit
 
 _ENTITIES = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
 # Slack markup in incoming text: <@U1|name>, <#C1|general>, <!here>, <https://x|label>.
@@ -91,20 +93,29 @@ def text_blocks(text: str, *, byline: str = "") -> list[Block]:
     return [_section((lead if index == 0 else "") + escape(piece)) for index, piece in enumerate(pieces)]
 
 
-def buttons(story_id: int) -> Block:
-    """Continue / Retry / Undo / End for ``story_id``; the value carries the story id."""
-    elements = []
-    for action, (label, style) in BUTTONS.items():
-        button: Block = {
-            "type": "button",
-            "action_id": ACTION_PREFIX + action,
-            "text": {"type": "plain_text", "text": label},
-            "value": str(story_id),
-        }
-        if style:
-            button["style"] = style
-        elements.append(button)
-    return {"type": "actions", "block_id": f"story-{story_id}", "elements": elements}
+def _button(action: str, label: str, value: str, style: str | None = None) -> Block:
+    button: Block = {
+        "type": "button",
+        "action_id": ACTION_PREFIX + action,
+        "text": {"type": "plain_text", "text": label, "emoji": True},
+        "value": value,
+    }
+    if style:
+        button["style"] = style
+    return button
+
+
+def rating_value(passage: PassageView) -> str:
+    """What a 👍 / 👎 button carries: ``<story id>:<passage id>``, the passage named exactly."""
+    return f"{passage.story_id}:{passage.id}"
+
+
+def buttons(passage: PassageView) -> Block:
+    """Continue / Retry / Undo / End for the passage's story (the value: the story id), then 👍 / 👎
+    for the passage itself (``rating_value``)."""
+    elements = [_button(action, label, str(passage.story_id), style) for action, (label, style) in BUTTONS.items()]
+    elements += [_button(vote.value, vote.emoji, rating_value(passage)) for vote in Vote]
+    return {"type": "actions", "block_id": f"story-{passage.story_id}", "elements": elements}
 
 
 def passage_blocks(passage: PassageView, footer: str, *, with_buttons: bool) -> list[Block]:
@@ -113,7 +124,7 @@ def passage_blocks(passage: PassageView, footer: str, *, with_buttons: bool) -> 
     if footer:
         blocks.append(_context(escape(footer)))
     if with_buttons:
-        blocks.append(buttons(passage.story_id))
+        blocks.append(buttons(passage))
     return blocks
 
 

@@ -8,7 +8,8 @@ End buttons. An update that fails while streaming is skipped (the next one carri
 the end is what must arrive, and ``turn_finished`` returns only once it has (the queue then marks
 the turn shown; if it raises, the turn is shown again later). A turn taken over from a dead
 process, or shown late for one, edits that process's message (``JobSpec.message_ref``) rather
-than leaving it behind.
+than leaving it behind. After a rating, ``redraw`` shows the passage in its message again as
+the end showed it, with the new counts in its credit line.
 """
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ from adapters.common.wording import WITHDRAWN, WRITING_PLACEHOLDER, bot_footer, 
 from adapters.slack_app import render
 from adapters.slack_app.messages import SLACK_ERRORS, Messages
 from bot.generation.queue import TurnGone
+from bot.identity import ChannelRef
 from bot.jobs import JobSpec
-from bot.results import BOT_NAME, Result
+from bot.results import BOT_NAME, PassageView, Result
 
 log = logging.getLogger(__name__)
 
@@ -30,16 +32,21 @@ PLATFORM = "slack"
 CHANNEL_GONE = frozenset({"channel_not_found", "is_archived", "not_in_channel", "channel_is_archived"})
 
 
-def final_blocks(job: JobSpec, result: Result | None) -> tuple[list[render.Block], str]:
+def finished_passage(passage: PassageView) -> tuple[list[render.Block], str]:
+    """A stored bot passage as its message shows it (the credit line with the counts, the
+    buttons), and its notification text."""
+    blocks = render.passage_blocks(passage, bot_footer(passage), with_buttons=True)
+    return blocks, f"{passage.author_name}: {passage.text}"
+
+
+def final_blocks(result: Result | None) -> tuple[list[render.Block], str]:
     """What a finished turn's message shows, and its notification text."""
     if result is None:
         return render.note_blocks(WITHDRAWN), WITHDRAWN
     if not result.ok or result.passage is None:
         text = problem(result.text)
         return render.text_blocks(text), text
-    passage = result.passage
-    blocks = render.passage_blocks(passage, bot_footer(job, passage.number), with_buttons=True)
-    return blocks, f"{passage.author_name}: {passage.text}"
+    return finished_passage(result.passage)
 
 
 class _LiveTurn:
@@ -79,7 +86,7 @@ class _LiveTurn:
         return self.ts
 
     async def end(self, result: Result | None) -> None:
-        blocks, text = final_blocks(self.job, result)
+        blocks, text = final_blocks(result)
         if self.ts is not None:
             try:
                 await self.messages.update(self.job.channel, self.ts, blocks, text)
@@ -115,3 +122,8 @@ class SlackStreamer(TurnStreamer):
 
     def live_turn(self, job: JobSpec) -> _LiveTurn:
         return _LiveTurn(job, self.messages)
+
+    async def redraw(self, ref: ChannelRef, message_ref: str, passage: PassageView) -> None:
+        """Show the finished ``passage`` again (its new counts) in its message ``message_ref`` (a ts).
+        Raises what the Web API raises."""
+        await self.messages.update(ref, message_ref, *finished_passage(passage))

@@ -1,0 +1,94 @@
+"""The 👍/👎 counts on a rated passage's own message, edited at the pace of a streaming passage.
+
+A rating is answered privately to the person who voted (by the adapter, first); the counts
+everyone sees are in the passage's credit line (``wording.bot_footer``), so the message that
+shows the passage is edited to show them. People click in bursts, and each edit is a platform
+call with a rate limit (Slack allows about 50 ``chat.update`` a minute), so the edits of one
+message keep the pace of a streaming passage (``generation.stream_interval_s``): an edit goes out
+an interval after the first rating that needs it, showing the latest counts then, and the next
+one no sooner than an interval after it ended. A burst of clicks is one edit with its final counts.
+
+An edit that fails (the message was deleted, the platform said no, the network) is logged and
+dropped: the vote is stored and ``/story status`` shows it, and the next rating redraws anyway.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+
+from bot.identity import ChannelRef
+from bot.results import PassageView, Result
+
+__all__ = ["CountEdits", "Redraw"]
+
+log = logging.getLogger(__name__)
+
+# A platform's way to show ``passage`` anew in the message(s) ``message_ref`` of ``channel``, as the
+# end of its turn showed it (text, credit line, buttons), with the counts the view carries.
+Redraw = Callable[[ChannelRef, str, PassageView], Awaitable[None]]
+CLOSE_GRACE_S = 5.0  # how long close() lets the last edits finish
+
+
+class CountEdits:
+    """The pending count edits of one platform's messages, at most one per message per interval."""
+
+    def __init__(self, redraw: Redraw, interval_s: float, *, failures: tuple[type[BaseException], ...] = ()) -> None:
+        """``failures`` are the errors the platform's edits meet in normal life (logged in one line);
+        anything else is a bug, logged with its traceback. Neither reaches the person who voted."""
+        self.redraw = redraw
+        self.interval_s = interval_s
+        self.failures = failures
+        self._latest: dict[tuple[str, str], tuple[ChannelRef, PassageView]] = {}
+        self._editing: dict[tuple[str, str], asyncio.Task[None]] = {}
+        self._closing = asyncio.Event()
+
+    def show(self, channel: ChannelRef, result: Result) -> None:
+        """If ``result`` is a rating that changed the counts, have its passage's message show them.
+
+        Returns at once: the edit comes later, so the adapter answers the voter first.
+        """
+        if not result.ok or result.passage is None or not result.message_ref or self._closing.is_set():
+            return
+        key = (channel.key, result.message_ref)
+        self._latest[key] = (channel, result.passage)
+        if key not in self._editing:
+            self._editing[key] = asyncio.ensure_future(self._edit_while_rated(key))
+
+    async def _edit_while_rated(self, key: tuple[str, str]) -> None:
+        """Edit the message an interval after its first new counts, then again an interval after
+        each edit for as long as new counts came meanwhile."""
+        try:
+            while True:
+                await self._pause()
+                latest = self._latest.pop(key, None)
+                if latest is None:
+                    return
+                await self._edit(key[1], *latest)
+        finally:
+            del self._editing[key]
+
+    async def _pause(self) -> None:
+        """An interval, cut short by ``close``."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._closing.wait(), self.interval_s)
+
+    async def _edit(self, message_ref: str, channel: ChannelRef, passage: PassageView) -> None:
+        try:
+            await self.redraw(channel, message_ref, passage)
+        except self.failures as error:
+            log.warning("could not show the new counts of passage %d in %s: %s", passage.id, channel.key, error)
+        except Exception:
+            log.exception("showing the new counts of passage %d in %s failed", passage.id, channel.key)
+
+    async def close(self) -> None:
+        """Make the pending edits now (briefly), then stop taking new ones."""
+        self._closing.set()
+        editing = set(self._editing.values())
+        if not editing:
+            return
+        _, late = await asyncio.wait(editing, timeout=CLOSE_GRACE_S)
+        for task in late:
+            task.cancel()
