@@ -15,9 +15,11 @@ import difflib
 import json
 import math
 import os
+import re
 import tomllib
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, NamedTuple
 
 from bot.story_settings import STORY_SETTINGS
@@ -25,6 +27,7 @@ from bot.story_settings import STORY_SETTINGS
 __all__ = [
     "DEFAULT_PATH",
     "ENV_PREFIX",
+    "Adapter",
     "Config",
     "ConfigError",
     "ConsoleConfig",
@@ -34,10 +37,12 @@ __all__ = [
     "GenerationConfig",
     "LoggingConfig",
     "ModelConfig",
+    "NamedModel",
     "OpenAIConfig",
     "Setting",
     "SlackConfig",
     "StoryConfig",
+    "Writer",
     "env_var_name",
     "iter_settings",
     "load_config",
@@ -51,6 +56,8 @@ ENV_PREFIX = "STORYBOT_"
 _TRUE_WORDS = frozenset({"true", "1", "yes", "on"})
 _FALSE_WORDS = frozenset({"false", "0", "no", "off"})
 _MAX_SHOWN_VALUE = 60
+_MODELS = "models"  # the [models.NAME] tables: named models, not a section of settings
+_MODEL_NAME = re.compile(r"[A-Za-z0-9._-]{1,100}")
 
 
 class ConfigError(ValueError):
@@ -144,6 +151,48 @@ class ModelConfig:
     prefix_cache_mb: int = _setting(
         1024, "memory for each channel's reusable prompt cache (local backend; 0 = off)", min=0
     )
+
+
+@dataclasses.dataclass(frozen=True)
+class NamedModel:
+    """A ``[models.NAME]`` table: a model a story may choose by NAME, a base model with (or without)
+    a LoRA adapter. Stories on the same base share one copy of it in memory, whatever adapter
+    each one writes with."""
+
+    base: str = _setting("", "the base model, as model.name takes it; empty = model.name")
+    adapter: str = _setting(
+        "",
+        "a LoRA adapter folder (peft's save_pretrained: adapter_config.json, adapter_model.safetensors) put on "
+        "the base; empty = the base alone. With model.backend = openai the server must serve it as NAME "
+        "(vLLM: --lora-modules NAME=path)",
+    )
+    description: str = _setting("", "a few words on what it writes, shown by /story status")
+
+
+@dataclasses.dataclass(frozen=True)
+class Adapter:
+    """A LoRA adapter on a base model: the name it is served by (its named model's) and its folder."""
+
+    name: str
+    path: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Writer:
+    """What writes the passages of a story whose ``model`` setting is ``model``: the base model,
+    loaded once for every story on it, and the adapter on it (None: the base alone)."""
+
+    model: str
+    base: str
+    adapter: Adapter | None = None
+    description: str = ""
+
+    def __str__(self) -> str:
+        """``noir (base X + adapter Y): what it writes``, or the base's name when it writes alone."""
+        if self.model == self.base and self.adapter is None:
+            return self.base
+        parts = f"base {self.base}" + (f" + adapter {self.adapter.path}" if self.adapter else "")
+        return f"{self.model} ({parts})" + (f": {self.description}" if self.description else "")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -294,6 +343,25 @@ class Config:
     slack: SlackConfig = dataclasses.field(default_factory=SlackConfig)
     export: ExportConfig = dataclasses.field(default_factory=ExportConfig)
     logging: LoggingConfig = dataclasses.field(default_factory=LoggingConfig)
+    # The [models.NAME] tables, by NAME (not a section of settings: ``_section_classes`` skips it).
+    models: Mapping[str, NamedModel] = dataclasses.field(
+        default_factory=lambda: MappingProxyType({}), hash=False, metadata={"tables": NamedModel}
+    )
+
+    @property
+    def model_choices(self) -> tuple[str, ...]:
+        """What ``/story settings model:`` may choose: model.name, model.allowed, the [models] names."""
+        return (self.model.name, *self.model.allowed, *self.models)
+
+    def writer(self, model: str) -> Writer:
+        """What writes for a story whose ``model`` setting is ``model``: a [models] name is its base
+        and adapter; any other name is a base model by itself. The queue, the rules and the status
+        all ask here."""
+        named = self.models.get(model)
+        if named is None:
+            return Writer(model, model)
+        adapter = Adapter(model, named.adapter) if named.adapter else None
+        return Writer(model, named.base, adapter, named.description)
 
 
 class Setting(NamedTuple):
@@ -307,8 +375,8 @@ class Setting(NamedTuple):
 
 
 def _section_classes() -> dict[str, type]:
-    """Section name -> its dataclass, in declaration order."""
-    return {f.name: f.default_factory for f in dataclasses.fields(Config)}  # type: ignore[misc]
+    """Section name -> its dataclass, in declaration order ([models.NAME] tables are no section)."""
+    return {f.name: f.default_factory for f in dataclasses.fields(Config) if "tables" not in f.metadata}  # type: ignore[misc]
 
 
 def _fields(section: str) -> dict[str, dataclasses.Field[Any]]:
@@ -388,7 +456,11 @@ def validate_setting(section: str, key: str, value: Any, source: str) -> Any:
     Strict on types: an int is accepted for a float field, but a string is not a number and
     a bool is not an int. Lists become tuples so that the frozen config stays immutable.
     """
-    f = _fields(section)[key]
+    return _validated(_fields(section)[key], section, key, value, source)
+
+
+def _validated(f: dataclasses.Field[Any], section: str, key: str, value: Any, source: str) -> Any:
+    """``validate_setting`` for a field of any declared table (a section, or a [models.NAME] table)."""
     bad = _error(section, key, value, source, f)
     meta = f.metadata
     if f.type is bool:
@@ -469,9 +541,12 @@ def _read_file(path: Path, source: str) -> dict[str, dict[str, Any]]:
     except OSError as exc:
         raise ConfigError(f"{source}: cannot read the file: {exc.strerror or exc}") from None
 
-    sections = list(_section_classes())
+    sections = [*_section_classes(), _MODELS]
     values: dict[str, dict[str, Any]] = {}
     for section, table in data.items():
+        if section == _MODELS:
+            values[_MODELS] = _read_models(table, source)
+            continue
         if section not in sections:
             end = _sentence_end(section, sections, "[{}]")
             raise ConfigError(f"unknown section [{section}] in {source}{end}")
@@ -485,6 +560,53 @@ def _read_file(path: Path, source: str) -> dict[str, dict[str, Any]]:
                 raise ConfigError(f"unknown setting {section}.{key} in {source}{end}")
             values.setdefault(section, {})[key] = validate_setting(section, key, value, source)
     return values
+
+
+def _read_models(tables: Any, source: str) -> dict[str, dict[str, Any]]:
+    """The [models.NAME] tables as ``{NAME: {key: value}}``, each value checked like a setting."""
+    if not isinstance(tables, dict):
+        raise ConfigError(f"{_MODELS} = {_shown(tables, False)} (from {source}): must be tables [{_MODELS}.NAME].")
+    fields = {f.name: f for f in dataclasses.fields(NamedModel)}
+    read: dict[str, dict[str, Any]] = {}
+    for name, table in tables.items():
+        section = f"{_MODELS}.{name}"
+        if not _MODEL_NAME.fullmatch(name):
+            raise ConfigError(
+                f"[{_MODELS}.{json.dumps(name)}] (from {source}): a model's name is letters, digits, '-', '_' "
+                "and '.', at most 100 of them."
+            )
+        if not isinstance(table, dict):
+            raise ConfigError(f"{section} = {_shown(table, False)} (from {source}): must be a table [{section}].")
+        read[name] = {}
+        for key, value in table.items():
+            if key not in fields:
+                end = _sentence_end(key, list(fields), section + ".{}")
+                raise ConfigError(f"unknown setting {section}.{key} in {source}{end}")
+            read[name][key] = _validated(fields[key], section, key, value, source)
+    return read
+
+
+def _named_models(tables: Mapping[str, Mapping[str, Any]], model: ModelConfig, source: str) -> Mapping[str, NamedModel]:
+    """The [models] tables as ``NamedModel``s: the base defaults to model.name, a name may not be
+    one model.name or model.allowed has, and an adapter the local backend will load must be there."""
+    taken = {**{name: "model.allowed" for name in model.allowed}, model.name: "model.name"}
+    models = {}
+    for name, values in tables.items():
+        if name in taken:
+            raise ConfigError(
+                f"[{_MODELS}.{name}] (from {source}): {name} is {taken[name]} already; give this model another name."
+            )
+        named = NamedModel(**{**values, "base": values.get("base") or model.name})
+        if named.adapter:
+            named = dataclasses.replace(named, adapter=os.path.expanduser(named.adapter))
+            if model.backend == "local" and not Path(named.adapter, "adapter_config.json").is_file():
+                shown = _shown(values["adapter"], False)
+                raise ConfigError(
+                    f"{_MODELS}.{name}.adapter = {shown} (from {source}): must be a folder holding a LoRA adapter "
+                    "(adapter_config.json, as peft's save_pretrained writes it)."
+                )
+        models[name] = named
+    return MappingProxyType(models)
 
 
 def _read_env(env: Mapping[str, str]) -> dict[str, dict[str, Any]]:
@@ -517,8 +639,9 @@ def load_config(path: str | os.PathLike[str] | None = None, env: Mapping[str, st
     for section, overrides in _read_env(os.environ if env is None else env).items():
         merged.setdefault(section, {}).update(overrides)
 
-    classes = _section_classes()
-    return Config(**{name: cls(**merged.get(name, {})) for name, cls in classes.items()})
+    tables = merged.pop(_MODELS, {})
+    sections = {name: cls(**merged.get(name, {})) for name, cls in _section_classes().items()}
+    return Config(**sections, models=_named_models(tables, sections["model"], source))
 
 
 # --- the example file ---------------------------------------------------------------------
@@ -565,4 +688,19 @@ def render_example() -> str:
             section = s.section
             lines += ["", f"[{section}]"]
         lines += [_comment(s), f"{s.key} = {_toml_value(s.default)}"]
-    return "\n".join(lines) + "\n"
+    return "\n".join([*lines, "", *_models_example()]) + "\n"
+
+
+_MODELS_EXAMPLE = {"base": "bundled:smollm2-135m", "adapter": "adapters/noir", "description": "hard-boiled noir"}
+
+
+def _models_example() -> list[str]:
+    """A commented [models.NAME] table: there are none by default, and they take no environment overrides."""
+    lines = [
+        "# Named models: /story settings model:NAME (the starter or a moderator) switches a story to one.",
+        "# NAME is letters, digits, '-', '_' and '.'; these tables are read from this file only.",
+        f"# [{_MODELS}.noir]",
+    ]
+    for f in dataclasses.fields(NamedModel):
+        lines += [f"# # {f.metadata['help']}", f"# {f.name} = {_toml_value(_MODELS_EXAMPLE[f.name])}"]
+    return lines

@@ -592,7 +592,7 @@ class SessionManager(JobBook):
             return Result(self._describe_settings(story), private=True, story_id=story.id)
         self._require_moderator(story, actor, "change the settings")
         model = changes.get("model")
-        allowed = (self.config.model.name, *self.config.model.allowed)
+        allowed = self.config.model_choices
         if model is not None and model not in allowed:
             raise UserError(f"model must be one of: {', '.join(allowed)}.")
         length = changes.get("length")
@@ -631,6 +631,7 @@ class SessionManager(JobBook):
             f"“{story.title}” — {story.mode} mode, {story_size(len(passages), words)}.",
             f"Contributors: {', '.join(contributors) if contributors else 'none yet'}.",
         ]
+        lines.append(f"Written by {self.config.writer(self.story_settings(story).model)}.")
         if turn := self._turn_text(story, people):
             lines.append(turn)
         if await q.open_job(tx, story.id) is not None:

@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from bot.config import ModelConfig
+from bot.config import Adapter, ModelConfig
 from bot.context import PromptFrame
 from bot.story_settings import StorySettings
 
@@ -75,6 +75,7 @@ class GenerationRequest:
     ``cancelled`` stops generation at the next token. ``cache_key`` (the channel) lets a
     backend reuse the work done for the channel's previous prompt. ``on_done`` receives the
     final raw text once, from the worker thread, as soon as this request is finished.
+    ``adapter``: the LoRA adapter on the backend's base model that writes it (None: the base).
     """
 
     prompt: str
@@ -84,13 +85,15 @@ class GenerationRequest:
     cancelled: threading.Event = field(default_factory=threading.Event)
     cache_key: str | None = None
     on_done: Callable[[str], None] | None = None
+    adapter: Adapter | None = None
 
 
 class Backend(Protocol):
     model_name: str
 
-    def load(self) -> None:
-        """Load the model if it is not loaded yet; raise ModelUnavailable on failure."""
+    def load(self, adapter: Adapter | None = None) -> None:
+        """Load the model if it is not loaded yet, and ``adapter`` on it if that is not; raise
+        ModelUnavailable on failure (an adapter's fails only the turns that ask for it)."""
 
     @property
     def loaded(self) -> bool:

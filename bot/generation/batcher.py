@@ -20,6 +20,7 @@ from collections import deque
 from concurrent.futures import Future
 from dataclasses import dataclass, replace
 
+from bot.config import Adapter
 from bot.generation.backend import Backend, GenerationRequest
 from bot.generation.heavy import MODEL_THREAD, run_heavy
 
@@ -46,13 +47,16 @@ class Batcher:
         self._waiting: deque[_Ticket] = deque()
         self._in_flight = 0
         self._worker: Future[None] | None = None
+        self._adapters: set[Adapter] = set()  # loaded on the backend's model
 
-    async def load(self) -> None:
-        """Load the backend's model (if not yet) on the model thread. Once loaded, nothing is
-        queued there: every turn asks, and a queued no-op would stop the running batch taking
-        newcomers."""
-        if not self.backend.loaded:
-            await run_heavy(self.backend.load, model_work=True)
+    async def load(self, adapter: Adapter | None = None) -> None:
+        """Load the backend's model, and ``adapter`` on it (if not yet), on the model thread. Once
+        loaded, nothing is queued there: every turn asks, and a queued no-op would stop the running
+        batch taking newcomers."""
+        if not self.backend.loaded or (adapter is not None and adapter not in self._adapters):
+            await run_heavy(lambda: self.backend.load(adapter), model_work=True)
+            if adapter is not None:
+                self._adapters.add(adapter)
 
     async def generate(self, request: GenerationRequest) -> str:
         """The raw text for ``request``, written alongside whatever else is being written."""

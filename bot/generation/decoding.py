@@ -13,7 +13,8 @@ small loop does what the bot needs instead:
    batch (continuous batching), so a turn asked mid-passage starts at once.
 
 Greedy decoding gives the same text batched or alone, joined late or not, with or without the
-prefix cache: the padding is masked out and every row gets its true positions.
+prefix cache: the padding is masked out and every row gets its true positions. Each row may name
+a LoRA adapter (``GenerationRequest.adapter``); the forward applies it to that row alone.
 """
 
 from __future__ import annotations
@@ -48,6 +49,12 @@ class _Row:
         return self.request.sampling
 
     @property
+    def adapter(self) -> str | None:
+        """The LoRA adapter the row is written with; None for the base model alone."""
+        adapter = self.request.adapter
+        return adapter.name if adapter is not None else None
+
+    @property
     def position(self) -> int:
         """Position of the next token fed to the model (after the last one produced)."""
         return len(self.prompt_ids) + len(self.generated) - 1
@@ -70,12 +77,11 @@ def _finish(row: _Row) -> None:
 class Decoder:
     """Runs batches of requests on a loaded causal LM."""
 
-    def __init__(
-        self, model: Any, tokenizer: Any, device: str, prefix_cache: PrefixCache | None, forward: Any = None
-    ) -> None:
-        """``model`` gives the configuration; ``forward`` (the model itself when None) computes."""
+    def __init__(self, model: Any, tokenizer: Any, device: str, prefix_cache: PrefixCache | None, forward: Any) -> None:
+        """``model`` gives the configuration; ``forward`` computes, called like the model plus each
+        row's adapter (``adapters``): ``LlamaForward``, or the model's own through ``lora.PeftForward``."""
         self.model = model
-        self.forward = forward if forward is not None else model
+        self.forward = forward
         self.tokenizer = tokenizer
         self.device = device
         self.vocab_size = int(model.get_output_embeddings().weight.shape[0])
@@ -126,8 +132,8 @@ class Decoder:
 
     def _prefill(self, row: _Row) -> tuple[DynamicCache, torch.Tensor]:
         """Encode the prompt (only its new tail when the channel's prefix is cached)."""
-        key = row.request.cache_key
-        hit = self.prefix_cache.lookup(key, row.prompt_ids) if self.prefix_cache and key else None
+        key, variant = row.request.cache_key, row.adapter or ""  # (an adapter's keys and values are its own)
+        hit = self.prefix_cache.lookup(key, row.prompt_ids, variant) if self.prefix_cache and key else None
         reused = 0
         cache = growing_cache(self.num_layers) if self.mergeable else DynamicCache(config=self.model.config)
         if hit is not None:
@@ -142,10 +148,12 @@ class Decoder:
             cache=cache,
             use_cache=True,
             logits_to_keep=1,  # only the last position's logits are needed: skips most of the LM head
+            adapters=[row.adapter],
         )
         if self.prefix_cache is not None and key:
             # A copy: the live cache's storage has spare room the stored entry should not keep.
-            self.prefix_cache.store(key, row.prompt_ids, [(k.clone(), v.clone()) for k, v in _layers(output.cache)])
+            layers = [(k.clone(), v.clone()) for k, v in _layers(output.cache)]
+            self.prefix_cache.store(key, row.prompt_ids, layers, variant)
         return output.cache, output.logits[0, -1]
 
     # ------------------------------------------------------------------ decode
@@ -184,6 +192,7 @@ class Decoder:
             cache=batch.cache,
             use_cache=True,
             logits_to_keep=1,
+            adapters=[row.adapter for row in rows],
         ).logits[:, -1]
         for row, token in zip(rows, self._choose(rows, logits), strict=True):
             self._accept(row, token)

@@ -19,11 +19,16 @@ same arithmetic in fewer, bigger operations:
 It is called like the model (``input_ids``, ``attention_mask``, ``position_ids``, ``cache``,
 ``logits_to_keep``) and fills the same cache layers, so the decoder's batching, joining, prefix
 cache and padding work unchanged. Tests compare its greedy tokens with the model's own forward.
+
+LoRA adapters (``add_adapter``, ``bot.generation.lora``) are applied per row: each call says each
+row's adapter (``adapters``), and a layer adds an adapter's ``B (A x)`` to its rows' outputs only,
+so one batch holds stories on different adapters and on the base.
 """
 
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -32,11 +37,21 @@ import torch.nn.functional as F
 from transformers import DynamicCache
 from transformers.cache_utils import DynamicLayer
 
+from bot.config import Adapter
 from bot.generation.backend import ModelUnavailable
+from bot.generation.lora import LoraDelta, adapter_rows, read_lora
 from bot.generation.weights import Weight, lossless_in_int4
 
 # Rotary scalings whose tables depend only on the position (not on the sequence's length).
 _STATIC_ROPE = {"default", "linear", "llama3", "yarn"}
+# Each fused weight of a layer, and the model's modules in it, in order: what a LoRA adapter trains.
+_FUSED = {
+    "qkv": ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"),
+    "out": ("self_attn.o_proj",),
+    "gate_up": ("mlp.gate_proj", "mlp.up_proj"),
+    "down": ("mlp.down_proj",),
+}
+AdapterRows = list[tuple[str, torch.Tensor | None]]  # each adapter of a call, and its rows (None: all)
 
 
 @dataclass
@@ -94,6 +109,20 @@ class _Layer:
         self.out = Weight([attention.o_proj.weight], quantize, dtype)
         self.gate_up = Weight([mlp.gate_proj.weight, mlp.up_proj.weight], quantize, dtype)
         self.down = Weight([mlp.down_proj.weight], quantize, dtype)
+        self.loras: dict[str, dict[str, LoraDelta]] = {}  # adapter -> fused weight's name -> its delta
+
+    def apply(self, name: str, x: torch.Tensor, adapters: AdapterRows) -> torch.Tensor:
+        """The fused weight ``name`` applied to ``x``, plus each adapter's delta on its rows."""
+        y: torch.Tensor = getattr(self, name)(x)
+        for adapter, rows in adapters:
+            delta = self.loras[adapter].get(name)
+            if delta is None:
+                continue
+            if rows is None:
+                y += delta(x)
+            else:
+                y.index_add_(0, rows, delta(x[rows]))
+        return y
 
 
 class LlamaForward:
@@ -134,6 +163,25 @@ class LlamaForward:
         weights += [self.head] + ([self.embedding] if self.embedding is not self.head else [])
         return sum(w.nbytes for w in weights)
 
+    def add_adapter(self, adapter: Adapter) -> None:
+        """Read a LoRA adapter and keep its deltas, fused as the weights are, for the rows that name it."""
+        deltas = read_lora(adapter)
+        fused: list[dict[str, LoraDelta]] = []
+        for index, layer in enumerate(self.layers):
+            fused.append({})
+            for name, modules in _FUSED.items():
+                weight: Weight = getattr(layer, name)
+                parts = [deltas.pop(f"model.layers.{index}.{module}", None) for module in modules]
+                delta = LoraDelta.fused(parts, weight.part_outputs, weight.inputs)
+                if delta is not None:
+                    fused[-1][name] = delta
+        if deltas:
+            raise ModelUnavailable(
+                f"Adapter {adapter.name} changes {min(deltas)}, which the compact forward does not apply."
+            )
+        for layer, layer_deltas in zip(self.layers, fused, strict=True):
+            layer.loras[adapter.name] = layer_deltas
+
     def _rotary_tables(self, positions: int) -> None:
         """cos and sin for every position below ``positions``, from the model's rotary module (its
         scaling included); sin carries the sign of ``rotate_half`` so one roll applies it."""
@@ -152,9 +200,12 @@ class LlamaForward:
         position_ids: torch.Tensor,
         cache: DynamicCache,
         logits_to_keep: int = 0,
+        adapters: Sequence[str | None] = (),
         **_: Any,
     ) -> ForwardOutput:
+        """``adapters``: each row's LoRA adapter, None for the base (no adapters: all on the base)."""
         new = input_ids.shape[1]
+        by_adapter = adapter_rows(adapters, input_ids.device)
         highest = int(position_ids.max()) + 1
         if highest > self._cos.shape[0]:
             self._rotary_tables(2 * highest)
@@ -163,11 +214,11 @@ class LlamaForward:
         mask = self._attention_mask(attention_mask, new)
         x = self.embedding.rows(input_ids)
         for index, layer in enumerate(self.layers):
-            x = x + self._attention(
-                layer, F.rms_norm(x, (self.hidden,), layer.attention_norm, self.eps), cos, sin, mask, cache, index
-            )
-            gate, up = layer.gate_up(F.rms_norm(x, (self.hidden,), layer.mlp_norm, self.eps)).chunk(2, dim=-1)
-            x = x + layer.down(F.silu(gate) * up)
+            normed = F.rms_norm(x, (self.hidden,), layer.attention_norm, self.eps)
+            x = x + self._attention(layer, normed, cos, sin, mask, cache, index, by_adapter)
+            normed = F.rms_norm(x, (self.hidden,), layer.mlp_norm, self.eps)
+            gate, up = layer.apply("gate_up", normed, by_adapter).chunk(2, dim=-1)
+            x = x + layer.apply("down", F.silu(gate) * up, by_adapter)
         if logits_to_keep:
             x = x[:, -logits_to_keep:]
         logits = self.head(F.rms_norm(x, (self.hidden,), self.final_norm, self.eps))
@@ -198,10 +249,11 @@ class LlamaForward:
         mask: torch.Tensor | None,
         cache: DynamicCache,
         index: int,
+        adapters: AdapterRows,
     ) -> torch.Tensor:
         rows, new, _ = x.shape
         heads, kv_heads, dim = self.heads, self.kv_heads, self.head_dim
-        qkv = layer.qkv(x)
+        qkv = layer.apply("qkv", x, adapters)
         rotating = qkv[..., : (heads + kv_heads) * dim].view(rows, new, heads + kv_heads, dim)
         rotated = torch.addcmul(rotating * cos, rotating.roll(dim // 2, dims=-1), sin)
         keys = rotated[:, :, heads:].transpose(1, 2)
@@ -212,11 +264,11 @@ class LlamaForward:
             out = F.scaled_dot_product_attention(
                 queries, keys, values, is_causal=True, enable_gqa=True, scale=self.scale
             ).transpose(1, 2)
-            return layer.out(out.reshape(rows, new, heads * dim))
+            return layer.apply("out", out.reshape(rows, new, heads * dim), adapters)
         groups = heads // kv_heads
         # Query heads sharing a key-value head become that head's rows: (rows, kv_heads, groups * new, dim).
         queries = rotated[:, :, :heads].reshape(rows, new, kv_heads, groups, dim).permute(0, 2, 3, 1, 4)
         queries = queries.reshape(rows, kv_heads, groups * new, dim)
         out = F.scaled_dot_product_attention(queries, keys, values, attn_mask=mask, scale=self.scale)
         out = out.view(rows, kv_heads, groups, new, dim).permute(0, 3, 1, 2, 4).reshape(rows, new, heads * dim)
-        return layer.out(out)
+        return layer.apply("out", out, adapters)

@@ -3,6 +3,9 @@
 Loading runs in a worker thread (the queue starts it in the background at start, and a bot turn
 waits for it), so the chat side answers at once; a model that cannot be loaded becomes one
 ``ModelUnavailable`` line, never a traceback.
+
+One backend serves one base model and every LoRA adapter on it (``bot.generation.lora``): an
+adapter is loaded the first time a turn asks for it, kept, and applied to its own rows of a batch.
 """
 
 from __future__ import annotations
@@ -21,11 +24,12 @@ from huggingface_hub import constants as hf_constants
 from transformers import AutoModelForCausalLM, AutoTokenizer
 from transformers.utils import logging as transformers_logging
 
-from bot.config import ModelConfig
+from bot.config import Adapter, ModelConfig
 from bot.context import COMPLETION, PromptFrame, chat_frame
 from bot.generation.backend import GenerationRequest, ModelUnavailable
 from bot.generation.decoding import Decoder
 from bot.generation.llama_forward import compact_forward
+from bot.generation.lora import PeftForward
 from bot.generation.model_files import model_source
 from bot.generation.prefix_cache import PrefixCache
 
@@ -62,7 +66,7 @@ def pick_dtype(setting: str, device: str) -> torch.dtype:
     return torch.float32
 
 
-def _prompt_frame(style: str, model_name: str, tokenizer: Any) -> PromptFrame:
+def prompt_frame_for(style: str, model_name: str, tokenizer: Any) -> PromptFrame:
     """``model.prompt_style`` for this model: ``auto`` is chat wherever there is a chat template."""
     has_template = bool(getattr(tokenizer, "chat_template", None))
     if style == "completion" or (style == "auto" and not has_template):
@@ -99,8 +103,14 @@ class LocalBackend:
         self._context_length = 0
         self._frame = COMPLETION
         self.quantization = "none"  # what the loaded model's weights are kept as
+        self._adapters: set[Adapter] = set()  # loaded on the model
 
-    def load(self) -> None:
+    def load(self, adapter: Adapter | None = None) -> None:
+        self._load_model()
+        if adapter is not None:
+            self._load_adapter(adapter)
+
+    def _load_model(self) -> None:
         with self._lock:
             if self._model is not None:
                 return
@@ -117,14 +127,14 @@ class LocalBackend:
                 model.to(dtype)
             cache_bytes = self.config.prefix_cache_mb * 1024 * 1024
             prefix_cache = PrefixCache(cache_bytes) if cache_bytes else None
-            self._decoder = Decoder(model, tokenizer, self.device, prefix_cache, forward)
+            self._decoder = Decoder(model, tokenizer, self.device, prefix_cache, forward or PeftForward(model))
             if forward is not None:
                 # The compact forward holds the weights it needs; the model keeps only its shape.
                 model.to("meta")
                 _return_freed_memory()
             self._tokenizer, self._model = tokenizer, model
             self.quantization = forward.quantize if forward is not None else "none"
-            self._frame = _prompt_frame(self.config.prompt_style, self.model_name, tokenizer)
+            self._frame = prompt_frame_for(self.config.prompt_style, self.model_name, tokenizer)
             self._context_length = self.config.context_length or _model_context_length(model, tokenizer)
             log.info(
                 "model %s ready (context %d tokens, %s)",
@@ -134,6 +144,26 @@ class LocalBackend:
                 if forward is not None
                 else "the model's own forward",
             )
+
+    def _load_adapter(self, adapter: Adapter) -> None:
+        """Put a LoRA adapter on the model, once; one that will not go on is one line, for the
+        turns that ask for it (the base and other adapters write on)."""
+        with self._lock:
+            if adapter in self._adapters:
+                return
+            if self._decoder is None:
+                raise RuntimeError("the model loaded without a decoder")
+            log.info("loading adapter %s (%s) on %s", adapter.name, adapter.path, self.model_name)
+            try:
+                self._decoder.forward.add_adapter(adapter)
+            except ModelUnavailable:
+                raise
+            except Exception as error:  # peft's and torch's errors: all say the adapter does not fit
+                reason = (str(error).strip() or type(error).__name__).splitlines()[0]
+                raise ModelUnavailable(
+                    f"Adapter {adapter.name} ({adapter.path}) cannot be put on {self.model_name}: {reason}"
+                ) from None
+            self._adapters.add(adapter)
 
     def _from_pretrained(self) -> tuple[Any, Any]:
         """Cache or local folder first; the hub only when that fails and it can be reached.
@@ -206,6 +236,8 @@ class LocalBackend:
 
         A model whose cache cannot be padded and merged (sliding-window attention, ...) writes
         one request at a time and takes nothing from ``more``: the caller's next call gets those.
+        A request's adapter is loaded first if it is not yet (the queue loads it before, so that
+        only its own turn fails if it cannot be).
         """
         self.load()
         decoder = self._decoder
@@ -213,8 +245,15 @@ class LocalBackend:
             raise RuntimeError("the model loaded without a decoder")
         with self._generate_lock:
             if decoder.mergeable:
-                return decoder.run(requests, more)
-            return [decoder.run([request])[0] for request in requests]
+                joining = (lambda: self._with_adapters(more())) if more is not None else None
+                return decoder.run(self._with_adapters(requests), joining)
+            return [decoder.run([request])[0] for request in self._with_adapters(requests)]
+
+    def _with_adapters(self, requests: Sequence[GenerationRequest]) -> Sequence[GenerationRequest]:
+        for request in requests:
+            if request.adapter is not None:
+                self._load_adapter(request.adapter)
+        return requests
 
 
 def _return_freed_memory() -> None:

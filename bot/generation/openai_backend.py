@@ -40,7 +40,7 @@ from typing import Any, TypeVar
 
 import httpx
 
-from bot.config import Config
+from bot.config import Adapter, Config
 from bot.context import CHAT_SYSTEM, COMPLETION, PromptFrame, chat_messages
 from bot.generation.backend import GenerationRequest, ModelUnavailable
 from bot.generation.text import cut_at_stops
@@ -117,7 +117,8 @@ class OpenAIBackend:
         self.settings = config.openai
         self.model_name = model_name or config.model.name
         # openai.model names the default model on the server; a model a story picked from
-        # model.allowed is sent under its own name.
+        # model.allowed is sent under its own name, and a named model's adapter by NAME (the name
+        # vLLM serves it by: --lora-modules NAME=path).
         use_alias = bool(self.settings.model) and self.model_name == config.model.name
         self.served_model = self.settings.model if use_alias else self.model_name
         self.base_url = self.settings.base_url.rstrip("/")
@@ -131,8 +132,9 @@ class OpenAIBackend:
 
     # ------------------------------------------------------------------ Backend protocol
 
-    def load(self) -> None:
-        """Check that the server answers and read its context length; load a local tokenizer if there is one."""
+    def load(self, adapter: Adapter | None = None) -> None:
+        """Check that the server answers and read its context length; load a local tokenizer if there
+        is one. The server holds the adapters: a request names its own."""
         with self._lock:
             if self._client is not None:
                 return
@@ -304,7 +306,7 @@ class OpenAIBackend:
     def _body(self, request: GenerationRequest) -> dict[str, Any]:
         sampling = request.sampling
         body: dict[str, Any] = {
-            "model": self.served_model,
+            "model": request.adapter.name if request.adapter is not None else self.served_model,
             "stream": True,
             "max_tokens": sampling.max_new_tokens,
             "temperature": sampling.temperature,

@@ -3,7 +3,9 @@
 A channel's next prompt usually starts with its previous prompt (the context builder keeps the
 head byte-stable), so the keys and values of the shared token prefix can be reused and only the
 new tail is run through the model. Entries are bounded by total tensor size, least recently
-used first out.
+used first out. An entry is good only for prompts written the same way (``variant``: the LoRA
+adapter, whose keys and values differ from the base's): a channel that switched is a miss, and its
+old entry goes.
 
 Stored tensors are never modified in place: the model's cache layers grow by concatenation,
 which makes new tensors, so handing the same tensors to a new cache is safe.
@@ -27,6 +29,7 @@ class _Entry:
     token_ids: list[int]
     layers: list[LayerKV]
     size: int
+    variant: str
 
 
 class PrefixCache:
@@ -41,7 +44,7 @@ class PrefixCache:
     def size_bytes(self) -> int:
         return self._bytes
 
-    def lookup(self, key: str, token_ids: Sequence[int]) -> tuple[list[LayerKV], int] | None:
+    def lookup(self, key: str, token_ids: Sequence[int], variant: str = "") -> tuple[list[LayerKV], int] | None:
         """The cached layers cut to the longest prefix shared with ``token_ids``, and its length.
 
         At least ``MIN_TAIL_TOKENS`` are always left to run: the last one's logits give the next
@@ -50,6 +53,9 @@ class PrefixCache:
         kernels), so the cache never changes the keys and values, nor the text.
         """
         entry = self._entries.get(key)
+        if entry is not None and entry.variant != variant:
+            self.discard(key)
+            entry = None
         shared = _common_prefix(entry.token_ids, token_ids) if entry else 0
         shared = min(shared, len(token_ids) - MIN_TAIL_TOKENS)
         if entry is None or shared < MIN_REUSED_TOKENS:
@@ -59,12 +65,12 @@ class PrefixCache:
         self.hits += 1
         return [(k[:, :, :shared, :], v[:, :, :shared, :]) for k, v in entry.layers], shared
 
-    def store(self, key: str, token_ids: Sequence[int], layers: list[LayerKV]) -> None:
+    def store(self, key: str, token_ids: Sequence[int], layers: list[LayerKV], variant: str = "") -> None:
         size = sum(k.numel() * k.element_size() + v.numel() * v.element_size() for k, v in layers)
         self.discard(key)
         if size > self.max_bytes:
             return
-        self._entries[key] = _Entry(list(token_ids), layers, size)
+        self._entries[key] = _Entry(list(token_ids), layers, size, variant)
         self._bytes += size
         while self._bytes > self.max_bytes:
             _, evicted = self._entries.popitem(last=False)

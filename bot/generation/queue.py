@@ -35,7 +35,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field, replace
 from typing import Protocol
 
-from bot.config import Config
+from bot.config import Config, Writer
 from bot.context import PromptLimits, build_prompt
 from bot.generation.backend import Backend, GenerationRequest, ModelUnavailable, Sampling, longest_passage
 from bot.generation.batcher import Batcher
@@ -250,10 +250,12 @@ class GenerationQueue:
         self._worker = None
 
     async def backend(self, model_name: str) -> Backend:
-        return (await self._batcher(model_name)).backend
+        """The backend that writes for stories on ``model_name`` (a named model's: its base's)."""
+        return (await self._batcher(self.config.writer(model_name).base)).backend
 
     async def _batcher(self, model_name: str) -> Batcher:
-        """The model's batcher, its backend made in a thread (making one may import torch)."""
+        """The base model's batcher, its backend made in a thread (making one may import torch).
+        One per base: the stories on its adapters are batched with those on the base alone."""
         async with self._making_backend:
             if model_name not in self._batchers:
                 backend = await run_heavy(lambda: self._backend_factory(model_name))
@@ -276,7 +278,7 @@ class GenerationQueue:
 
     def longest_passage(self, model_name: str) -> int | None:
         """The most new tokens ``model_name`` can write beside a prompt; None while it is not loaded."""
-        batcher = self._batchers.get(model_name)
+        batcher = self._batchers.get(self.config.writer(model_name).base)
         if batcher is None or not batcher.backend.loaded:  # (asking would load it, on the event loop)
             return None
         return longest_passage(batcher.backend.context_length)
@@ -391,9 +393,10 @@ class GenerationQueue:
         pump = asyncio.create_task(self._pump(run))
         timer: asyncio.TimerHandle | None = None
         try:
-            batcher = await self._batcher(run.spec.settings.model)
+            writer = self._writer(run.spec)
+            batcher = await self._batcher(writer.base)
             # Loading (a download, the first time) is not part of a turn's time limit.
-            await batcher.load()
+            await batcher.load(writer.adapter)
             loop = asyncio.get_running_loop()
             timer = loop.call_later(self.config.generation.job_timeout_s, run.time_out)
             run.writing_since = time.monotonic()
@@ -575,17 +578,26 @@ class GenerationQueue:
             on_text=on_text,
             cancelled=run.cancelled,
             cache_key=spec.channel.key,
+            adapter=self._writer(spec).adapter,
         )
         return request, story_prompt
 
     def _sampling(self, spec: JobSpec) -> Sampling:
         return Sampling.for_story(spec.settings, self.config.model)
 
+    def _writer(self, spec: JobSpec) -> Writer:
+        """The base model and adapter that write the story (its ``model`` setting, resolved)."""
+        return self.config.writer(spec.settings.model)
+
     def _generation_record(self, run: _Running) -> dict[str, object]:
         """What is stored with the passage: how it was written (for the exports and ``storybot
-        stats``), and the story as the model saw it (for ``storybot export-dataset``)."""
+        stats``: the story's model, and the base and adapter folder it stands for), and the story as
+        the model saw it (for ``storybot export-dataset``)."""
+        writer = self._writer(run.spec)
         return {
             **run.spec.settings.as_dict(),
+            "base": writer.base,
+            "adapter": writer.adapter.path if writer.adapter is not None else None,
             "backend": self.config.model.backend,
             "seconds": round(time.monotonic() - run.writing_since, 2),
             "story_prompt": run.story_prompt,

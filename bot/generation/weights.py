@@ -40,6 +40,7 @@ class Weight:
     def __init__(self, parts: list[torch.Tensor], quantize: str, dtype: torch.dtype) -> None:
         weight = torch.cat([part.detach() for part in parts]) if len(parts) > 1 else parts[0].detach()
         self.outputs, self.inputs = int(weight.shape[0]), int(weight.shape[1])
+        self.part_outputs = tuple(int(part.shape[0]) for part in parts)  # where each fused layer's outputs are
         self.dtype = dtype  # of the activations, in and out
         self.quantize = quantize if quantize == "none" or self.inputs % INT4_GROUP == 0 else "int8"
         self.tensors: tuple[torch.Tensor, ...]
