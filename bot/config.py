@@ -226,7 +226,7 @@ class GenerationConfig:
     stream_interval_s: float = _setting(
         1.5,
         "seconds between updates of a bot passage as it streams in, counted from the end of the last one "
-        "(each edits a chat message; Slack allows about 50 edits a minute)",
+        "(each edits a chat message; Slack allows about 50 edits a minute); ratings' new counts keep the same pace",
         min=0,
     )
     job_lease_s: float = _setting(
