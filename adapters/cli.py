@@ -1,4 +1,4 @@
-"""The ``storybot`` command: ``storybot [--config FILE] console|migrate|discord|slack|export|list|import|stats|export-dataset|bench``.
+"""The ``storybot`` command: ``storybot [--config FILE] console|migrate|discord|slack|export|list|import|stats|export-dataset|finetune|bench``.
 
 The command line is one more way in, so it lives with the adapters: it is the one module that
 knows every platform and the benchmarks (each imported only when its command runs, so
@@ -20,6 +20,8 @@ from bot.export.cli import export_command, import_command, list_command
 from bot.feedback.cli import add_parsers as add_feedback_parsers
 from bot.feedback.cli import export_dataset_command, stats_command
 from bot.results import UserError
+from bot.tuning.cli import add_parser as add_finetune_parser
+from bot.tuning.cli import finetune_command
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -42,6 +44,7 @@ def _parser() -> argparse.ArgumentParser:
     slack_parser.add_argument("--port", type=int, default=3000, help="port to listen on with --http (default: 3000)")
     add_archive_parsers(sub)
     add_feedback_parsers(sub)
+    add_finetune_parser(sub)
     # Listed for --help; main() hands everything after "bench" to the benchmark's own parser.
     sub.add_parser(
         "bench",
@@ -130,7 +133,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "slack": lambda config: _slack(config, http=args.http, host=args.host, port=args.port),
     }
     try:
-        asyncio.run(runners[args.command](config))
+        if args.command == "finetune":
+            # Not a coroutine: asyncio.run's Ctrl-C handler only cancels the main task, which
+            # synchronous training would never notice. It reads the database with its own loop.
+            finetune_command(config, args)
+        else:
+            asyncio.run(runners[args.command](config))
     except KeyboardInterrupt:
         return 130
     except UserError as error:  # e.g. an unknown story id, or a file that is not a story export
