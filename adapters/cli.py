@@ -49,7 +49,7 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser(
         "bench",
         help="measure generation speed (`storybot bench --help`); `storybot bench quality` for the passages, "
-        "`storybot bench peers` against transformers and llama.cpp",
+        "`storybot bench peers` against transformers and llama.cpp, `storybot bench finetune` for fine-tuning",
     )
     return parser
 
@@ -108,6 +108,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         from bench.peers import main as peers_main
 
         peers_main(argv[2:])
+        return 0
+    if argv[:2] == ["bench", "finetune"]:  # fine-tuning time and held-out perplexity on a sample corpus
+        from bench.finetune import main as finetune_main
+
+        finetune_main(argv[2:])
         return 0
     if argv[:1] == ["bench"]:  # its own options; it builds its own model and database
         from bench.generation import main as bench_main

@@ -17,7 +17,7 @@ import pytest
 from sqlalchemy import update
 
 from adapters.cli import main
-from bot.config import Config
+from bot.config import Config, load_config
 from bot.context import COMPLETION, PromptLimits
 from bot.export.archive import import_story
 from bot.export.model import ExportPassage, ExportStory
@@ -35,6 +35,7 @@ from bot.tuning.examples import (
 from storage.database import Database
 from storage.models import PassageVote, Story, StoryStatus
 from tests.conftest import make_config, sqlite_url, tiny_model_env
+from tests.test_named_models import greedy, local_backend
 
 ROOT = Path(__file__).resolve().parent.parent
 START = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
@@ -265,18 +266,17 @@ async def test_finetune_lowers_the_held_out_loss_and_writes_a_card(
     assert "s per 1,000 training tokens" in card and f"{datetime.now(UTC):%Y-%m-%d}" in card
     assert '"base_model": ' in (out / "storybot.json").read_text()
 
-    # The adapter changes what the tiny model writes (peft, directly).
-    import torch
-    from peft import PeftModel
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(llama_config.model.name)
-    prompt = tokenizer("Title: Watch 9\nGenre: sea\n\n", return_tensors="pt")
-    model = AutoModelForCausalLM.from_pretrained(llama_config.model.name)
-    with torch.no_grad():
-        plain = model.generate(**prompt, max_new_tokens=12, do_sample=False)
-        tuned = PeftModel.from_pretrained(model, str(out)).generate(**prompt, max_new_tokens=12, do_sample=False)
-    assert tokenizer.decode(tuned[0]) != tokenizer.decode(plain[0])
+    # The card's [models] snippet is the config that names it; by that name it changes the bot's text.
+    snippet = card.split("```toml\n", 1)[1].split("```", 1)[0]
+    assert snippet.startswith("[models.keeper]\n")
+    (tmp_path / "storybot.toml").write_text(snippet, encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    writer = load_config(env={"STORYBOT_MODEL_NAME": llama_config.model.name}).writer("keeper")
+    assert writer.base == llama_config.model.name and writer.adapter is not None
+    backend = local_backend(tmp_path, Path(llama_config.model.name))
+    prompt = "Title: Watch 9\nGenre: sea\n\n"
+    tuned, plain = backend.generate([greedy(prompt, writer.adapter), greedy(prompt)])
+    assert tuned != plain
 
     # Never over an adapter that is there.
     code, _, err = await _in_thread(cli, llama_config, monkeypatch, capsys, "finetune", "--out", str(out))
