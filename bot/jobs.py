@@ -99,6 +99,15 @@ class JobBook:
             rewrite=job is not None and job.kind == JobKind.RETRY,
         )
 
+    async def passage_view(self, passage_id: int) -> PassageView | None:
+        """A passage as people see it now (its current counts), for a redraw; None if it is gone."""
+
+        async def read(tx: AsyncSession) -> PassageView | None:
+            passage = await tx.get(Passage, passage_id)
+            return await self._view(tx, passage) if passage is not None else None
+
+        return await self.db.transaction(read, write=False)
+
     async def requeue_interrupted_jobs(self, *, at_start: bool = False) -> int:
         """Running jobs whose process died go back to pending; returns how many.
 

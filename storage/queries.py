@@ -321,16 +321,22 @@ async def vote_counts(tx: AsyncSession, passage_ids: Sequence[int]) -> dict[int,
     return {passage_id: (int(up), int(down)) for passage_id, up, down in await tx.execute(query)}
 
 
-async def votes_of_passages(tx: AsyncSession, passage_ids: Sequence[int]) -> Sequence[PassageVote]:
-    """Every vote on these passages, by passage then voter (for the JSON of ``storybot stats``)."""
-    if not passage_ids:
-        return []
-    query = (
-        select(PassageVote)
-        .where(PassageVote.passage_id.in_(passage_ids))
-        .order_by(PassageVote.passage_id, PassageVote.id)
-    )
-    return (await tx.execute(query)).scalars().all()
+# Ids per IN list: asyncpg takes at most 32,767 parameters in one statement.
+IDS_PER_QUERY = 10_000
+
+
+async def votes_of_passages(tx: AsyncSession, passage_ids: Sequence[int]) -> list[PassageVote]:
+    """Every vote on these passages, by passage then voter (for the JSON of ``storybot stats``),
+    read a bounded number of ids at a time, however many passages a community wrote."""
+    votes: list[PassageVote] = []
+    for start in range(0, len(passage_ids), IDS_PER_QUERY):
+        query = (
+            select(PassageVote)
+            .where(PassageVote.passage_id.in_(passage_ids[start : start + IDS_PER_QUERY]))
+            .order_by(PassageVote.passage_id, PassageVote.id)
+        )
+        votes.extend((await tx.execute(query)).scalars())
+    return votes
 
 
 async def bot_passages(

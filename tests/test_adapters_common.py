@@ -300,9 +300,28 @@ class Redraws:
         self.done.append((time.monotonic(), message_ref, str(passage.votes)))
 
 
+async def unread(passage_id: int) -> PassageView | None:
+    """A database read that finds nothing: the edit shows the counts the answer carried."""
+    return None
+
+
+async def test_the_edit_shows_the_counts_stored_when_it_goes_out_whatever_order_the_answers_came_in() -> None:
+    redraws = Redraws()
+    stored = replace(RATED, votes=Votes(2, 0))
+
+    async def fresh(passage_id: int) -> PassageView | None:
+        return stored if passage_id == RATED.id else None
+
+    counts = CountEdits(redraws, fresh, 0.01)
+    counts.show(HERE, rating(2))  # the second vote's answer came back first
+    counts.show(HERE, rating(1))
+    await until(lambda: len(redraws.done) == 1)
+    assert redraws.done[0][1:] == ("m1", "👍 2 · 👎 0")
+
+
 async def test_a_burst_of_ratings_is_one_edit_with_the_final_counts_an_interval_later() -> None:
     redraws = Redraws()
-    counts = CountEdits(redraws, INTERVAL_S)
+    counts = CountEdits(redraws, unread, INTERVAL_S)
     rated_at = time.monotonic()
     for up in (1, 2, 3):
         counts.show(HERE, rating(up))
@@ -320,7 +339,7 @@ async def test_a_burst_of_ratings_is_one_edit_with_the_final_counts_an_interval_
 
 async def test_only_a_rating_that_changed_the_counts_is_shown() -> None:
     redraws = Redraws()
-    counts = CountEdits(redraws, 0)
+    counts = CountEdits(redraws, unread, 0)
     for result in (Result("You already rated it.", private=True), rating(1, ref=None), Result.error("withdrawn")):
         counts.show(HERE, result)
     await asyncio.sleep(0.1)
@@ -330,7 +349,7 @@ async def test_only_a_rating_that_changed_the_counts_is_shown() -> None:
 async def test_a_failed_edit_is_logged_and_dropped_and_the_next_one_goes_out(caplog: pytest.LogCaptureFixture) -> None:
     redraws = Redraws()
     redraws.failing = [ConnectionError("message deleted"), KeyError("a bug")]
-    counts = CountEdits(redraws, 0.01, failures=(ConnectionError,))
+    counts = CountEdits(redraws, unread, 0.01, failures=(ConnectionError,))
     for up in (1, 2, 3):
         counts.show(HERE, rating(up))
         await asyncio.sleep(0.1)
@@ -341,7 +360,7 @@ async def test_a_failed_edit_is_logged_and_dropped_and_the_next_one_goes_out(cap
 
 async def test_closing_makes_the_pending_edits_at_once_and_takes_no_more() -> None:
     redraws = Redraws()
-    counts = CountEdits(redraws, 60)
+    counts = CountEdits(redraws, unread, 60)
     counts.show(HERE, rating(1))
     await asyncio.wait_for(counts.close(), 1)
     assert [counts for _, _, counts in redraws.done] == ["👍 1 · 👎 0"]

@@ -101,7 +101,9 @@ async def test_export_dataset_gives_each_turn_its_prompt_chosen_and_rejected(rul
     code, out, err = await shell("export-dataset", "--format", "pairs", "--chat", "-o", "pairs.jsonl")
     assert code == 0 and out == "" and err.strip() == "1 record from 3 bot turns."
     [pair] = [json.loads(line) for line in Path("pairs.jsonl").read_text().splitlines()]
-    assert pair["chosen"].startswith("Far out") and pair["rejected"].startswith("The gull")
+    # With --chat the answers are the assistant's turns too, as trainers read a conversation.
+    assert pair["chosen"] == [{"role": "assistant", "content": "Far out, a bell rang under the water."}]
+    assert pair["rejected"][0]["content"].startswith("The gull")
     assert [m["role"] for m in pair["prompt"]] == ["system", "user"] and "A gull screamed." in pair["prompt"][1][
         "content"
     ]

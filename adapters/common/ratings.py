@@ -7,6 +7,8 @@ call with a rate limit (Slack allows about 50 ``chat.update`` a minute), so the 
 message keep the pace of a streaming passage (``generation.stream_interval_s``): an edit goes out
 an interval after the first rating that needs it, showing the latest counts then, and the next
 one no sooner than an interval after it ended. A burst of clicks is one edit with its final counts.
+The counts are read from the database when the edit goes out (``fresh``), not taken from the
+answers: answers finish in any order, and another process may have taken votes meanwhile.
 
 An edit that fails (the message was deleted, the platform said no, the network) is logged and
 dropped: the vote is stored and ``/story status`` shows it, and the next rating redraws anyway.
@@ -29,16 +31,21 @@ log = logging.getLogger(__name__)
 # A platform's way to show ``passage`` anew in the message(s) ``message_ref`` of ``channel``, as the
 # end of its turn showed it (text, credit line, buttons), with the counts the view carries.
 Redraw = Callable[[ChannelRef, str, PassageView], Awaitable[None]]
+# The passage as stored now (by id), or None when it cannot be read.
+Fresh = Callable[[int], Awaitable[PassageView | None]]
 CLOSE_GRACE_S = 5.0  # how long close() lets the last edits finish
 
 
 class CountEdits:
     """The pending count edits of one platform's messages, at most one per message per interval."""
 
-    def __init__(self, redraw: Redraw, interval_s: float, *, failures: tuple[type[BaseException], ...] = ()) -> None:
+    def __init__(
+        self, redraw: Redraw, fresh: Fresh, interval_s: float, *, failures: tuple[type[BaseException], ...] = ()
+    ) -> None:
         """``failures`` are the errors the platform's edits meet in normal life (logged in one line);
         anything else is a bug, logged with its traceback. Neither reaches the person who voted."""
         self.redraw = redraw
+        self.fresh = fresh
         self.interval_s = interval_s
         self.failures = failures
         self._latest: dict[tuple[str, str], tuple[ChannelRef, PassageView]] = {}
@@ -77,6 +84,7 @@ class CountEdits:
 
     async def _edit(self, message_ref: str, channel: ChannelRef, passage: PassageView) -> None:
         try:
+            passage = await self.fresh(passage.id) or passage
             await self.redraw(channel, message_ref, passage)
         except self.failures as error:
             log.warning("could not show the new counts of passage %d in %s: %s", passage.id, channel.key, error)

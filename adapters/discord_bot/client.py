@@ -84,7 +84,9 @@ class StoryClient(discord.Client):
         self.tree.on_error = self._command_error  # type: ignore[method-assign]  # discord.py's way to set the tree's handler
         streamer = DiscordStreamer(self)
         app.queue.add_listener(streamer, shows=PLATFORM)
-        self.counts = CountEdits(streamer.redraw, app.config.generation.stream_interval_s, failures=EDIT_FAILURES)
+        self.counts = CountEdits(
+            streamer.redraw, app.sessions.passage_view, app.config.generation.stream_interval_s, failures=EDIT_FAILURES
+        )
 
     # ------------------------------------------------------------------ start-up
 
@@ -133,16 +135,17 @@ class StoryClient(discord.Client):
     ) -> None:
         deciding = asyncio.ensure_future(self._decide(interaction, command, story_id))
         finished, _ = await asyncio.wait({deciding}, timeout=ACK_MARGIN_S)
-        if finished:
-            result = deciding.result()
-            await self._answer(interaction, result)
-        else:
+        if not finished:
             private = command.shows_privately
             await interaction.response.defer(ephemeral=private, thinking=True)
-            result = await deciding
-            await self._answer(interaction, result, deferred_private=private)
-        # A rating's new counts, on the passage's message: after the answer, at the streaming pace.
+        result = await deciding
+        # A rating's new counts, on the passage's message: an interval from now (after the answer),
+        # whatever becomes of the answer.
         self.counts.show(self._ref(interaction.guild_id, interaction.channel, interaction.channel_id), result)
+        if finished:
+            await self._answer(interaction, result)
+        else:
+            await self._answer(interaction, result, deferred_private=command.shows_privately)
 
     async def _decide(self, interaction: discord.Interaction[Any], command: c.Command, story_id: int | None) -> Result:
         """Have the core apply (and store) the command; a bug is the bot's problem, said plainly."""

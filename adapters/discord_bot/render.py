@@ -15,8 +15,9 @@ from adapters.common.split import split_text
 from bot.results import BOT_NAME, PassageView
 
 MESSAGE_LIMIT = 2000
-# Room kept free in every message for the small footer line under a passage.
-FOOTER_ROOM = 120
+# Room kept free in every message for the small footer line under a passage: its longest is a
+# 4-digit passage number, a rewrite credit with a 32-character name escaped (64) and 3-digit counts.
+FOOTER_ROOM = 160
 BODY_LIMIT = MESSAGE_LIMIT - FOOTER_ROOM
 
 # Nothing the bot sends may ping anyone: not model output, not a person's passage, not names.

@@ -118,7 +118,9 @@ class SlackStory:
         self.people = People(client, settings.user_cache_s)
         streamer = SlackStreamer(self.messages)
         core.queue.add_listener(streamer, shows=PLATFORM)
-        self.counts = CountEdits(streamer.redraw, core.config.generation.stream_interval_s, failures=SLACK_ERRORS)
+        self.counts = CountEdits(
+            streamer.redraw, core.sessions.passage_view, core.config.generation.stream_interval_s, failures=SLACK_ERRORS
+        )
         self.bot_user_id = ""
         self._showing: set[asyncio.Future[None]] = set()
         self.bolt = AsyncApp(
@@ -226,8 +228,8 @@ class SlackStory:
         result = reply.result
         if ack is not None and answer_in_ack and reply.thread is None and _fits_in_ack(result):
             text = result.text if result.ok else problem(result.text)
+            self.counts.show(reply.delivery.ref, result)  # a rating's new counts, an interval from now
             await ack(text=render.fallback(text), blocks=render.text_blocks(text))
-            self.counts.show(reply.delivery.ref, result)
             return
         if ack is not None:
             await ack()
@@ -302,8 +304,8 @@ class SlackStory:
         if not result.ok:
             await self._tell(delivery, problem(result.text))
         elif result.private:
+            self.counts.show(delivery.ref, result)  # a rating's new counts, an interval from now
             await self._tell(delivery, result.text)
-            self.counts.show(delivery.ref, result)  # a rating's new counts, after its answer
         elif result.attachment is not None:
             try:
                 await self.messages.upload(delivery.ref, result.attachment, result.text)

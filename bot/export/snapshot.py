@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.export.model import ExportLore, ExportParticipant, ExportPassage, ExportStory
@@ -26,7 +28,7 @@ async def load_story(tx: AsyncSession, story: Story, *, language: str) -> Export
             replaces=numbers.get(row.replaces_id) if row.replaces_id is not None else None,
             requested_by_id=row.requested_by_id,
             direction=row.direction,
-            generation=row.generation,
+            generation=_without_prompt(row.generation),
             changed_by_id=row.changed_by_id,
             changed_at=row.changed_at,
         )
@@ -58,3 +60,12 @@ async def load_story(tx: AsyncSession, story: Story, *, language: str) -> Export
         participants=participants,
         lore=lore,
     )
+
+
+def _without_prompt(generation: dict[str, Any] | None) -> dict[str, Any] | None:
+    """How a bot passage was written, without the story the model saw: that stays in the
+    database for ``storybot export-dataset``, and in an export it would make a story's file grow
+    with the square of its length."""
+    if generation is None:
+        return None
+    return {key: value for key, value in generation.items() if key != "story_prompt"}

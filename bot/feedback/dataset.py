@@ -64,9 +64,18 @@ def turns(passages: Sequence[JudgedPassage]) -> list[Turn]:
     return found
 
 
-def _prompt(story_prompt: str, chat: bool) -> str | list[dict[str, str]]:
+Text = str | list[dict[str, str]]
+
+
+def _prompt(story_prompt: str, chat: bool) -> Text:
     """The prompt as text to continue, or (``chat``) as the chat turns the bot puts it in."""
     return chat_messages(story_prompt, next_passage_request(story_prompt)) if chat else story_prompt
+
+
+def _answer(passage: JudgedPassage, chat: bool) -> Text:
+    """A passage as the answer to the prompt: text, or (``chat``) the assistant's turn, since
+    trainers read a conversational prompt's answers as conversations too."""
+    return [{"role": "assistant", "content": passage.text}] if chat else passage.text
 
 
 def records(found: Sequence[Turn], format: str, *, chat: bool = False) -> Iterator[dict[str, Any]]:
@@ -81,12 +90,12 @@ def records(found: Sequence[Turn], format: str, *, chat: bool = False) -> Iterat
         if format == "pairs":
             if chosen is not None:
                 for other in rejected:
-                    yield {"prompt": prompt, "chosen": chosen.text, "rejected": other.text}
+                    yield {"prompt": prompt, "chosen": _answer(chosen, chat), "rejected": _answer(other, chat)}
             continue
         yield {
             "prompt": prompt,
-            "chosen": chosen.text if chosen is not None else None,
-            "rejected": [p.text for p in rejected],
+            "chosen": _answer(chosen, chat) if chosen is not None else None,
+            "rejected": [_answer(p, chat) for p in rejected],
             "story_id": turn.last.story_id,
             "channel": turn.last.channel_key,
             "model": turn.last.generation.get("model"),
