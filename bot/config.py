@@ -57,7 +57,8 @@ _TRUE_WORDS = frozenset({"true", "1", "yes", "on"})
 _FALSE_WORDS = frozenset({"false", "0", "no", "off"})
 _MAX_SHOWN_VALUE = 60
 _MODELS = "models"  # the [models.NAME] tables: named models, not a section of settings
-_MODEL_NAME = re.compile(r"[A-Za-z0-9._-]{1,100}")
+# No "." (peft's adapter names may not hold one) and no leading "__" (peft's "__base__" means none).
+_MODEL_NAME = re.compile(r"(?!__)[A-Za-z0-9_-]{1,100}")
 
 
 class ConfigError(ValueError):
@@ -572,8 +573,8 @@ def _read_models(tables: Any, source: str) -> dict[str, dict[str, Any]]:
         section = f"{_MODELS}.{name}"
         if not _MODEL_NAME.fullmatch(name):
             raise ConfigError(
-                f"[{_MODELS}.{json.dumps(name)}] (from {source}): a model's name is letters, digits, '-', '_' "
-                "and '.', at most 100 of them."
+                f"[{_MODELS}.{json.dumps(name)}] (from {source}): a model's name is letters, digits, '-' and '_' "
+                "(not starting with '__'), at most 100 of them."
             )
         if not isinstance(table, dict):
             raise ConfigError(f"{section} = {_shown(table, False)} (from {source}): must be a table [{section}].")
@@ -587,8 +588,10 @@ def _read_models(tables: Any, source: str) -> dict[str, dict[str, Any]]:
 
 
 def _named_models(tables: Mapping[str, Mapping[str, Any]], model: ModelConfig, source: str) -> Mapping[str, NamedModel]:
-    """The [models] tables as ``NamedModel``s: the base defaults to model.name, a name may not be
-    one model.name or model.allowed has, and an adapter the local backend will load must be there."""
+    """The [models] tables as ``NamedModel``s: the base defaults to model.name, and a name may not be
+    one model.name or model.allowed has, nor a base another table's name. An adapter folder is only
+    read when a story first writes with it (a missing one fails that story's turn, with one line):
+    the config must load while ``storybot finetune`` is still writing the adapter it names."""
     taken = {**{name: "model.allowed" for name in model.allowed}, model.name: "model.name"}
     models = {}
     for name, values in tables.items():
@@ -597,14 +600,13 @@ def _named_models(tables: Mapping[str, Mapping[str, Any]], model: ModelConfig, s
                 f"[{_MODELS}.{name}] (from {source}): {name} is {taken[name]} already; give this model another name."
             )
         named = NamedModel(**{**values, "base": values.get("base") or model.name})
+        if named.base in tables:
+            raise ConfigError(
+                f"{_MODELS}.{name}.base = {_shown(named.base, False)} (from {source}): a base is a model as "
+                "model.name takes it, not another [models] table."
+            )
         if named.adapter:
             named = dataclasses.replace(named, adapter=os.path.expanduser(named.adapter))
-            if model.backend == "local" and not Path(named.adapter, "adapter_config.json").is_file():
-                shown = _shown(values["adapter"], False)
-                raise ConfigError(
-                    f"{_MODELS}.{name}.adapter = {shown} (from {source}): must be a folder holding a LoRA adapter "
-                    "(adapter_config.json, as peft's save_pretrained writes it)."
-                )
         models[name] = named
     return MappingProxyType(models)
 
@@ -698,7 +700,7 @@ def _models_example() -> list[str]:
     """A commented [models.NAME] table: there are none by default, and they take no environment overrides."""
     lines = [
         "# Named models: /story settings model:NAME (the starter or a moderator) switches a story to one.",
-        "# NAME is letters, digits, '-', '_' and '.'; these tables are read from this file only.",
+        "# NAME is letters, digits, '-' and '_'; these tables are read from this file only.",
         f"# [{_MODELS}.noir]",
     ]
     for f in dataclasses.fields(NamedModel):

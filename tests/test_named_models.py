@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 import torch
-from peft import LoraConfig, PeftModel, get_peft_model
+from peft import IA3Config, LoraConfig, PeftModel, get_peft_model
 from sqlalchemy import select
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -123,18 +123,18 @@ def test_models_tables_name_a_base_and_an_adapter(here: Path) -> None:
     config = load(
         here,
         '[model]\nallowed = ["other"]\n[models.noir]\nadapter = "adapters/noir"\ndescription = "hard-boiled"\n'
-        '[models."big-1.5"]\nbase = "some/hub-model"\n',
+        '[models.big-15]\nbase = "some/hub-model"\n',
         model_name="base-model",
     )
     assert config.models == {
         "noir": NamedModel(base="base-model", adapter="adapters/noir", description="hard-boiled"),
-        "big-1.5": NamedModel(base="some/hub-model"),
+        "big-15": NamedModel(base="some/hub-model"),
     }
-    assert config.model_choices == ("base-model", "other", "noir", "big-1.5")
+    assert config.model_choices == ("base-model", "other", "noir", "big-15")
     noir = config.writer("noir")
     assert noir == Writer("noir", "base-model", Adapter("noir", "adapters/noir"), "hard-boiled")
     assert str(noir) == "noir (base base-model + adapter adapters/noir): hard-boiled"
-    assert str(config.writer("big-1.5")) == "big-1.5 (base some/hub-model)"
+    assert str(config.writer("big-15")) == "big-15 (base some/hub-model)"
     assert config.writer("other") == Writer("other", "other") and str(config.writer("other")) == "other"
 
 
@@ -143,10 +143,13 @@ def test_models_tables_name_a_base_and_an_adapter(here: Path) -> None:
     [
         ("models = 3\n", "models = 3 (from storybot.toml): must be tables [models.NAME]."),
         ("[models]\nnoir = 3\n", "models.noir = 3 (from storybot.toml): must be a table [models.noir]."),
-        (
-            '[models."film noir"]\n',
-            "[models.\"film noir\"] (from storybot.toml): a model's name is letters, digits, '-', '_' and '.', "
-            "at most 100 of them.",
+        *(
+            (
+                f"[models.{json.dumps(name)}]\n",
+                f"[models.{json.dumps(name)}] (from storybot.toml): a model's name is letters, digits, '-' and '_' "
+                "(not starting with '__'), at most 100 of them.",
+            )
+            for name in ("film noir", "noir-1.5", "__base__")  # peft takes no '.', and "__base__" means no adapter
         ),
         (
             "[models.noir]\nadaptor = 'x'\n",
@@ -154,9 +157,9 @@ def test_models_tables_name_a_base_and_an_adapter(here: Path) -> None:
         ),
         ("[models.noir]\nbase = 3\n", "models.noir.base = 3 (from storybot.toml): must be a string."),
         (
-            "[models.noir]\nadapter = 'nowhere'\n",
-            "models.noir.adapter = 'nowhere' (from storybot.toml): must be a folder holding a LoRA adapter "
-            "(adapter_config.json, as peft's save_pretrained writes it).",
+            "[models.noir]\n[models.pulp]\nbase = 'noir'\n",
+            "models.pulp.base = 'noir' (from storybot.toml): a base is a model as model.name takes it, "
+            "not another [models] table.",
         ),
         (
             "[model]\nallowed = ['gpt2']\n[models.gpt2]\n",
@@ -168,6 +171,12 @@ def test_a_bad_models_table_is_one_line_naming_it(here: Path, toml: str, message
     with pytest.raises(ConfigError) as error:
         load(here, toml)
     assert str(error.value) == message
+
+
+def test_an_adapter_folder_is_read_when_a_story_first_writes_with_it(here: Path) -> None:
+    """So the config loads while storybot finetune is still writing the adapter it names."""
+    config = load(here, "[models.noir]\nadapter = 'adapters/noir'\n")
+    assert config.writer("noir").adapter == Adapter("noir", "adapters/noir")
 
 
 def test_an_adapter_served_by_an_openai_server_need_not_be_here(here: Path) -> None:
@@ -311,6 +320,20 @@ def test_an_adapter_that_will_not_load_is_one_line(
     with pytest.raises(ModelUnavailable) as error:
         backend.load(Adapter("spoilt", str(folder)))
     assert str(error.value).startswith(f"Adapter spoilt ({folder}) {reason}") and "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize("model", ["llama", "gpt2"])
+def test_an_adapter_of_another_kind_than_lora_is_refused_on_both_paths(
+    model: str, tiny_llama_dir: Path, tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    """Only LoRA keeps to its own rows of a batch: an IA3 adapter would change the base's stories too."""
+    model_dir = tiny_llama_dir if model == "llama" else tiny_model_dir
+    base = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    get_peft_model(base, IA3Config(task_type="CAUSAL_LM")).save_pretrained(tmp_path / "ia3")
+    backend = local_backend(tmp_path, model_dir)
+    with pytest.raises(ModelUnavailable) as error:
+        backend.load(Adapter("ia3", str(tmp_path / "ia3")))
+    assert str(error.value) == "Adapter ia3 is a IA3 adapter; storybot takes LoRA."
 
 
 def test_an_adapter_on_embeddings_is_refused_by_the_compact_forward(tiny_llama_dir: Path, tmp_path: Path) -> None:

@@ -84,17 +84,27 @@ class LoraDelta:
         return cls(down, up)
 
 
+def lora_config(adapter: Adapter) -> dict[str, Any]:
+    """The adapter's ``adapter_config.json``, refused unless it is a LoRA adapter: only LoRA applies
+    to its own rows of a batch (peft's other kinds would change every row, the base's included)."""
+    try:
+        config = json.loads((Path(adapter.path).expanduser() / "adapter_config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise ModelUnavailable(f"Adapter {adapter.name} ({adapter.path}) cannot be read: {error}") from None
+    if not isinstance(config, dict) or config.get("peft_type") != "LORA":
+        kind = config.get("peft_type") if isinstance(config, dict) else None
+        raise ModelUnavailable(f"Adapter {adapter.name} is a {kind} adapter; storybot takes LoRA.")
+    return config
+
+
 def read_lora(adapter: Adapter) -> dict[str, LoraDelta]:
     """The adapter's deltas by module (``model.layers.0.self_attn.q_proj``), scaled as peft scales
     them (``lora_alpha / r``, or ``/ sqrt(r)`` with ``use_rslora``; ``alpha_pattern`` per module)."""
-    folder = Path(adapter.path).expanduser()
+    config = lora_config(adapter)
     try:
-        config = json.loads((folder / "adapter_config.json").read_text(encoding="utf-8"))
-        tensors = load_file(folder / "adapter_model.safetensors")
+        tensors = load_file(Path(adapter.path).expanduser() / "adapter_model.safetensors")
     except (OSError, ValueError, SafetensorError) as error:
         raise ModelUnavailable(f"Adapter {adapter.name} ({adapter.path}) cannot be read: {error}") from None
-    if config.get("peft_type") != "LORA":
-        raise ModelUnavailable(f"Adapter {adapter.name} is a {config.get('peft_type')} adapter; storybot takes LoRA.")
     if used := [feature for feature in _BEYOND_PLAIN_LORA if config.get(feature)]:
         raise ModelUnavailable(f"Adapter {adapter.name} uses {used[0]}, which the compact forward does not apply.")
     matrices: dict[str, dict[str, torch.Tensor]] = {}
@@ -142,6 +152,7 @@ class PeftForward:
     def add_adapter(self, adapter: Adapter) -> None:
         from peft import PeftModel
 
+        lora_config(adapter)
         try:
             if self._peft is None:
                 self._peft = PeftModel.from_pretrained(self.model, adapter.path, adapter_name=adapter.name)

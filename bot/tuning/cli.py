@@ -116,7 +116,8 @@ def finetune_command(config: Config, args: argparse.Namespace) -> None:
     selection = Selection(
         story_ids=tuple(dict.fromkeys(args.story)),
         channels=tuple(dict.fromkeys(_channel(text) for text in args.channel)),
-        text_files=tuple(dict.fromkeys(args.text)),
+        # One file named twice (a.txt, ./a.txt, a link) is one story: else it could be trained on and held out.
+        text_files=tuple({path.resolve(): path for path in args.text}.values()),
     )
     stories = read_text_stories(selection.text_files)  # the files first: their errors cost no database
     if selection.reads_database:
