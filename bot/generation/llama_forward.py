@@ -51,7 +51,7 @@ _FUSED = {
     "gate_up": ("mlp.gate_proj", "mlp.up_proj"),
     "down": ("mlp.down_proj",),
 }
-AdapterRows = list[tuple[str, torch.Tensor | None]]  # each adapter of a call, and its rows (None: all)
+AdapterRows = list[tuple[str, torch.Tensor | None]]  # each adapter of a call, and its rows' mask (None: all)
 
 
 @dataclass
@@ -118,10 +118,7 @@ class _Layer:
             delta = self.loras[adapter].get(name)
             if delta is None:
                 continue
-            if rows is None:
-                y += delta(x)
-            else:
-                y.index_add_(0, rows, delta(x[rows]))
+            y += delta(x) if rows is None else delta(x) * rows
         return y
 
 
@@ -205,7 +202,6 @@ class LlamaForward:
     ) -> ForwardOutput:
         """``adapters``: each row's LoRA adapter, None for the base (no adapters: all on the base)."""
         new = input_ids.shape[1]
-        by_adapter = adapter_rows(adapters, input_ids.device)
         highest = int(position_ids.max()) + 1
         if highest > self._cos.shape[0]:
             self._rotary_tables(2 * highest)
@@ -213,6 +209,7 @@ class LlamaForward:
         sin = self._sin[position_ids].unsqueeze(2)
         mask = self._attention_mask(attention_mask, new)
         x = self.embedding.rows(input_ids)
+        by_adapter = adapter_rows(adapters, input_ids.device, x.dtype)
         for index, layer in enumerate(self.layers):
             normed = F.rms_norm(x, (self.hidden,), layer.attention_norm, self.eps)
             x = x + self._attention(layer, normed, cos, sin, mask, cache, index, by_adapter)

@@ -128,12 +128,19 @@ def _delta(config: dict[str, Any], module: str, pair: dict[str, torch.Tensor]) -
     return LoraDelta(pair["A"].float(), pair["B"].float() * scale)
 
 
-def adapter_rows(adapters: Sequence[str | None], device: torch.device) -> list[tuple[str, torch.Tensor | None]]:
-    """Each adapter in a batch and its rows (None: every row), leaving out the base's rows."""
+def adapter_rows(
+    adapters: Sequence[str | None], device: torch.device, dtype: torch.dtype
+) -> list[tuple[str, torch.Tensor | None]]:
+    """Each adapter in a batch and its rows as a (rows, 1, 1) mask of ones and zeros (None: every
+    row), leaving out the base's rows. A delta is computed for every row and masked: at rank 8 to
+    64 that costs less than gathering an adapter's rows and adding them back in every layer."""
     names = sorted({name for name in adapters if name is not None})
     if len(names) == 1 and None not in adapters:
         return [(names[0], None)]
-    return [(name, torch.tensor([i for i, row in enumerate(adapters) if row == name], device=device)) for name in names]
+    return [
+        (name, torch.tensor([row == name for row in adapters], device=device, dtype=dtype).view(-1, 1, 1))
+        for name in names
+    ]
 
 
 class PeftForward:
