@@ -180,6 +180,8 @@ def test_an_assistants_announcement_of_the_passage_is_dropped(raw: str, shown: s
         "Here she comes: the queen of the night.",
         '"Sure," she said. "Here is the key."',
         "Here is the story of how I lost my hand.",
+        '"Ladies and gentlemen," the ringmaster cried, "the lion is loose."',
+        "I am excited to see the sea again, she thought, and hated herself for it.",
     ],
 )
 def test_a_story_that_opens_with_here_or_sure_keeps_its_words(story: str) -> None:
@@ -193,6 +195,9 @@ def test_a_story_that_opens_with_here_or_sure_keeps_its_words(story: str) -> Non
         "I'd be happy to help you write a short story set in Shanghai.",
         "I've written another chapter for you, and this one continues the last.",
         "The keeper smiled. As an AI, I cannot know what the sea holds.",
+        # The bundled model on the chat frame, once in a smoke run:
+        "Ladies and gentlemen of the world, I am excited to share the tale of the great harbour of Venice.",
+        "I'm thrilled to present the next part of our story!",
     ],
 )
 def test_an_assistant_talking_instead_of_telling_is_recognised(talk: str) -> None:

@@ -44,7 +44,8 @@ _PREAMBLE = re.compile(
 # opens with ('"Sure," she said' is a story), and ones no story has anywhere.
 _ASSISTANT_OPENING = re.compile(
     r"\s*(?:i'd be (?:happy|glad)|i would be (?:happy|glad)|i'm (?:happy|glad) to help|i hope you enjoy"
-    r"|i've written|i have written)\b",
+    r"|i've written|i have written|ladies and gentlemen"
+    r"|(?:i am|i'm) (?:so |very )?(?:excited|thrilled|delighted|pleased) to (?:share|present|bring you|tell you))\b",
     re.IGNORECASE,
 )
 _ASSISTANT_ANYWHERE = re.compile(r"\bas an ai\b|\blanguage model\b", re.IGNORECASE)
