@@ -24,6 +24,7 @@ from typing import ClassVar
 
 from bot.printable import printable
 from bot.story_settings import STORY_SETTINGS, StorySetting
+from storage.models import ContentRating
 
 __all__ = [
     "EXPORT_FORMATS",
@@ -33,6 +34,7 @@ __all__ = [
     "SETTING_KEYS",
     "Add",
     "Command",
+    "ContentRating",
     "Continue",
     "End",
     "Export",
@@ -57,6 +59,7 @@ __all__ = [
     "Undo",
     "Vote",
     "parse",
+    "parse_rating",
     "usage",
 ]
 
@@ -121,6 +124,21 @@ _MODE_ALIASES = {
 }
 _MODE_CHOICES = ", ".join(mode.value for mode in Mode)
 
+_RATING_ALIASES = {
+    **dict.fromkeys(("general", "g", "all", "everyone"), ContentRating.GENERAL),
+    **dict.fromkeys(("teen", "t", "teens"), ContentRating.TEEN),
+    **dict.fromkeys(("mature", "m", "adult", "adults", "18+"), ContentRating.MATURE),
+}
+RATING_CHOICES = ", ".join(rating.value for rating in ContentRating)
+
+
+def parse_rating(text: str) -> ContentRating:
+    """A content rating as typed: general, teen or mature (any case; g, t, m, adult too)."""
+    rating = _RATING_ALIASES.get(text.strip().lower())
+    if rating is None:
+        raise ParseError(f"rating must be one of {RATING_CHOICES} (got {_show(text)}).")
+    return rating
+
 
 # --- commands -------------------------------------------------------------------------------
 
@@ -170,6 +188,7 @@ class Start(Command):
     mode: Mode | None = None
     opening: str | None = None
     thread: bool = False
+    rating: ContentRating | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -443,7 +462,8 @@ _SETTINGS_USAGE = "/story settings " + " ".join(f"[{spec.key}:{spec.placeholder}
 # Subcommand -> (usage line, what it does); the order is the order of the help text.
 _HELP: dict[str, tuple[str, str]] = {
     "start": (
-        '/story start ["title"] [genre:<genre>] [mode:alternate|round-robin|free] [thread:yes|no] [opening text]',
+        '/story start ["title"] [genre:<genre>] [mode:alternate|round-robin|free] [rating:general|teen|mature] '
+        "[thread:yes|no] [opening text]",
         "start a new story in this channel",
     ),
     "add": ("/story add <text>", "write the next passage yourself"),
@@ -585,7 +605,7 @@ def _positive_int(text: str) -> int | None:
 
 # --- subcommands ----------------------------------------------------------------------------
 
-_START_OPTIONS = ("title", "genre", "mode", "thread")
+_START_OPTIONS = ("title", "genre", "mode", "rating", "thread")
 _FLAGS = {
     **dict.fromkeys(("true", "yes", "on", "1"), True),
     **dict.fromkeys(("false", "no", "off", "0"), False),
@@ -674,6 +694,7 @@ def _parse_start(rest: str) -> Start:
         mode=Mode.parse(options["mode"]) if "mode" in options else None,
         opening=opening or None,
         thread=_flag("thread", options["thread"]) if "thread" in options else False,
+        rating=parse_rating(options["rating"]) if "rating" in options else None,
     )
 
 

@@ -243,6 +243,11 @@ class StoryConfig:
     """The story rules: modes, limits and what goes into the prompt."""
 
     default_mode: str = _setting("alternate", "turn mode of a new story", choices=("alternate", "round-robin", "free"))
+    default_rating: str = _setting(
+        "general",
+        "content rating of a new story unless /story start says rating:…; mature is only ever asked for",
+        choices=("general", "teen"),
+    )
     max_passage_chars: int = _setting(4000, "longest passage a person may add", min=1)
     max_title_chars: int = _setting(200, "longest story title", min=1)
     max_memory_chars: int = _setting(2000, "longest /story memory text", min=1)
@@ -266,6 +271,7 @@ class ConsoleConfig:
 
     user: str = _setting("", 'your name in the console; empty = $USER or "you"')
     channel: str = _setting("console", "the console's channel id; a different id gives a separate story")
+    mature: bool = _setting(False, "the console is for adults: stories rated mature may run here")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -305,6 +311,9 @@ class SlackConfig:
     )
     rate_limit_retries: int = _setting(
         3, "times a Web API call answered 429 is retried, after the Retry-After it names", min=0, max=10
+    )
+    mature_channels: tuple[str, ...] = _setting(
+        (), "ids of the channels that are for adults (C0123…): only there may a story be rated mature"
     )
     user_cache_s: float = _setting(
         300.0, "seconds a person's name and admin role (from users.info) are remembered", min=0

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from bot.printable import printable
 
@@ -13,12 +13,16 @@ class ChannelRef:
 
     A thread is its own channel, so two threads under one channel can each hold a story.
     ``workspace`` is the Discord guild or Slack team ("" where a platform has none).
+    ``age_restricted`` is what the platform says of the channel now (Discord's age-restricted
+    channels, Slack channels the config lists, the console if the config says so): only there may
+    a story be rated mature. It is not part of the channel's identity.
     """
 
     platform: str
     workspace: str
     channel: str
     thread: str = ""
+    age_restricted: bool = field(default=False, compare=False)
 
     @property
     def key(self) -> str:

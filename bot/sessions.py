@@ -39,6 +39,7 @@ from storage import queries as q
 from storage.database import Database, DatabaseBusy
 from storage.models import (
     AuthorKind,
+    ContentRating,
     GenerationJob,
     JobKind,
     LoreEntry,
@@ -105,6 +106,8 @@ class SessionManager(JobBook):
                 tx.add(ProcessedEvent(platform=channel.platform, event_id=event_id, created_at=self.clock()))
             if story_id is not None:
                 await self._require_running(tx, channel, story_id)
+            if not (command.read_only or isinstance(command, c.End)):
+                await self._require_not_paused(tx, channel)
             return await handler(tx, channel, actor, command)
 
         try:
@@ -157,6 +160,16 @@ class SessionManager(JobBook):
         story = await q.active_story(tx, channel.key)
         if story is None or story.id != story_id:
             raise UserError("That story has ended, so this button does nothing now. Type /story status.")
+
+    async def _require_not_paused(self, tx: AsyncSession, channel: ChannelRef) -> None:
+        """A mature story runs only while its channel is for adults; when the platform stops saying
+        so, the story pauses: nothing is added or written until it does again (or the story ends)."""
+        story = await q.active_story(tx, channel.key)
+        if story is not None and story.rating == ContentRating.MATURE and not channel.age_restricted:
+            raise UserError(
+                f"“{story.title}” is rated mature and this channel is no longer for adults, so the story is "
+                "paused: mark the channel age-restricted again to go on, or finish it with /story end."
+            )
 
     def _is_moderator(self, story: Story, actor: Actor) -> bool:
         return actor.is_moderator or actor.user_id == story.starter_id
@@ -261,6 +274,12 @@ class SessionManager(JobBook):
         title = self._check_length(cmd.title or DEFAULT_TITLE, self.config.story.max_title_chars, "The title")
         opening = self._check_length(cmd.opening or "", self.config.story.max_passage_chars, "The opening")
         mode = (cmd.mode or c.Mode.parse(self.config.story.default_mode)).value
+        rating = cmd.rating or ContentRating(self.config.story.default_rating)
+        if rating == ContentRating.MATURE and not channel.age_restricted:
+            raise UserError(
+                "A story rated mature needs a channel for adults (on Discord an age-restricted channel; on Slack "
+                "one listed in slack.mature_channels). Start it with rating:teen or rating:general here."
+            )
         now = self.clock()
         story = Story(
             channel_key=channel.key,
@@ -271,6 +290,7 @@ class SessionManager(JobBook):
             title=title,
             genre=cmd.genre,
             mode=mode,
+            rating=rating,
             starter_id=actor.user_id,
             starter_name=actor.name,
             settings={},
@@ -294,7 +314,7 @@ class SessionManager(JobBook):
             c.Mode.FREE.value: "Anyone writes with /story add; /story continue asks the bot.",
         }[mode]
         return Result(
-            f"📖 {actor.name} started “{title}”{genre}, {mode} mode. {next_step}",
+            f"📖 {actor.name} started “{title}”{genre}, {mode} mode, rated {rating}. {next_step}",
             story_id=story.id,
             passage=await self._view(tx, passage) if passage else None,
             job_id=job.id if job else None,
@@ -628,7 +648,7 @@ class SessionManager(JobBook):
         people = list(await q.participants(tx, story.id))
         contributors = sorted({p.author_name for p in passages})
         lines = [
-            f"“{story.title}” — {story.mode} mode, {story_size(len(passages), words)}.",
+            f"“{story.title}” — {story.mode} mode, rated {story.rating}, {story_size(len(passages), words)}.",
             f"Contributors: {', '.join(contributors) if contributors else 'none yet'}.",
         ]
         lines.append(f"Written by {self.config.writer(self.story_settings(story).model)}.")

@@ -68,6 +68,14 @@ class StoryStatus(StrEnum):
     FINISHED = "finished"
 
 
+class ContentRating(StrEnum):
+    """``stories.rating``: who a story is for, on the scale fiction archives use."""
+
+    GENERAL = "general"
+    TEEN = "teen"
+    MATURE = "mature"  # only where the platform says the channel is for adults
+
+
 class PassageStatus(StrEnum):
     """``passages.status``."""
 
@@ -116,6 +124,7 @@ class Story(Base):
     title: Mapped[str] = mapped_column(String(300))
     genre: Mapped[str | None] = mapped_column(String(100))
     mode: Mapped[str] = mapped_column(String(20))
+    rating: Mapped[str] = mapped_column(String(10), default=ContentRating.GENERAL, server_default="general")
     status: Mapped[str] = mapped_column(String(20), default=StoryStatus.ACTIVE)
     starter_id: Mapped[str] = mapped_column(String(100))
     starter_name: Mapped[str] = mapped_column(String(200))

@@ -53,7 +53,7 @@ def parse_channel(text: str) -> ChannelRef:
     if len(parts) == 1 and parts[0]:
         return ChannelRef("console", "local", parts[0])
     if len(parts) in (3, 4) and parts[0] and parts[2]:
-        return ChannelRef(*parts)
+        return ChannelRef(parts[0], parts[1], parts[2], parts[3] if len(parts) == 4 else "")
     raise ValueError(f"--channel must be NAME (a console channel) or PLATFORM:WORKSPACE:CHANNEL[:THREAD], got {text!r}")
 
 
