@@ -278,6 +278,29 @@ def test_epub_structure() -> None:
     assert "Contributors" in joined and "Carol (644 words)" in joined
 
 
+def test_the_rating_is_in_every_format_and_in_the_metadata() -> None:
+    story = replace(tricky_story(), rating="teen")
+    assert "*Rating: Teen*" in render(story, "md").data.decode()
+    assert "\nRating: Teen\n" in render(story, "txt").data.decode()
+    page = render(story, "html").data.decode()
+    assert '<meta name="rating" content="teen" />' in page
+    header = etree.fromstring(page.split("\n", 1)[1].encode()).find(".//{*}header")
+    assert header is not None and "Rating: Teen" in "".join(header.itertext())
+    assert "Rating" not in render(story, "html", ExportOptions(body=True)).data.decode()  # AO3 asks for it itself
+    book, opf = _epub_structure(render(story, "epub").data)
+    assert [m.text for m in opf.findall(".//{*}meta[@property='schema:contentRating']")] == ["teen"]
+    title_page = etree.fromstring(book.read(posix_dir(book) + "title.xhtml"))
+    assert "Rating: Teen" in "".join(title_page.itertext())
+    assert json.loads(render(story, "json").data)["rating"] == "teen"
+    assert loads(dumps(story)).rating == "teen"
+
+
+def test_a_json_file_from_before_ratings_reads_as_general() -> None:
+    document = json.loads(dumps(replace(tricky_story(), rating="mature")))
+    del document["rating"]
+    assert loads(json.dumps(document)) == tricky_story()  # rated general, as every story was then
+
+
 def posix_dir(book: zipfile.ZipFile) -> str:
     opf = next(n for n in book.namelist() if n.endswith(".opf"))
     return opf.rsplit("/", 1)[0] + "/" if "/" in opf else ""
@@ -309,7 +332,8 @@ def test_epub_passes_epubcheck(tmp_path: Path) -> None:
     command = _epubcheck()
     assert command is not None
     path = tmp_path / "tricky.epub"  # one book: every JVM start costs seconds
-    path.write_bytes(render(tricky_story(language="ar"), "epub", ExportOptions(chapter_passages=2)).data)
+    story = replace(tricky_story(language="ar"), rating="mature")
+    path.write_bytes(render(story, "epub", ExportOptions(chapter_passages=2)).data)
     done = subprocess.run([*command, str(path)], capture_output=True, text=True, timeout=300, check=False)
     report = done.stdout + done.stderr
     assert done.returncode == 0, report
@@ -361,6 +385,8 @@ def test_json_keeps_everything_and_reads_back_the_same() -> None:
         (lambda d: d["passages"][0].update(created_at="2024-05-01T10:00:00"), "must include a time zone"),
         (lambda d: d["participants"].append(d["participants"][0]), "appears twice"),
         (lambda d: d.update(mode="chaos"), "mode must be one of"),
+        (lambda d: d.update(rating="adult"), "rating must be one of general, teen, mature"),
+        (lambda d: d.update(rating=18), "rating must be text"),
     ],
 )
 def test_a_bad_json_file_is_refused_with_one_line(mutate: Callable[[dict[str, Any]], object], message: str) -> None:

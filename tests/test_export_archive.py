@@ -7,6 +7,7 @@ import asyncio
 import io
 import json
 import zipfile
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -116,11 +117,11 @@ async def test_export_of_the_running_story_and_its_limits(rules: SessionManager)
 async def test_show_and_list_the_channel_archive(rules: SessionManager) -> None:
     story_id = await written_story(rules)
     listing = await run(rules, BOB, "/story list")
-    assert f"#{story_id} “Harbour <Lights>”" in listing.text
+    assert f"#{story_id} “Harbour <Lights>” — rated general, finished" in listing.text
     assert "/story show <id>" in listing.text and "/story export <format> <id>" in listing.text
     shown = await run(rules, BOB, f"/story show {story_id}")
     assert shown.ok and shown.private
-    assert f"#{story_id} “Harbour <Lights>” — sea · started" in shown.text
+    assert f"#{story_id} “Harbour <Lights>” — sea · started" in shown.text and " · rated general · " in shown.text
     assert "3 passages" in shown.text and "Contributors: Alice (5 words), storybot (4 words), Bob" in shown.text
     assert "Alice: The keeper climbed the stairs." in shown.text
     assert f"/story export <md|txt|html|epub|json> {story_id}" in shown.text
@@ -129,6 +130,18 @@ async def test_show_and_list_the_channel_archive(rules: SessionManager) -> None:
     running = await rules.running_story_id(CHANNEL)
     refused = await run(rules, BOB, f"/story show {running}")
     assert not refused.ok and "still being written" in refused.text
+
+
+async def test_a_rated_story_keeps_its_rating_in_the_archive(rules: SessionManager) -> None:
+    started = await run(rules, ALICE, '/story start "Night Shift" rating:teen mode:free The lights went out.')
+    assert (await run(rules, ALICE, "/story end")).ok
+    listing = await run(rules, BOB, "/story list")
+    assert f"#{started.story_id} “Night Shift” — rated teen, finished" in listing.text
+    assert " · rated teen · " in (await run(rules, BOB, f"/story show {started.story_id}")).text
+    exported = (await run(rules, BOB, f"/story export json {started.story_id}")).attachment
+    assert exported is not None and json.loads(exported.data)["rating"] == "teen"
+    md = (await run(rules, BOB, f"/story export md {started.story_id}")).attachment
+    assert md is not None and "*Rating: Teen*" in md.data.decode()
 
 
 # ------------------------------------------------------------------------- command line
@@ -203,9 +216,11 @@ def test_cli_export_list_and_errors(
     code, out, err = cli(cli_env, capsys, monkeypatch, "list")
     assert code == 0, err
     header, row = out.splitlines()
-    assert header.split() == ["id", "channel", "title", "status", "passages", "words"]
+    assert header.split() == ["id", "channel", "title", "status", "rating", "passages", "words"]
     assert (
-        "console:local:harbour" in row and "Lanterns & <Ghosts>" in row and row.split()[-3:] == ["finished", "4", "808"]
+        "console:local:harbour" in row
+        and "Lanterns & <Ghosts>" in row
+        and row.split()[-4:] == ["finished", "general", "4", "808"]
     )
     story_id = row.split()[0]
     code, out, err = cli(cli_env, capsys, monkeypatch, "export", "--story", story_id, "--format", "epub")
@@ -232,6 +247,12 @@ def test_cli_import_refuses_a_bad_file_and_stores_nothing(
     assert err.startswith("storybot: bad.json: passages[3].status must be one of canonical") and err.count("\n") == 1
     code, _out, err = cli(cli_env, capsys, monkeypatch, "import", "missing.json")
     assert code == 1 and "cannot read missing.json" in err
+    document = json.loads(dumps(tricky_story()))
+    document["rating"] = "R"
+    (tmp_path / "bad.json").write_text(json.dumps(document))
+    code, _out, err = cli(cli_env, capsys, monkeypatch, "import", "bad.json")
+    assert code == 1
+    assert err == "storybot: bad.json: rating must be one of general, teen, mature (got 'R').\n"
     (tmp_path / "in.json").write_bytes(dumps(tricky_story()).encode())
     code, _out, err = cli(cli_env, capsys, monkeypatch, "import", "in.json", "--channel", "a:b")
     assert code == 1 and "--channel must be NAME" in err
@@ -239,6 +260,22 @@ def test_cli_import_refuses_a_bad_file_and_stores_nothing(
 
 
 SLUG = "lanterns-ghosts-a-tale"  # the file name tricky_story's title gives
+
+
+def test_cli_import_keeps_the_rating_and_reads_old_files_as_general(
+    cli_env: Config, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    teen = json.loads(dumps(replace(tricky_story(), rating="teen")))
+    old = json.loads(dumps(tricky_story()))
+    del old["rating"]  # written before stories had ratings
+    ids = [imported(cli_env, capsys, monkeypatch, document) for document in (teen, old)]
+    code, out, err = cli(cli_env, capsys, monkeypatch, "list")
+    assert code == 0, err
+    assert [line.split()[-3] for line in out.splitlines()[1:]] == ["teen", "general"]
+    for story_id, rating in zip(ids, ("teen", "general"), strict=True):
+        code, out, err = cli(cli_env, capsys, monkeypatch, "export", "--story", story_id, "--format", "json", "-o", "-")
+        assert code == 0 and json.loads(out)["rating"] == rating, err
+    assert json.loads(out) == {**old, "rating": "general"}  # nothing else changed on the way
 
 
 def imported(

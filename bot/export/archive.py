@@ -29,6 +29,7 @@ class StoryRow:
     channel: str
     title: str
     status: str
+    rating: str
     passages: int
     words: int
 
@@ -43,7 +44,9 @@ async def list_stories(db: Database) -> list[StoryRow]:
         # Counted as the exports count them: chapter headings are not passages.
         passages = [t for t in texts.get(story.id, []) if chapter_title(t) is None]
         words = sum(word_count(t) for t in passages)
-        rows.append(StoryRow(story.id, story.channel_key, story.title, story.status, len(passages), words))
+        rows.append(
+            StoryRow(story.id, story.channel_key, story.title, story.status, story.rating, len(passages), words)
+        )
     return rows
 
 
@@ -73,6 +76,7 @@ async def import_story(db: Database, story: ExportStory, *, channel: ChannelRef 
             title=story.title,
             genre=story.genre,
             mode=story.mode,
+            rating=story.rating,
             status=StoryStatus.FINISHED,
             starter_id=story.starter_id,
             starter_name=story.starter_name,

@@ -36,7 +36,11 @@ class Archive:
         stories = await q.finished_stories(tx, channel.key)
         if not stories:
             return Result("No finished stories in this channel yet.", private=True)
-        lines = [f"#{s.id} “{s.title}” — finished {s.finished_at:%Y-%m-%d}" for s in stories if s.finished_at]
+        lines = [
+            f"#{s.id} “{s.title}” — rated {s.rating}, finished {s.finished_at:%Y-%m-%d}"
+            for s in stories
+            if s.finished_at
+        ]
         hint = "/story show <id> shows a story's opening; /story export <format> <id> downloads it."
         return Result("Finished stories:\n" + "\n".join(lines) + "\n" + hint, private=True)
 

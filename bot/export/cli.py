@@ -97,8 +97,11 @@ async def list_command(config: Config, args: argparse.Namespace) -> None:
     if not rows:
         print("No stories yet.")
         return
-    header = ("id", "channel", "title", "status", "passages", "words")
-    table = [header, *((str(r.id), r.channel, r.title, r.status, str(r.passages), str(r.words)) for r in rows)]
+    header = ("id", "channel", "title", "status", "rating", "passages", "words")
+    table = [
+        header,
+        *((str(r.id), r.channel, r.title, r.status, r.rating, str(r.passages), str(r.words)) for r in rows),
+    ]
     widths = [max(len(row[i]) for row in table) for i in range(len(header))]
     for row in table:
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())

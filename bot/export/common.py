@@ -58,6 +58,11 @@ def date_line(story: ExportStory) -> str:
     return " · ".join(parts)
 
 
+def rating_line(story: ExportStory) -> str:
+    """``Rating: Teen``: who the story is for, on its own line beside the dates in every format."""
+    return f"Rating: {story.rating.capitalize()}"
+
+
 def contributor_label(person: Contributor) -> str:
     return f"{person.name} ({counted(person.words, 'word')})"
 

@@ -1,4 +1,4 @@
-"""EPUB 3 (built with ebooklib): a title page, the contributors, and the story as chapters.
+"""EPUB 3 (built with ebooklib): a title page (with the rating), the contributors, and the story as chapters.
 
 Chapters follow the participants' chapter marks, else one starts every
 ``options.chapter_passages`` passages. The book declares the story's language, and the same
@@ -17,7 +17,7 @@ from html import escape
 
 from ebooklib import epub
 
-from bot.export.common import ExportOptions, RenderedFile, contributor_label, date_line, slug
+from bot.export.common import ExportOptions, RenderedFile, contributor_label, date_line, rating_line, slug
 from bot.export.html import passage_paragraphs
 from bot.export.model import ExportStory
 from bot.words import counted
@@ -63,6 +63,8 @@ def _book(story: ExportStory, options: ExportOptions) -> tuple[epub.EpubBook, da
     book.add_metadata("DC", "date", when.strftime("%Y-%m-%dT%H:%M:%SZ"))
     if story.genre:
         book.add_metadata("DC", "subject", story.genre)
+    # schema.org's CreativeWork.contentRating; EPUB 3 reserves the schema: prefix, so no declaration.
+    book.add_metadata(None, "meta", story.rating, {"property": "schema:contentRating"})
 
     css = epub.EpubItem(uid="style", file_name="style.css", media_type="text/css", content=STYLE.encode())
     book.add_item(css)
@@ -71,7 +73,8 @@ def _book(story: ExportStory, options: ExportOptions) -> tuple[epub.EpubBook, da
         _page(
             "title.xhtml",
             story.title,
-            f'<h1 dir="auto">{title}</h1><p class="meta">{escape(date_line(story), quote=False)}</p>',
+            f'<h1 dir="auto">{title}</h1><p class="meta">{escape(date_line(story), quote=False)}</p>'
+            f'<p class="meta">{escape(rating_line(story), quote=False)}</p>',
             story,
             css,
         )

@@ -10,7 +10,15 @@ from __future__ import annotations
 
 from html import escape
 
-from bot.export.common import ExportOptions, RenderedFile, contributor_label, date_line, paragraphs, slug
+from bot.export.common import (
+    ExportOptions,
+    RenderedFile,
+    contributor_label,
+    date_line,
+    paragraphs,
+    rating_line,
+    slug,
+)
 from bot.export.model import Chapter, ExportPassage, ExportStory
 from bot.words import counted
 
@@ -86,8 +94,10 @@ def page(story: ExportStory, options: ExportOptions) -> str:
         f'<html lang="{escape(story.language)}">\n<head>\n<meta charset="utf-8" />\n'
         '<meta name="viewport" content="width=device-width, initial-scale=1" />\n'
         '<meta name="generator" content="storybot" />\n'
+        f'<meta name="rating" content="{escape(story.rating)}" />\n'
         f"<title>{title}</title>\n<style>\n{STYLE}</style>\n</head>\n<body>\n<main>\n"
         f'<header>\n<h1 dir="auto">{title}</h1>\n<p class="meta">{escape(date_line(story), quote=False)}</p>\n'
+        f'<p class="meta">{escape(rating_line(story), quote=False)}</p>\n'
         f"{contributors}</header>\n<hr />\n<article>\n{story_html}\n</article>\n</main>\n</body>\n</html>\n"
     )
 

@@ -19,6 +19,7 @@ from bot.export.model import (
     AUTHOR_KINDS,
     MODES,
     PASSAGE_STATUSES,
+    RATINGS,
     STORY_STATUSES,
     ExportLore,
     ExportParticipant,
@@ -26,6 +27,7 @@ from bot.export.model import (
     ExportStory,
 )
 from bot.identity import ChannelRef
+from storage.models import ContentRating
 
 FORMAT = "storybot-story"
 FORMAT_VERSION = 1
@@ -51,6 +53,7 @@ def document(story: ExportStory) -> dict[str, Any]:
         "genre": story.genre,
         "language": story.language,
         "mode": story.mode,
+        "rating": story.rating,
         "status": story.status,
         "starter": {"id": story.starter_id, "name": story.starter_name},
         "created_at": _time(story.created_at),
@@ -165,8 +168,9 @@ class _Reader:
             raise DocumentError(f"{self._name(key)} must include a time zone.")
         return value
 
-    def choice(self, key: str, choices: tuple[str, ...]) -> str:
-        value = self.get(key, str)
+    def choice(self, key: str, choices: tuple[str, ...], *, default: str | None = None) -> str:
+        """One of ``choices``; with a ``default``, the field may be missing (files from before it)."""
+        value = self.get(key, str) if default is None else self.get(key, str, optional=True, default=default)
         if value not in choices:
             raise DocumentError(f"{self._name(key)} must be one of {', '.join(choices)} (got {value[:40]!r}).")
         return value
@@ -268,6 +272,7 @@ def loads(data: bytes | str) -> ExportStory:
         genre=r.get("genre", str, optional=True),
         language=r.get("language", str, optional=True, default="en"),
         mode=r.choice("mode", MODES),
+        rating=r.choice("rating", RATINGS, default=ContentRating.GENERAL.value),
         status=r.choice("status", STORY_STATUSES),
         starter_id=starter.get("id", str),
         starter_name=starter.get("name", str),

@@ -1,4 +1,4 @@
-"""Markdown: title, genre and dates, contributors with word counts, then the canonical story.
+"""Markdown: title, genre and dates, rating, contributors with word counts, then the canonical story.
 
 Everything people and the model wrote is escaped so it stays text: a passage that starts with
 ``#`` or ``-`` is not a heading or a list, ``*stars*`` and ``<tags>`` are not markup. Line
@@ -9,7 +9,15 @@ from __future__ import annotations
 
 import re
 
-from bot.export.common import ExportOptions, RenderedFile, contributor_label, date_line, paragraphs, slug
+from bot.export.common import (
+    ExportOptions,
+    RenderedFile,
+    contributor_label,
+    date_line,
+    paragraphs,
+    rating_line,
+    slug,
+)
 from bot.export.model import ExportPassage, ExportStory
 from bot.words import counted
 
@@ -39,7 +47,7 @@ def _passage(passage: ExportPassage, options: ExportOptions) -> list[str]:
 
 
 def render(story: ExportStory, options: ExportOptions) -> RenderedFile:
-    blocks = [f"# {escape(story.title)}", f"*{escape(date_line(story))}*"]
+    blocks = [f"# {escape(story.title)}", f"*{escape(date_line(story))}*", f"*{escape(rating_line(story))}*"]
     people = story.contributors
     if people:
         listing = "\n".join(f"- {escape(contributor_label(p))}" for p in people)

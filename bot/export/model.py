@@ -15,7 +15,7 @@ from typing import Any
 
 from bot.identity import ChannelRef
 from bot.words import word_count
-from storage.models import AuthorKind, PassageStatus, StoryStatus
+from storage.models import AuthorKind, ContentRating, PassageStatus, StoryStatus
 
 CANONICAL = PassageStatus.CANONICAL
 SUPERSEDED = PassageStatus.SUPERSEDED
@@ -24,6 +24,7 @@ PASSAGE_STATUSES = tuple(PassageStatus)
 AUTHOR_KINDS = tuple(AuthorKind)
 STORY_STATUSES = tuple(StoryStatus)
 MODES = ("alternate", "round-robin", "free")
+RATINGS = tuple(ContentRating)
 
 # A passage that is only a heading such as "Chapter 2", "Part Three: The Storm" or "Epilogue"
 # is how participants mark a chapter break; it becomes the next chapter's title.
@@ -125,6 +126,7 @@ class ExportStory:
     created_at: datetime
     finished_at: datetime | None
     channel: ChannelRef  # where it was written; an import puts the story back there
+    rating: str = ContentRating.GENERAL.value  # a ContentRating: general, teen or mature
     memory: str = ""
     note: str = ""
     settings: dict[str, Any] = field(default_factory=dict)

@@ -47,6 +47,7 @@ async def load_story(tx: AsyncSession, story: Story, *, language: str) -> Export
         genre=story.genre,
         language=language,
         mode=story.mode,
+        rating=story.rating,
         status=story.status,
         starter_id=story.starter_id,
         starter_name=story.starter_name,

@@ -27,7 +27,7 @@ def summary(story: ExportStory, story_id: int) -> str:
     passages = len([p for p in story.canonical if p.chapter_mark is None])
     people = ", ".join(contributor_label(p) for p in story.contributors) or "nobody yet"
     lines = [
-        f"#{story_id} “{story.title}” — {date_line(story)} · {story_size(passages, story.words)}.",
+        f"#{story_id} “{story.title}” — {date_line(story)} · rated {story.rating} · {story_size(passages, story.words)}.",
         f"Contributors: {people}.",
     ]
     if start := opening(story):

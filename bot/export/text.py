@@ -10,7 +10,15 @@ from __future__ import annotations
 import functools
 import unicodedata
 
-from bot.export.common import ExportOptions, RenderedFile, contributor_label, date_line, paragraphs, slug
+from bot.export.common import (
+    ExportOptions,
+    RenderedFile,
+    contributor_label,
+    date_line,
+    paragraphs,
+    rating_line,
+    slug,
+)
 from bot.export.model import ExportStory
 from bot.words import counted
 
@@ -67,7 +75,7 @@ def _underline(text: str, mark: str) -> str:
 
 
 def render(story: ExportStory, options: ExportOptions) -> RenderedFile:
-    out: list[str] = [*wrap(story.title), _underline(story.title, "="), "", *wrap(date_line(story))]
+    out: list[str] = [*wrap(story.title), _underline(story.title, "="), "", *wrap(date_line(story)), rating_line(story)]
     people = story.contributors
     if people:
         listing = ", ".join(map(contributor_label, people))
