@@ -50,7 +50,10 @@ class ConsoleChannel:
         self.app = app
         self.out = out
         self.interactive = sys.stdin.isatty() if interactive is None else interactive
-        self.channel = ChannelRef("console", "local", app.config.console.channel)
+        # The console is for adults only when the config says so (console.mature): then a story may be rated mature.
+        self.channel = ChannelRef(
+            "console", "local", app.config.console.channel, age_restricted=app.config.console.mature
+        )
         self.actor = self._actor(default_user(app.config.console.user))
         self._turns: dict[int, asyncio.Future[None]] = {}
         self._streamed: dict[int, str] = {}

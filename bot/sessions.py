@@ -278,7 +278,8 @@ class SessionManager(JobBook):
         if rating == ContentRating.MATURE and not channel.age_restricted:
             raise UserError(
                 "A story rated mature needs a channel for adults (on Discord an age-restricted channel; on Slack "
-                "one listed in slack.mature_channels). Start it with rating:teen or rating:general here."
+                "one listed in slack.mature_channels; the console with console.mature). Start it with rating:teen "
+                "or rating:general here."
             )
         now = self.clock()
         story = Story(

@@ -85,6 +85,7 @@ class FakeDiscord:
         self.messages: dict[int, dict[str, Any]] = {}
         self.answers: dict[str, Answer] = {}  # by interaction token
         self.threads: list[dict[str, Any]] = []
+        self.nsfw: set[int] = set()  # the age-restricted channels (set_nsfw)
         self.dispatched_at: dict[str, float] = {}  # interaction token -> when it was sent
         self.identified = asyncio.Event()
         self.guild_ready = asyncio.Event()
@@ -224,7 +225,7 @@ class FakeDiscord:
             "name": "stories",
             "position": 0,
             "permission_overwrites": [],
-            "nsfw": False,
+            "nsfw": CHANNEL_ID in self.nsfw,
             "parent_id": None,
             "rate_limit_per_user": 0,
         }
@@ -356,10 +357,15 @@ class FakeDiscord:
             "guild_id": str(GUILD_ID),
             "name": "stories",
             "permission_overwrites": [],
-            "nsfw": False,
+            "nsfw": channel_id in self.nsfw,
             "parent_id": None,
             "position": 0,
         }
+
+    async def set_nsfw(self, nsfw: bool, channel_id: int = CHANNEL_ID) -> None:
+        """A moderator marks the channel age-restricted, or unmarks it: Discord sends CHANNEL_UPDATE."""
+        (self.nsfw.add if nsfw else self.nsfw.discard)(channel_id)
+        await self.dispatch("CHANNEL_UPDATE", self.channel(channel_id))
 
     # ------------------------------------------------------------------ what tests read
 
@@ -376,8 +382,9 @@ class FakeDiscord:
 
     def assert_nothing_could_ping(self) -> None:
         """Every message payload the bot sent turned mentions off: nothing could ping anyone."""
+        quiet = ({"parse": []}, {"parse": [], "replied_user": False})  # (a reply that does not ping its author)
         for request, message in self.message_payloads():
-            assert message.get("allowed_mentions") == {"parse": []}, (request.method, request.path, message)
+            assert message.get("allowed_mentions") in quiet, (request.method, request.path, message)
 
     def message_payloads(self) -> list[tuple[Request, dict[str, Any]]]:
         """Every request that creates or changes a message's content, with that message part."""

@@ -63,14 +63,14 @@ def test_a_whole_session_through_the_console(tmp_path: Path, tiny_model_dir: Pat
     done = run_console(tmp_path, tiny_model_dir, SCRIPT)
     assert done.returncode == 0, done.stderr
     out = done.stdout
-    assert "Alice started “The Lighthouse” (mystery), alternate mode." in out
+    assert "Alice started “The Lighthouse” (mystery), alternate mode, rated general." in out
     assert "(now writing as Bob)" in out
     assert "! Unknown command 'frobnicate'" in out
     # Three bot answers and one rewrite, each printed as it was stored.
     assert out.count("storybot ▸ ") == 4
     assert "The bot is rewriting its last passage" in out
     assert "Withdrew passage 6 by storybot" in out
-    assert "“The Lighthouse” — alternate mode, 5 passages" in out
+    assert "“The Lighthouse” — alternate mode, rated general, 5 passages" in out
     assert "The End." in out
     assert "Traceback" not in done.stderr
 

@@ -60,6 +60,7 @@ SAME_AS_TYPED: list[tuple[tuple[str, ...], dict[str, Any], str]] = [
         'start "The Lighthouse" genre:mystery mode:free thread:yes The keeper climbed.',
     ),
     (("start",), {}, "start"),
+    (("start",), {"title": "Dark", "rating": "mature"}, 'start "Dark" rating:mature'),
     (("add",), {"text": "  The keeper climbed the stairs.  "}, "add The keeper climbed the stairs."),
     (("continue",), {"direction": " north "}, "continue north"),
     (("continue",), {}, "continue"),

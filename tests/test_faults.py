@@ -279,7 +279,7 @@ async def test_the_console_reports_a_locked_database_and_reads_the_next_line(
     await console.run(io.StringIO("The sea was loud.\n/story status\n"))
     text = out.getvalue()
     assert f"! {DATABASE_BUSY}" in text
-    assert "“Faults” — free mode, 1 passage" in text
+    assert "“Faults” — free mode, rated general, 1 passage" in text
     assert await count_passages(app) == 1
 
 
@@ -306,7 +306,7 @@ def test_bytes_that_are_not_utf8_cost_nothing_but_themselves(tmp_path: Path, tin
     assert "invalid \ufffd\ufffd here" in out
     assert "(now writing as \ufffd)" in out
     assert "\ufffd: The lamp ]0;pwnedwas cold." in out
-    assert "“Bad [2Jbytes” — free mode, 2 passages" in out
+    assert "“Bad [2Jbytes” — free mode, rated general, 2 passages" in out
     assert "\x1b" not in out and "\x07" not in out
 
 
@@ -340,7 +340,7 @@ def test_a_second_process_on_the_same_sqlite_file_refuses_to_start(tmp_path: Pat
         assert line.startswith(f"storybot: another storybot process (pid {first.pid}) is already serving ")
         out, err = first.communicate('/story start "One" mode:free\nThe lamp was cold.\n/story status\n', timeout=120)
         assert first.returncode == 0, err
-        assert "“One” — free mode, 1 passage" in out
+        assert "“One” — free mode, rated general, 1 passage" in out
     finally:
         if first.poll() is None:
             first.kill()

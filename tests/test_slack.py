@@ -181,7 +181,10 @@ async def test_a_whole_story_runs_with_commands_buttons_and_streamed_turns(slack
 
     await send.command("status", user=BOB)
     status = (await api.wait_for(lambda: ephemerals(slack, BOB)))[-1]
-    assert "“The Lighthouse” — alternate mode, 3 passages" in status and "Contributors: Alice, Bob, storybot." in status
+    assert (
+        "“The Lighthouse” — alternate mode, rated general, 3 passages" in status
+        and "Contributors: Alice, Bob, storybot." in status
+    )
 
     await send.click("end", story_id, user=BOB, channel=CHANNEL, message_ts=ts)  # not the starter, not an admin
     refusal = await api.wait_for(lambda: [t for t in ephemerals(slack, BOB) if "Only Alice" in t])
@@ -244,7 +247,7 @@ async def test_a_redelivered_event_or_command_is_applied_once(slack: Slack) -> N
     await api.wait_for(lambda: [a for a in api.messages.values() if a.get("thread_ts") == thread])
     await send.message(f"<@{BOT_USER}> status", user=BOB, channel=CHANNEL, thread_ts=thread, event_id="Ev0STATUS")
     status = await api.wait_for(lambda: ephemerals(slack, BOB))
-    assert "“Night Watch” — free mode, 1 passage," in status[0]
+    assert "“Night Watch” — free mode, rated general, 1 passage," in status[0]
     in_thread = [a for a in api.messages.values() if a.get("thread_ts") == thread]
     assert [shown(a) for a in in_thread] == ["*Bob:* The guard lowered her lantern.\nPassage 1 added."]
     assert len([a for a in api.messages.values() if "Night Watch" in shown(a)]) == 1  # one story, one thread
@@ -493,7 +496,10 @@ async def assert_kept_and_answering(slack: Slack, before: tuple[int, int]) -> No
     """The app still answers good requests, and nothing changed: “Kept” runs on, nothing started in
     OTHER, the model was not asked for a turn, nothing was posted."""
     api, send = slack.api, slack.sender
-    for channel, answer in ((CHANNEL, "“Kept” — alternate mode, 2 passages"), (OTHER, "No story is running")):
+    for channel, answer in (
+        (CHANNEL, "“Kept” — alternate mode, rated general, 2 passages"),
+        (OTHER, "No story is running"),
+    ):
         seen = len(ephemerals(slack, BOB))
         assert (await send.command("status", user=BOB, channel=channel)).status == 200
         # (awaited before the loop moves on, so the lambda reads this round's ``seen``)

@@ -119,10 +119,15 @@ class StoryClient(discord.Client):
 
     @staticmethod
     def _ref(guild_id: int | None, channel: Any, channel_id: int | None) -> ChannelRef:
+        """Where a command came from, with Discord's age restriction as the client's cache has it now
+        (kept current by CHANNEL_UPDATE events): a thread is age-restricted when its parent channel
+        is (``Thread.is_nsfw``); a channel the client cannot see (a DM, an uncached one) is not."""
         guild = str(guild_id or "")
+        is_nsfw = getattr(channel, "is_nsfw", None)
+        adults = bool(is_nsfw()) if callable(is_nsfw) else False
         if isinstance(channel, discord.Thread):
-            return ChannelRef(PLATFORM, guild, str(channel.parent_id), str(channel.id))
-        return ChannelRef(PLATFORM, guild, str(channel_id))
+            return ChannelRef(PLATFORM, guild, str(channel.parent_id), str(channel.id), age_restricted=adults)
+        return ChannelRef(PLATFORM, guild, str(channel_id), age_restricted=adults)
 
     @staticmethod
     def _actor(user: discord.abc.User, permissions: discord.Permissions) -> Actor:

@@ -23,6 +23,13 @@ from bot import commands as c
 SUBCOMMANDS: tuple[str, ...] = tuple(dict.fromkeys(re.findall(r"^/story (\w+)", c.HELP_TEXT, re.MULTILINE)))
 
 _MODES = [app_commands.Choice(name=mode.value, value=mode.value) for mode in c.Mode]
+# Who each rating is for (the fiction archives' scale), as the picker shows it.
+_RATING_NAMES = {
+    c.ContentRating.GENERAL: "general: general audiences",
+    c.ContentRating.TEEN: "teen: teen and up audiences",
+    c.ContentRating.MATURE: "mature: adults only (age-restricted channels)",
+}
+_RATINGS = [app_commands.Choice(name=_RATING_NAMES[rating], value=rating.value) for rating in c.ContentRating]
 _VOTES = [app_commands.Choice(name=f"{vote.emoji} {vote.value}", value=vote.value) for vote in c.Vote]
 _FORMATS = [app_commands.Choice(name=fmt, value=fmt) for fmt in c.EXPORT_FORMATS]
 _TOPICS = [app_commands.Choice(name=word, value=word) for word in SUBCOMMANDS]
@@ -44,13 +51,16 @@ async def _run(interaction: discord.Interaction[Any], build: Callable[[], c.Comm
     await runner.run_command(interaction, command)
 
 
-def _start(title: str | None, genre: str | None, mode: str | None, opening: str | None, thread: bool) -> c.Start:
+def _start(
+    title: str | None, genre: str | None, mode: str | None, rating: str | None, opening: str | None, thread: bool
+) -> c.Start:
     return c.Start(
         title=(title or "").strip() or None,
         genre=(genre or "").strip() or None,
         mode=c.Mode.parse(mode) if mode else None,
         opening=(opening or "").strip() or None,
         thread=thread,
+        rating=c.parse_rating(rating) if rating else None,
     )
 
 
@@ -87,20 +97,22 @@ class StoryCommands(app_commands.Group):
         title="The story's title",
         genre="A genre, e.g. mystery or fantasy",
         mode="Turn order: alternate (default), round-robin or free",
+        rating="Who the story is for (default general); mature only in an age-restricted channel",
         opening="The first passage, written by you",
         thread="Run the story in a new thread",
     )
-    @app_commands.choices(mode=_MODES)
+    @app_commands.choices(mode=_MODES, rating=_RATINGS)
     async def start(
         self,
         interaction: discord.Interaction,
         title: app_commands.Range[str, 1, 100] | None = None,
         genre: app_commands.Range[str, 1, c.MAX_GENRE_LENGTH] | None = None,
         mode: str | None = None,
+        rating: str | None = None,
         opening: str | None = None,
         thread: bool = False,
     ) -> None:
-        await _run(interaction, lambda: _start(title, genre, mode, opening, thread))
+        await _run(interaction, lambda: _start(title, genre, mode, rating, opening, thread))
 
     @app_commands.command(name="add", description="Write the next passage yourself")
     @app_commands.describe(text="Your passage")

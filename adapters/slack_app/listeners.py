@@ -28,7 +28,7 @@ import asyncio
 import dataclasses
 import logging
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from typing import Any
 
 from slack_bolt.async_app import AsyncApp
@@ -153,12 +153,12 @@ class SlackStory:
     # ------------------------------------------------------------------ listeners
 
     async def _on_command(self, ack: Ack, body: dict[str, Any]) -> None:
-        delivery = command_delivery(body)
+        delivery = command_delivery(body, self.core.config.slack.mature_channels)
         text = optional_text(body, "text", "the slash command")
         await self._acknowledge(self._decide(delivery, render.plain_text(text)), ack, answer_in_ack=True)
 
     async def _on_button(self, ack: Ack, body: dict[str, Any]) -> None:
-        delivery = button_delivery(body)
+        delivery = button_delivery(body, self.core.config.slack.mature_channels)
         action = body["actions"][0]  # Bolt matched its action_id, so it is an object
         clicked = button_command(action["action_id"].removeprefix(render.ACTION_PREFIX), action.get("value"))
         if clicked is None:
@@ -175,7 +175,7 @@ class SlackStory:
         event = body["event"]  # Bolt matched its type, so it is an object
         if event.get("subtype") or event.get("bot_id") or not event.get("user"):
             return  # edits, joins, other bots, the bot itself
-        delivery = message_delivery(body, event)
+        delivery = message_delivery(body, event, self.core.config.slack.mature_channels)
         text = optional_text(event, "text", "the message")
         mention = f"<@{self.bot_user_id}>"
         if self.bot_user_id and text.lstrip().startswith(mention):
@@ -385,15 +385,21 @@ def _fits_in_ack(result: Result) -> bool:
 # ---------------------------------------------------------------------- reading deliveries
 
 
-def command_delivery(body: Fields) -> Delivery:
+def _channel(team: str, channel: str, thread: str, mature_channels: Collection[str]) -> ChannelRef:
+    """Where a delivery came from. Slack says nothing of a channel's audience, so the config does:
+    a channel listed in ``slack.mature_channels`` (and its threads) is for adults."""
+    return ChannelRef(PLATFORM, team, channel, thread, age_restricted=channel in mature_channels)
+
+
+def command_delivery(body: Fields, mature_channels: Collection[str]) -> Delivery:
     """Who ran ``/story`` where. Slack sends each required field with every command, so one missing
     is a malformed request (``MalformedRequest``: 400), not a ``KeyError`` after the acknowledgement."""
     where = "the slash command"
-    ref = ChannelRef(
-        PLATFORM,
+    ref = _channel(
         optional_text(body, "team_id", where),
         required_text(body, "channel_id", where),
         optional_text(body, "thread_ts", where),
+        mature_channels,
     )
     return Delivery(
         ref,
@@ -404,7 +410,7 @@ def command_delivery(body: Fields) -> Delivery:
     )
 
 
-def button_delivery(body: Fields) -> Delivery:
+def button_delivery(body: Fields, mature_channels: Collection[str]) -> Delivery:
     """Who clicked a passage button, under which message; a required field missing is a malformed request."""
     where = "the button click"
     user = required_object(body, "user", where)
@@ -414,11 +420,11 @@ def button_delivery(body: Fields) -> Delivery:
         thread = ""  # a channel-level passage that people replied to: not a story thread
     team = optional_text(optional_object(body, "team", where), "id", "the button click's team")
     channel = required_object(body, "channel", where)
-    ref = ChannelRef(
-        PLATFORM,
+    ref = _channel(
         team or optional_text(user, "team_id", "the button click's user"),
         required_text(channel, "id", "the button click's channel"),
         thread,
+        mature_channels,
     )
     return Delivery(
         ref,
@@ -429,14 +435,14 @@ def button_delivery(body: Fields) -> Delivery:
     )
 
 
-def message_delivery(body: Fields, event: Fields) -> Delivery:
+def message_delivery(body: Fields, event: Fields, mature_channels: Collection[str]) -> Delivery:
     """Who wrote a message where, and the envelope's ``event_id`` (kept on Slack's retries); a required
     field missing is a malformed request, which Bolt has already acknowledged, so it is only logged."""
     where = "the message event"
-    ref = ChannelRef(
-        PLATFORM,
+    ref = _channel(
         optional_text(body, "team_id", "the event"),
         required_text(event, "channel", where),
         optional_text(event, "thread_ts", where),
+        mature_channels,
     )
     return Delivery(ref, required_text(event, "user", where), "", required_text(body, "event_id", "the event"))
