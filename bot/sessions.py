@@ -433,9 +433,9 @@ class SessionManager(JobBook):
         again changes their vote. The answer is private; the counts show on the passage itself."""
         story = await self._story(tx, channel)
         passage = await self._passage_to_rate(tx, story, cmd)
-        view = await self._view(tx, passage)
         vote = await q.vote_of(tx, passage.id, actor.user_id)
         if vote is not None and vote.value == cmd.vote.points:
+            view = await self._view(tx, passage)
             return Result(
                 f"You already rated passage {view.number} {cmd.vote.emoji} ({view.votes}).",
                 private=True,

@@ -113,29 +113,28 @@ def _percent(share: float | None) -> str:
 
 def as_json(rows: Sequence[Group], passages: Sequence[JudgedPassage]) -> dict[str, Any]:
     """The groups and every passage with its votes and fate: what ``storybot stats --json`` prints."""
+    return {"groups": [asdict(g) for g in rows], "passages": [_passage_json(p) for p in passages]}
+
+
+def _passage_json(p: JudgedPassage) -> dict[str, Any]:
+    """One passage with its votes and fate, as ``storybot stats --json`` gives it."""
+    model, adapter, _ = group_key(p)
     return {
-        "groups": [asdict(g) for g in rows],
-        "passages": [
-            {
-                "id": p.id,
-                "story_id": p.story_id,
-                "story_title": p.story_title,
-                "channel": p.channel_key,
-                "seq": p.seq,
-                "created_at": p.created_at.isoformat(),
-                "model": group_key(p)[0],
-                "adapter": group_key(p)[1],
-                "settings": {key: p.generation[key] for key in SAMPLING_KEYS if key in p.generation},
-                "seconds": p.generation.get("seconds"),
-                "words": p.words,
-                "fate": p.fate.value,
-                "up": p.up,
-                "down": p.down,
-                "votes": [
-                    {"voter_id": b.voter_id, "voter": b.voter_name, "value": b.value, "at": b.at.isoformat()}
-                    for b in p.ballots
-                ],
-            }
-            for p in passages
+        "id": p.id,
+        "story_id": p.story_id,
+        "story_title": p.story_title,
+        "channel": p.channel_key,
+        "seq": p.seq,
+        "created_at": p.created_at.isoformat(),
+        "model": model,
+        "adapter": adapter,
+        "settings": {key: p.generation[key] for key in SAMPLING_KEYS if key in p.generation},
+        "seconds": p.generation.get("seconds"),
+        "words": p.words,
+        "fate": p.fate.value,
+        "up": p.up,
+        "down": p.down,
+        "votes": [
+            {"voter_id": b.voter_id, "voter": b.voter_name, "value": b.value, "at": b.at.isoformat()} for b in p.ballots
         ],
     }
