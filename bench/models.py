@@ -1,4 +1,5 @@
-"""Random-weight GPT-2 and Llama models with a freshly trained byte-level BPE tokenizer.
+"""Random-weight GPT-2 and Llama models, and BERT text classifiers, with a freshly trained
+byte-level BPE tokenizer.
 
 Nothing here downloads: the tests and the benchmark build the model they need from text they
 carry, save it with ``save_pretrained`` and load it through the product's own loading code.
@@ -6,7 +7,7 @@ carry, save it with ``save_pretrained`` and load it through the product's own lo
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,23 @@ def build_random_llama(folder: Path, texts: Iterable[str], vocab_size: int, **ll
     from transformers import LlamaConfig, LlamaForCausalLM
 
     _build(folder, texts, vocab_size, LlamaConfig, LlamaForCausalLM, llama_config)
+
+
+def build_random_classifier(
+    folder: Path, texts: Iterable[str], vocab_size: int, labels: Sequence[str], **bert_config: Any
+) -> None:
+    """A BERT text classifier (``BertConfig`` fields) whose outputs are ``labels``, multi-label
+    (a sigmoid per label) unless ``problem_type`` says otherwise, for the content classifier
+    (``bot.safety.classifier``)."""
+    from transformers import BertConfig, BertForSequenceClassification
+
+    shape = {
+        "id2label": dict(enumerate(labels)),
+        "label2id": {label: index for index, label in enumerate(labels)},
+        "problem_type": "multi_label_classification",
+        **bert_config,
+    }
+    _build(folder, texts, vocab_size, BertConfig, BertForSequenceClassification, shape)
 
 
 def _build(

@@ -39,6 +39,7 @@ __all__ = [
     "ModelConfig",
     "NamedModel",
     "OpenAIConfig",
+    "SafetyConfig",
     "Setting",
     "SlackConfig",
     "StoryConfig",
@@ -265,6 +266,54 @@ class StoryConfig:
     lore_max_tokens: int = _setting(256, "token budget for triggered lore", min=0)
 
 
+SAFETY_CHECKERS = ("words", "classifier", "moderation")
+
+
+@dataclasses.dataclass(frozen=True)
+class SafetyConfig:
+    """The checks on what people and the bot write (``bot/safety``): which checkers each rating
+    uses, the word lists' additions and exceptions, the classifier, the moderation endpoint."""
+
+    general: tuple[str, ...] = _setting(
+        ("words",),
+        "checkers for stories rated general, in order: words, classifier, moderation",
+        choices=SAFETY_CHECKERS,
+    )
+    teen: tuple[str, ...] = _setting(("words",), "checkers for stories rated teen", choices=SAFETY_CHECKERS)
+    mature: tuple[str, ...] = _setting(("words",), "checkers for stories rated mature", choices=SAFETY_CHECKERS)
+    lists_dir: str = _setting(
+        "", "a folder whose general.txt, teen.txt, mature.txt replace the shipped word lists; empty = shipped"
+    )
+    ban_general: tuple[str, ...] = _setting((), "more words, phrases or re: patterns refused in general stories")
+    ban_teen: tuple[str, ...] = _setting((), "more entries refused in teen (and general) stories")
+    ban_mature: tuple[str, ...] = _setting((), "more entries refused in every story")
+    allow: tuple[str, ...] = _setting(
+        (), "entries of the shipped lists not to use anywhere, as the lists write them (fuck*)"
+    )
+    decode_bans: bool = _setting(True, "the rating's plain banned words are also bad words for the model")
+    timeout_s: float = _setting(5.0, "seconds a checker may take on one text", min=0, min_exclusive=True)
+    human_when_down: str = _setting(
+        "refuse",
+        "a person's text when a checker is down: refuse it, or allow it unchecked by that checker"
+        " (a bot passage always waits for its checks)",
+        choices=("refuse", "allow"),
+    )
+    classifier_model: str = _setting("", "a Hugging Face text-classification model (hub id or folder)")
+    classifier_thresholds: tuple[str, ...] = _setting(
+        (), 'label=score pairs: a text whose label scores at or above it is refused, e.g. "toxic=0.8"'
+    )
+    moderation_url: str = _setting("", "an OpenAI-compatible API root for /moderations; empty = openai.base_url")
+    moderation_api_key: str = _setting("", "its Bearer token; empty = openai.api_key", secret=True)
+    moderation_model: str = _setting("", "the moderation model to name; empty = the server's default")
+    moderation_allow_teen: tuple[str, ...] = _setting(
+        ("violence",), "moderation categories a teen story may be flagged for"
+    )
+    moderation_allow_mature: tuple[str, ...] = _setting(
+        ("sexual", "violence", "violence/graphic", "harassment"),
+        "moderation categories a mature story may be flagged for",
+    )
+
+
 @dataclasses.dataclass(frozen=True)
 class ConsoleConfig:
     """The terminal channel."""
@@ -296,6 +345,9 @@ class DiscordConfig:
     message_content_thread_turns: bool = _setting(
         False, "plain messages in a story's thread count as /story add (needs the Message Content intent)"
     )
+    moderators_channel: str = _setting(
+        "", "the channel id where /story report flags passages; empty = a direct message to the story's starter"
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -314,6 +366,9 @@ class SlackConfig:
     )
     mature_channels: tuple[str, ...] = _setting(
         (), "ids of the channels that are for adults (C0123…): only there may a story be rated mature"
+    )
+    moderators_channel: str = _setting(
+        "", "the channel id where /story report flags passages; empty = a direct message to the story's starter"
     )
     user_cache_s: float = _setting(
         300.0, "seconds a person's name and admin role (from users.info) are remembered", min=0
@@ -348,6 +403,7 @@ class Config:
     generation: GenerationConfig = dataclasses.field(default_factory=GenerationConfig)
     openai: OpenAIConfig = dataclasses.field(default_factory=OpenAIConfig)
     story: StoryConfig = dataclasses.field(default_factory=StoryConfig)
+    safety: SafetyConfig = dataclasses.field(default_factory=SafetyConfig)
     console: ConsoleConfig = dataclasses.field(default_factory=ConsoleConfig)
     discord: DiscordConfig = dataclasses.field(default_factory=DiscordConfig)
     slack: SlackConfig = dataclasses.field(default_factory=SlackConfig)
@@ -424,7 +480,8 @@ def _allowed(f: dataclasses.Field[Any]) -> str:
     """What a value of this field must be, for error messages."""
     meta = f.metadata
     if "choices" in meta:
-        return "one of " + ", ".join(meta["choices"])
+        choices = ", ".join(meta["choices"])
+        return f"one of {choices}" if f.type is str else f"a list of {choices}"
     if f.type is bool:
         return "true or false"
     if f.type in (int, float):
@@ -494,6 +551,8 @@ def _validated(f: dataclasses.Field[Any], section: str, key: str, value: Any, so
             raise bad
     else:
         if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+            raise bad
+        if "choices" in meta and any(v not in meta["choices"] for v in value):
             raise bad
         value = tuple(value)
     return value
@@ -682,7 +741,7 @@ def _toml_value(value: Any) -> str:
 def _comment(s: Setting) -> str:
     """The help line for a setting, with its choices, range or secret hint."""
     if "choices" in s.metadata:
-        extra = "one of " + ", ".join(s.metadata["choices"])
+        extra = ("each " if isinstance(s.default, tuple) else "") + "one of " + ", ".join(s.metadata["choices"])
     elif s.metadata.get("secret"):
         extra = "secret: better set " + env_var_name(s.section, s.key)
     else:

@@ -19,7 +19,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from bench.models import build_random_gpt2, build_random_llama
+from bench.models import build_random_classifier, build_random_gpt2, build_random_llama
 from bot.app import App, open_app
 from bot.config import Config, load_config
 from bot.jobs import JobSpec
@@ -74,6 +74,28 @@ def tiny_llama_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
         rope_theta=10000,
         tie_word_embeddings=True,
         initializer_range=0.3,
+    )
+    return folder
+
+
+CLASSIFIER_LABELS = ("toxic", "obscene", "threat")
+
+
+@pytest.fixture(scope="session")
+def tiny_classifier_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random multi-label BERT classifier (labels ``CLASSIFIER_LABELS``) with a window of
+    64 positions, so that a paragraph already needs several windows."""
+    folder = tmp_path_factory.mktemp("tiny-classifier")
+    build_random_classifier(
+        folder,
+        CORPUS.splitlines() * 4,
+        vocab_size=400,
+        labels=CLASSIFIER_LABELS,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        max_position_embeddings=64,
     )
     return folder
 

@@ -221,7 +221,14 @@ def test_every_setting_has_help_and_a_valid_default():
         assert s.help and "\n" not in s.help
         assert s.metadata["help"] == s.help
     secrets = {f"{s.section}.{s.key}" for s in settings if s.metadata.get("secret")}
-    assert secrets == {"discord.token", "slack.bot_token", "slack.app_token", "slack.signing_secret", "openai.api_key"}
+    assert secrets == {
+        "discord.token",
+        "slack.bot_token",
+        "slack.app_token",
+        "slack.signing_secret",
+        "openai.api_key",
+        "safety.moderation_api_key",
+    }
     assert env_var_name("slack", "bot_token") == "STORYBOT_SLACK_BOT_TOKEN"
 
 
