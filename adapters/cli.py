@@ -1,4 +1,4 @@
-"""The ``storybot`` command: ``storybot [--config FILE] console|migrate|discord|slack|export|list|import|stats|export-dataset|finetune|bench``.
+"""The ``storybot`` command: ``storybot [--config FILE] console|migrate|discord|slack|export|list|import|stats|export-dataset|audit|finetune|bench``.
 
 The command line is one more way in, so it lives with the adapters: it is the one module that
 knows every platform and the benchmarks (each imported only when its command runs, so
@@ -14,6 +14,8 @@ from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 from bot.app import DatabaseBusy, DatabaseUnavailable
+from bot.audit import add_parser as add_audit_parser
+from bot.audit import audit_command
 from bot.config import Config, ConfigError, load_config
 from bot.export.cli import add_parsers as add_archive_parsers
 from bot.export.cli import export_command, import_command, list_command
@@ -44,12 +46,14 @@ def _parser() -> argparse.ArgumentParser:
     slack_parser.add_argument("--port", type=int, default=3000, help="port to listen on with --http (default: 3000)")
     add_archive_parsers(sub)
     add_feedback_parsers(sub)
+    add_audit_parser(sub)
     add_finetune_parser(sub)
     # Listed for --help; main() hands everything after "bench" to the benchmark's own parser.
     sub.add_parser(
         "bench",
         help="measure generation speed (`storybot bench --help`); `storybot bench quality` for the passages, "
-        "`storybot bench peers` against transformers and llama.cpp, `storybot bench finetune` for fine-tuning",
+        "`storybot bench peers` against transformers and llama.cpp, `storybot bench finetune` for fine-tuning, "
+        "`storybot bench checks` for the content checkers",
     )
     return parser
 
@@ -114,6 +118,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         finetune_main(argv[2:])
         return 0
+    if argv[:2] == ["bench", "checks"]:  # the time each content checker adds to a passage
+        from bench.checks import main as checks_main
+
+        checks_main(argv[2:])
+        return 0
     if argv[:1] == ["bench"]:  # its own options; it builds its own model and database
         from bench.generation import main as bench_main
 
@@ -132,6 +141,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "import": lambda config: import_command(config, args),
         "stats": lambda config: stats_command(config, args),
         "export-dataset": lambda config: export_dataset_command(config, args),
+        "audit": lambda config: audit_command(config, args),
         "console": _console,
         "migrate": _migrate,
         "discord": lambda config: _discord(config, sync=args.sync),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 from collections.abc import AsyncIterator, Callable
@@ -89,7 +90,9 @@ async def open_app(config: Config, *, backend_factory: Callable[[str], Backend] 
         with db.process_lock():
             await db.migrate()
             sessions = SessionManager(db, config)
-            queue = GenerationQueue(sessions, config, backend_factory or configured_backend_factory(config))
+            queue = GenerationQueue(
+                sessions, config, backend_factory or configured_backend_factory(config), sessions.checks
+            )
             sessions.limit_passage_length(queue.longest_passage)
             await queue.start()
             # What is set up by now (torch, transformers, the app) lives as long as the process:
@@ -98,9 +101,13 @@ async def open_app(config: Config, *, backend_factory: Callable[[str], Backend] 
             # app in the same process (the tests) would only freeze the first one's garbage.
             if not gc.get_freeze_count():
                 gc.freeze()
+            # A classifier check loads its model in the background too, beside the writer's.
+            checks_loading = asyncio.create_task(sessions.checks.warm_up(), name="checks-warm-up")
             try:
                 yield App(config, db, sessions, queue)
             finally:
+                checks_loading.cancel()
                 await queue.stop()
+                await sessions.checks.close()
     finally:
         await db.close()

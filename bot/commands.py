@@ -24,7 +24,7 @@ from typing import ClassVar
 
 from bot.printable import printable
 from bot.story_settings import STORY_SETTINGS, StorySetting
-from storage.models import ContentRating
+from storage.models import ContentRating, WordRule
 
 __all__ = [
     "EXPORT_FORMATS",
@@ -39,6 +39,7 @@ __all__ = [
     "End",
     "Export",
     "Help",
+    "Hide",
     "Join",
     "Leave",
     "ListStories",
@@ -50,6 +51,7 @@ __all__ = [
     "Note",
     "ParseError",
     "Rate",
+    "Report",
     "Retry",
     "SettingSpec",
     "Settings",
@@ -57,7 +59,10 @@ __all__ = [
     "Start",
     "Status",
     "Undo",
+    "Unhide",
     "Vote",
+    "WordRule",
+    "Words",
     "parse",
     "parse_rating",
     "usage",
@@ -169,6 +174,12 @@ class Command:
         """Whether only the asker sees the answer; commands that show or set override it."""
         return self.private
 
+    @property
+    def written(self) -> tuple[str, ...]:
+        """What people wrote in it that the story keeps or the model reads (passages, directions,
+        titles, memory, notes, lore): the texts the content checks judge before anything is stored."""
+        return ()
+
 
 def _printable_value(value: object) -> object:
     if isinstance(value, str) and not isinstance(value, enum.Enum):
@@ -190,6 +201,10 @@ class Start(Command):
     thread: bool = False
     rating: ContentRating | None = None
 
+    @property
+    def written(self) -> tuple[str, ...]:
+        return tuple(text for text in (self.title, self.genre, self.opening) if text)
+
 
 @dataclass(frozen=True, slots=True)
 class Add(Command):
@@ -198,6 +213,10 @@ class Add(Command):
     name: ClassVar[str] = "add"
     text: str
 
+    @property
+    def written(self) -> tuple[str, ...]:
+        return (self.text,)
+
 
 @dataclass(frozen=True, slots=True)
 class Continue(Command):
@@ -205,6 +224,10 @@ class Continue(Command):
 
     name: ClassVar[str] = "continue"
     direction: str | None = None
+
+    @property
+    def written(self) -> tuple[str, ...]:
+        return (self.direction,) if self.direction else ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -259,6 +282,47 @@ class Rate(Command):
 
 
 @dataclass(frozen=True, slots=True)
+class Report(Command):
+    """Flag passage ``number`` to the story's moderators, with an optional ``reason`` (anyone may)."""
+
+    name: ClassVar[str] = "report"
+    private: ClassVar[bool] = True
+    number: int
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Hide(Command):
+    """Take passage ``number`` out of the story shown, exported and sent to the model (moderators)."""
+
+    name: ClassVar[str] = "hide"
+    number: int
+
+
+@dataclass(frozen=True, slots=True)
+class Unhide(Command):
+    """Put a hidden passage back (moderators)."""
+
+    name: ClassVar[str] = "unhide"
+    number: int
+
+
+@dataclass(frozen=True, slots=True)
+class Words(Command):
+    """The channel's own word list: ``rule`` ban or allow ``entry``; ``clear`` takes an entry's rule
+    back; with neither, show the list (moderators change it; anyone may look)."""
+
+    name: ClassVar[str] = "words"
+    rule: WordRule | None = None
+    entry: str = ""
+    clear: bool = False
+
+    @property
+    def shows_privately(self) -> bool:
+        return self.rule is None and not self.clear  # it shows the list
+
+
+@dataclass(frozen=True, slots=True)
 class Join(Command):
     name: ClassVar[str] = "join"
 
@@ -298,6 +362,10 @@ class Memory(Command):
     def shows_privately(self) -> bool:
         return self.text is None  # it shows the current text
 
+    @property
+    def written(self) -> tuple[str, ...]:
+        return (self.text,) if self.text else ()
+
 
 @dataclass(frozen=True, slots=True)
 class Note(Command):
@@ -310,6 +378,10 @@ class Note(Command):
     def shows_privately(self) -> bool:
         return self.text is None  # it shows the current text
 
+    @property
+    def written(self) -> tuple[str, ...]:
+        return (self.text,) if self.text else ()
+
 
 @dataclass(frozen=True, slots=True)
 class LoreAdd(Command):
@@ -318,6 +390,10 @@ class LoreAdd(Command):
     name: ClassVar[str] = "lore"
     keys: tuple[str, ...]
     text: str
+
+    @property
+    def written(self) -> tuple[str, ...]:
+        return (*self.keys, self.text)
 
 
 @dataclass(frozen=True, slots=True)
@@ -395,7 +471,7 @@ _FLOAT = re.compile(r"[+-]?(?:[0-9]{1,9}(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]
 class SettingSpec:
     """What one ``/story settings`` key accepts; drives conversion, usage and error messages.
 
-    ``type`` is ``float``, ``int``, ``Mode`` or ``str``. For numbers ``minimum``/``maximum`` bound
+    ``type`` is ``float``, ``int``, ``str``, or one of the word choices ``Mode`` and ``ContentRating``. For numbers ``minimum``/``maximum`` bound
     the value; for ``str`` they bound its length. Every key but ``mode`` (the story's turn order,
     not a writing setting) is built from its declaration in ``bot.story_settings``.
     """
@@ -414,8 +490,8 @@ class SettingSpec:
     @property
     def allowed(self) -> str:
         """The allowed values in words, e.g. ``a number from 0 to 2``."""
-        if self.type is Mode:
-            return f"one of {_MODE_CHOICES}"
+        if self.type in _CHOICES:
+            return "one of " + ", ".join(choice.value for choice in self.type)  # type: ignore[attr-defined]
         if self.type is str:
             return f"a name of {self.minimum:g} to {self.maximum:g} characters"
         kind = "a whole number" if self.type is int else "a number"
@@ -424,16 +500,16 @@ class SettingSpec:
     @property
     def placeholder(self) -> str:
         """The value as shown in the usage line, e.g. ``<0-2>``."""
-        if self.type is Mode:
-            return "<" + "|".join(mode.value for mode in Mode) + ">"
+        if self.type in _CHOICES:
+            return "<" + "|".join(choice.value for choice in self.type) + ">"  # type: ignore[attr-defined]
         if self.type is str:
             return "<name>"
         return f"<{self.minimum:g}-{self.maximum:g}>"
 
     def convert(self, raw: str) -> object:
         """The typed value converted to ``type``; ParseError names the key and the range."""
-        if self.type is Mode:
-            return Mode.parse(raw)
+        if self.type in _CHOICES:
+            return _CHOICES[self.type](raw)
         if self.type is str:
             name = raw.strip()
             if self.minimum <= len(name) <= self.maximum:
@@ -445,11 +521,21 @@ class SettingSpec:
         raise ParseError(f"{self.key} must be {self.allowed} (got {_show(raw)}).")
 
 
+# The word-choice setting types, each with its reader.
+_CHOICES: dict[type, Callable[[str], object]] = {Mode: Mode.parse, ContentRating: parse_rating}
+
+
 def _setting_keys() -> dict[str, SettingSpec]:
-    """The declared settings in their order, with ``mode`` just before ``model`` (as people know them)."""
+    """The declared settings in their order, then ``mode`` and ``rating`` (the story's own, not
+    writing settings) just before ``model`` (as people know them)."""
     specs = {key: SettingSpec.declared(setting) for key, setting in STORY_SETTINGS.items()}
     model = specs.pop("model")
-    return {**specs, "mode": SettingSpec("mode", Mode, "turn order of the story"), "model": model}
+    return {
+        **specs,
+        "mode": SettingSpec("mode", Mode, "turn order of the story"),
+        "rating": SettingSpec("rating", ContentRating, "who the story is for (mature: adults' channels only)"),
+        "model": model,
+    }
 
 
 SETTING_KEYS: Mapping[str, SettingSpec] = MappingProxyType(_setting_keys())
@@ -479,6 +565,16 @@ _HELP: dict[str, tuple[str, str]] = {
     "rate": (
         "/story rate up|down [passage number]",
         "👍 or 👎 on the bot's last passage, or on the one with that number",
+    ),
+    "report": ("/story report <passage number> [reason]", "flag a passage to the story's moderators"),
+    "hide": (
+        "/story hide <passage number>",
+        "take a passage out of the story, its exports and what the bot reads (moderators)",
+    ),
+    "unhide": ("/story unhide <passage number>", "put a hidden passage back (moderators)"),
+    "words": (
+        "/story words [ban|allow|clear <word or phrase>]",
+        "this channel's own banned words, or words of the built-in lists allowed here (moderators change it)",
     ),
     "join": ("/story join", "take part in round-robin turns"),
     "leave": ("/story leave", "stop taking round-robin turns"),
@@ -882,6 +978,50 @@ def _parse_rate(rest: str) -> Rate:
     return Rate(Vote.parse(words[0]), number)
 
 
+def _passage_number(name: str, word: str) -> int:
+    number = _positive_int(word)
+    if number is None:
+        raise _usage_error(
+            name, f"A passage number is a whole number from 1 up (got {_show(word)}); see /story status."
+        )
+    return number
+
+
+def _parse_report(rest: str) -> Report:
+    number, _, reason = rest.strip().partition(" ")
+    if not number:
+        raise _usage_error("report", "Give the passage's number (see /story status).")
+    return Report(_passage_number("report", number), reason.strip())
+
+
+def _parse_number(kind: type[Hide] | type[Unhide], rest: str) -> Hide | Unhide:
+    words = rest.split()
+    if len(words) != 1:
+        raise _usage_error(kind.name, "Give one passage number (see /story status).")
+    return kind(_passage_number(kind.name, words[0]))
+
+
+MAX_WORD_ENTRY = 100
+
+
+def _parse_words(rest: str) -> Words:
+    verb, _, entry = rest.strip().partition(" ")
+    if not verb:
+        return Words()
+    entry = " ".join(entry.split())
+    if verb.lower() not in ("ban", "allow", "clear"):
+        raise _usage_error("words", f"Say ban, allow or clear (got {_show(verb)}).")
+    if not entry:
+        raise _usage_error("words", f"Give the word or phrase to {verb.lower()}.")
+    if entry.lower().startswith("re:"):
+        raise ParseError("Patterns (re:…) are set in the config's [safety] lists; here, give a word or phrase.")
+    if len(entry) > MAX_WORD_ENTRY:
+        raise ParseError(f"A word list entry is at most {MAX_WORD_ENTRY} characters.")
+    if verb.lower() == "clear":
+        return Words(entry=entry, clear=True)
+    return Words(WordRule(verb.lower()), entry)
+
+
 def _parse_help(rest: str) -> Help:
     words = rest.split()
     if len(words) > 1:
@@ -911,6 +1051,10 @@ _PARSERS: dict[str, Callable[[str], Command]] = {
     "export": _parse_export,
     "show": _parse_show,
     "rate": _parse_rate,
+    "report": _parse_report,
+    "hide": lambda rest: _parse_number(Hide, rest),
+    "unhide": lambda rest: _parse_number(Unhide, rest),
+    "words": _parse_words,
     "help": _parse_help,
     **{kind.name: _no_text(kind) for kind in (Retry, Undo, Join, Leave, Status, End, ListStories)},
 }

@@ -32,6 +32,12 @@ class ChannelRef:
             parts.append(self.thread)
         return ":".join(parts)
 
+    @property
+    def channel_key(self) -> str:
+        """The key of the channel itself (its threads share it): where per-channel rules live,
+        such as the words its moderators ban."""
+        return ":".join((self.platform, self.workspace, self.channel))
+
 
 @dataclass(frozen=True, slots=True)
 class Actor:

@@ -11,26 +11,31 @@ handing out the turns no live process showed.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.config import Config
 from bot.context import LoreItem, StorySnapshot
-from bot.identity import ChannelRef
+from bot.identity import Actor, ChannelRef
 from bot.results import BOT_NAME, PassageView, Result, Votes
+from bot.safety.checker import Standard, Verdict
 from bot.story_settings import StorySettings
 from storage import queries as q
 from storage.database import Database
 from storage.models import (
     OPEN_JOB_STATUSES,
     AuthorKind,
+    ContentRating,
     GenerationJob,
     JobStatus,
+    ModerationAction,
+    ModerationEntry,
     Passage,
     PassageStatus,
     Story,
+    WordRule,
     utcnow,
 )
 
@@ -54,6 +59,7 @@ class JobSpec:
     settings: StorySettings
     speaker_names: tuple[str, ...]  # people in the story: the model must not write as them
     message_ref: str | None = None  # the platform message that shows this turn, once one was posted
+    standard: Standard = field(default_factory=Standard)  # what the passage is checked against before it is shown
 
 
 class JobBook:
@@ -90,7 +96,7 @@ class JobBook:
             id=passage.id,
             story_id=passage.story_id,
             seq=passage.seq,
-            number=await q.count_canonical(tx, passage.story_id, up_to_seq=passage.seq),
+            number=await q.passage_number(tx, passage.story_id, passage.seq),
             author_kind=passage.author_kind,
             author_name=passage.author_name,
             text=passage.text,
@@ -148,16 +154,27 @@ class JobBook:
             lore=lore,
             direction=job.direction,
         )
+        channel = ChannelRef(story.platform, story.workspace, story.channel, story.thread)
         return JobSpec(
             job_id=job.id,
             story_id=story.id,
-            channel=ChannelRef(story.platform, story.workspace, story.channel, story.thread),
+            channel=channel,
             kind=job.kind,
             requested_by=job.requested_by_name,
             story=snapshot,
             settings=self.story_settings(story),
             speaker_names=tuple(sorted({p.name for p in people} | {p.author_name for p in passages})),
             message_ref=job.message_ref,
+            standard=await self._standard(tx, channel, story.rating),
+        )
+
+    async def _standard(self, tx: AsyncSession, channel: ChannelRef, rating: str) -> Standard:
+        """What a story's texts are checked against: its rating and its channel's word list."""
+        words = await q.channel_words(tx, channel.channel_key)
+        return Standard(
+            ContentRating(rating),
+            banned=tuple(w.entry for w in words if w.rule == WordRule.BAN),
+            allowed=tuple(w.entry for w in words if w.rule == WordRule.ALLOW),
         )
 
     async def finish_job(self, job_id: int, text: str, generation: dict[str, object]) -> Result | None:
@@ -200,6 +217,74 @@ class JobBook:
             return Result("", story_id=story.id, passage=await self._view(tx, passage))
 
         return await self.db.transaction(store)
+
+    def _audit(
+        self,
+        tx: AsyncSession,
+        channel_key: str,
+        actor: Actor,
+        action: ModerationAction,
+        detail: str = "",
+        *,
+        story_id: int | None = None,
+        passage_id: int | None = None,
+    ) -> None:
+        """Add a line to the audit log, in the transaction of the action it records."""
+        tx.add(
+            ModerationEntry(
+                channel_key=channel_key,
+                story_id=story_id,
+                passage_id=passage_id,
+                action=action,
+                actor_id=actor.user_id,
+                actor_name=actor.name,
+                detail=detail,
+                created_at=self.clock(),
+            )
+        )
+
+    async def withhold_job(
+        self, job_id: int, text: str, generation: dict[str, object], verdict: Verdict, notice: str
+    ) -> Result | None:
+        """End a job whose passage the content checks stopped: the text is kept, ``withheld`` (never
+        shown, exported or read by the model) with the verdict, for moderators, and logged in the
+        audit log; the channel gets ``notice``. None when the job was cancelled meanwhile."""
+
+        async def record(tx: AsyncSession) -> Result | None:
+            job = await q.job_by_id(tx, job_id, lock=True)
+            if job is None or job.status != JobStatus.RUNNING:
+                return None
+            now = self.clock()
+            check = {"checker": verdict.checker, "reason": verdict.reason, "found": list(verdict.found)}
+            passage = Passage(
+                story_id=job.story_id,
+                seq=await q.next_seq(tx, job.story_id),
+                author_kind=AuthorKind.BOT,
+                author_id=BOT_ID,
+                author_name=BOT_NAME,
+                text=text,
+                status=PassageStatus.WITHHELD,
+                job_id=job.id,
+                requested_by_id=job.requested_by_id,
+                direction=job.direction,
+                generation={**generation, "check": check},
+                created_at=now,
+            )
+            tx.add(passage)
+            await tx.flush()
+            self._audit(
+                tx,
+                job.channel_key,
+                Actor(BOT_ID, BOT_NAME),
+                ModerationAction.WITHHELD,
+                f"{verdict.checker}: {verdict.reason}",
+                story_id=job.story_id,
+                passage_id=passage.id,
+            )
+            job.status, job.finished_at, job.error, job.show_after = JobStatus.FAILED, now, notice, self._owed_from(now)
+            return Result(notice, ok=False, story_id=job.story_id)
+
+        return await self.db.transaction(record)
 
     async def fail_job(self, job_id: int, error: str) -> Result | None:
         """Record that a job could not be written; returns the one-line error to show, or None if cancelled."""

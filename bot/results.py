@@ -59,6 +59,15 @@ class Attachment:
 
 
 @dataclass(frozen=True, slots=True)
+class ModeratorAlert:
+    """A message for a story's moderators (``/story report``): the platform sends it to its
+    moderators' channel when the config names one, else privately to ``starter_id``."""
+
+    text: str
+    starter_id: str
+
+
+@dataclass(frozen=True, slots=True)
 class Result:
     """The answer to one command.
 
@@ -66,7 +75,8 @@ class Result:
     Discord and Slack); errors are always private. ``job_id`` is set when the bot's turn was
     queued, so the adapter can show that the bot is writing. ``message_ref`` is set when a
     rating changed the counts of ``passage``: the platform message(s) showing it (as the turn
-    recorded them), for the adapter to show the new counts there.
+    recorded them), for the adapter to show the new counts there. ``alert`` is for the story's
+    moderators, not the channel (a report).
     """
 
     text: str
@@ -79,6 +89,7 @@ class Result:
     attachment: Attachment | None = None
     duplicate: bool = False
     message_ref: str | None = None
+    alert: ModeratorAlert | None = None
 
     @classmethod
     def error(cls, text: str) -> Result:

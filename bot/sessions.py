@@ -32,8 +32,10 @@ from bot.config import Config
 from bot.export.chat import ARCHIVE, Archive
 from bot.handlers import Handlers
 from bot.identity import Actor, ChannelRef
-from bot.jobs import JobBook
+from bot.moderation import MODERATION, ModerationRules
 from bot.results import DEFAULT_TITLE, BusyError, Result, UserError, Votes
+from bot.safety.checker import Standard
+from bot.safety.checks import Checks
 from bot.words import story_size, word_count
 from storage import queries as q
 from storage.database import Database, DatabaseBusy
@@ -43,6 +45,7 @@ from storage.models import (
     GenerationJob,
     JobKind,
     LoreEntry,
+    ModerationAction,
     Participant,
     Passage,
     PassageStatus,
@@ -61,17 +64,26 @@ DATABASE_BUSY = "The bot is busy right now; try again in a moment."
 RULES: Handlers[SessionManager] = Handlers()
 
 
-class SessionManager(JobBook):
+class SessionManager(ModerationRules):
     """The rule book: answers every command, in one transaction each (see the module docstring).
 
-    The archive commands (list, show, export) are answered by ``Archive``; the job lifecycle
-    the queue drives is the ``JobBook`` this extends.
+    The archive commands (list, show, export) are answered by ``Archive``, the moderators' by
+    ``ModerationRules``; the job lifecycle the queue drives is the ``JobBook`` under them.
+    ``checks`` judges what people write before any of it is stored (the config's by default).
     """
 
-    def __init__(self, db: Database, config: Config, *, clock: Callable[[], datetime] = utcnow) -> None:
+    def __init__(
+        self,
+        db: Database,
+        config: Config,
+        *,
+        clock: Callable[[], datetime] = utcnow,
+        checks: Checks | None = None,
+    ) -> None:
         super().__init__(db, config, clock=clock)
+        self.checks = checks if checks is not None else Checks.from_config(config)
         self._longest_passage: Callable[[str], int | None] = lambda model: None
-        self._handlers = RULES.bind(self) | ARCHIVE.bind(Archive(config.export))
+        self._handlers = RULES.bind(self) | MODERATION.bind(self) | ARCHIVE.bind(Archive(config.export))
 
     def limit_passage_length(self, longest: Callable[[str], int | None]) -> None:
         """Register what says how many tokens a model can write at most (None: not known yet)."""
@@ -98,6 +110,13 @@ class SessionManager(JobBook):
         """
         handler = self._handlers[type(command)]
         reads_only = command.read_only
+        if command.written:
+            try:
+                refusal = await self._refusal(channel, command)
+            except DatabaseBusy:
+                return Result.error(DATABASE_BUSY)
+            if refusal is not None:
+                return Result.error(refusal)
 
         async def apply(tx: AsyncSession) -> Result:
             if event_id is not None and not reads_only:
@@ -124,6 +143,25 @@ class SessionManager(JobBook):
             self._notify_jobs()
         return result
 
+    async def _refusal(self, channel: ChannelRef, command: c.Command) -> str | None:
+        """Why the content checks refuse what the person wrote, or None. Run before the command's
+        transaction (a checker may take a while, and no lock is held meanwhile): the story's
+        standard is read first, the rating a new story asks for when it is a start."""
+
+        async def read(tx: AsyncSession) -> Standard:
+            story = await q.active_story(tx, channel.key)
+            rating = story.rating if story is not None else self.config.story.default_rating
+            if isinstance(command, c.Start) and command.rating is not None:
+                rating = command.rating
+            return await self._standard(tx, channel, rating)
+
+        verdict = await self.checks.check_human(command.written, await self.db.transaction(read, write=False))
+        if verdict.passed:
+            return None
+        if verdict.down:
+            return "The content checks are not answering right now, so nothing was changed; try again in a moment."
+        return f"That can't go in this story: {verdict.reason}. Nothing was changed."
+
     async def _explain_conflict(self, channel: ChannelRef, event_id: str | None) -> Result:
         async def explain(tx: AsyncSession) -> Result:
             if event_id is not None and await q.event_seen(tx, channel.platform, event_id):
@@ -139,12 +177,6 @@ class SessionManager(JobBook):
             return Result.error(DATABASE_BUSY)
 
     # ------------------------------------------------------------------ helpers
-
-    async def _story(self, tx: AsyncSession, channel: ChannelRef, *, lock: bool = True) -> Story:
-        story = await q.active_story(tx, channel.key, lock=lock)
-        if story is None:
-            raise UserError('No story is running in this channel. Start one with /story start "Title".')
-        return story
 
     async def running_story_id(self, channel: ChannelRef) -> int | None:
         """The id of the story running in ``channel``, if any (a read, for adapters that must
@@ -170,13 +202,6 @@ class SessionManager(JobBook):
                 f"“{story.title}” is rated mature and this channel is no longer for adults, so the story is "
                 "paused: mark the channel age-restricted again to go on, or finish it with /story end."
             )
-
-    def _is_moderator(self, story: Story, actor: Actor) -> bool:
-        return actor.is_moderator or actor.user_id == story.starter_id
-
-    def _require_moderator(self, story: Story, actor: Actor, action: str) -> None:
-        if not self._is_moderator(story, actor):
-            raise UserError(f"Only {story.starter_name} (who started the story) or a moderator can {action}.")
 
     def _check_length(self, text: str, limit: int, what: str) -> str:
         text = text.strip()
@@ -412,7 +437,7 @@ class SessionManager(JobBook):
             raise UserError(
                 f"The last passage is {last.author_name}'s; only its author, the starter or a moderator can undo it."
             )
-        number = await q.count_canonical(tx, story.id)
+        number = await q.passage_number(tx, story.id, last.seq)
         last.status = PassageStatus.UNDONE
         last.changed_by_id = actor.user_id
         last.changed_at = self.clock()
@@ -473,15 +498,14 @@ class SessionManager(JobBook):
             if passage is None or passage.story_id != story.id:
                 raise UserError("That passage is not part of the story running here, so it cannot be rated.")
         elif cmd.number is not None:
-            passages = await q.canonical_passages(tx, story.id)
-            if cmd.number > len(passages):
-                raise UserError(f"The story has {len(passages)} passages; there is no passage {cmd.number}.")
-            passage = passages[cmd.number - 1]
+            passage = await self._numbered_passage(tx, story, cmd.number)
         else:
             found = await q.last_canonical_passage(tx, story.id, author_kind=AuthorKind.BOT)
             if found is None:
                 raise UserError("The bot has not written a passage in this story yet, so there is nothing to rate.")
             passage = found
+        if passage.status == PassageStatus.HIDDEN:
+            raise UserError("A moderator hid that passage, so it cannot be rated.")
         if passage.author_kind != AuthorKind.BOT:
             raise UserError(f"That passage is {passage.author_name}'s; only the bot's passages are rated.")
         if passage.status != PassageStatus.CANONICAL:
@@ -627,6 +651,9 @@ class SessionManager(JobBook):
                     f"length can be at most {longest} with {writer}: the model must hold the story "
                     f"and the passage together. Try length:{longest}."
                 )
+        rating = changes.pop("rating", None)
+        if rating is not None:
+            self._change_rating(tx, story, channel, actor, c.ContentRating(str(rating)))
         mode = changes.pop("mode", None)
         if mode is not None:
             if not isinstance(mode, str):  # the parser converts mode to a Mode, which is a str
@@ -636,15 +663,29 @@ class SessionManager(JobBook):
         story.settings = {**story.settings, **changes}
         return Result("Settings updated. " + self._describe_settings(story), story_id=story.id)
 
+    def _change_rating(
+        self, tx: AsyncSession, story: Story, channel: ChannelRef, actor: Actor, rating: ContentRating
+    ) -> None:
+        """A new rating, recorded in the audit log; mature only where the channel is for adults."""
+        if rating == story.rating:
+            return
+        if rating == ContentRating.MATURE and not channel.age_restricted:
+            raise UserError("A story rated mature needs a channel for adults; this one is not marked so.")
+        self._audit(
+            tx, story.channel_key, actor, ModerationAction.RATING, f"{story.rating} → {rating}", story_id=story.id
+        )
+        story.rating = rating
+
     def _describe_settings(self, story: Story) -> str:
         values = self.story_settings(story).as_dict()
         shown = ", ".join(f"{key}:{value}" for key, value in values.items())
-        return f"mode:{story.mode}, {shown}"
+        return f"mode:{story.mode}, rating:{story.rating}, {shown}"
 
     @RULES.handles(c.Status)
     async def _status(self, tx: AsyncSession, channel: ChannelRef, actor: Actor, cmd: c.Status) -> Result:
         story = await self._story(tx, channel, lock=False)
-        passages = await q.canonical_passages(tx, story.id)
+        numbered = await q.numbered_passages(tx, story.id)
+        passages = [p for p in numbered if p.status == PassageStatus.CANONICAL]
         words = sum(word_count(p.text) for p in passages)
         people = list(await q.participants(tx, story.id))
         contributors = sorted({p.author_name for p in passages})
@@ -657,9 +698,12 @@ class SessionManager(JobBook):
             lines.append(turn)
         if await q.open_job(tx, story.id) is not None:
             lines.append("The bot is writing.")
-        recent = passages[-STATUS_RECENT_PASSAGES:]
+        recent = numbered[-STATUS_RECENT_PASSAGES:]
         votes = await q.vote_counts(tx, [p.id for p in recent])
-        for number, passage in enumerate(recent, start=max(len(passages) - 2, 1)):
+        for number, passage in enumerate(recent, start=len(numbered) - len(recent) + 1):
+            if passage.status == PassageStatus.HIDDEN:
+                lines.append(f"{number}. (hidden by a moderator)")
+                continue
             excerpt = passage.text if len(passage.text) <= 200 else passage.text[:199] + "…"
             counts = str(Votes(*votes.get(passage.id, (0, 0))))
             lines.append(f"{number}. {passage.author_name}: {excerpt}" + (f" ({counts})" if counts else ""))
@@ -669,6 +713,7 @@ class SessionManager(JobBook):
     async def _end(self, tx: AsyncSession, channel: ChannelRef, actor: Actor, cmd: c.End) -> Result:
         story = await self._story(tx, channel)
         self._require_moderator(story, actor, "end the story")
+        self._audit(tx, story.channel_key, actor, ModerationAction.END, story_id=story.id)
         cancelled = await self._cancel_open_jobs(tx, story.id)
         passages = await q.canonical_passages(tx, story.id)
         story.status = StoryStatus.FINISHED
@@ -689,7 +734,3 @@ class SessionManager(JobBook):
             return Result(c.usage(cmd.topic), private=True)
         except c.ParseError as error:  # adapters may build Help(topic) without the parser
             raise UserError(str(error)) from None
-
-    async def _cancel_open_jobs(self, tx: AsyncSession, story_id: int) -> tuple[int, ...]:
-        now = self.clock()
-        return await q.cancel_open_jobs(tx, story_id, now, self._owed_from(now))

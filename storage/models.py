@@ -82,6 +82,17 @@ class PassageStatus(StrEnum):
     CANONICAL = "canonical"
     SUPERSEDED = "superseded"  # replaced by a retry; kept as an alternative
     UNDONE = "undone"
+    # A moderator took it out of the story (changed_by_id/changed_at say who and when); it keeps
+    # its number, so the passages after it keep theirs, and /story unhide puts it back.
+    HIDDEN = "hidden"
+    # A bot passage the content checks stopped: never shown, exported or sent to the model; kept
+    # for moderators (``generation["check"]`` says which checker and why).
+    WITHHELD = "withheld"
+
+
+# The passages a story numbers (``/story status``, ``rate``, ``hide``): those in it, and those
+# hidden from it, so that hiding one never renumbers the rest.
+NUMBERED_PASSAGE_STATUSES = (PassageStatus.CANONICAL, PassageStatus.HIDDEN)
 
 
 class AuthorKind(StrEnum):
@@ -192,6 +203,60 @@ class PassageVote(Base):
     changed_at: Mapped[datetime | None]
 
     __table_args__ = (UniqueConstraint("passage_id", "voter_id", name="uq_passage_votes_voter"),)
+
+
+class ModerationAction(StrEnum):
+    """``moderation_log.action``: what a moderator (or the content checks) did."""
+
+    HIDE = "hide"
+    UNHIDE = "unhide"
+    RATING = "rating"  # the story's content rating changed
+    END = "end"
+    BAN_WORD = "ban-word"  # a channel's moderators banned a word
+    ALLOW_WORD = "allow-word"  # ... allowed one of the shipped lists' words in the channel
+    CLEAR_WORD = "clear-word"  # ... took their ban or allowance back
+    REPORT = "report"  # someone flagged a passage to the moderators
+    WITHHELD = "withheld"  # the checks stopped a bot passage (actor: the bot)
+
+
+class ModerationEntry(Base):
+    """One line of the audit log: who did what, where and when. Nothing is ever deleted."""
+
+    __tablename__ = "moderation_log"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    channel_key: Mapped[str] = mapped_column(String(400), index=True)
+    story_id: Mapped[int | None] = mapped_column(ForeignKey("stories.id"), index=True)
+    passage_id: Mapped[int | None] = mapped_column(ForeignKey("passages.id"))
+    action: Mapped[str] = mapped_column(String(20))  # a ModerationAction
+    actor_id: Mapped[str] = mapped_column(String(100))
+    actor_name: Mapped[str] = mapped_column(String(200))
+    detail: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class WordRule(StrEnum):
+    """``channel_words.rule``."""
+
+    BAN = "ban"  # refused in this channel's stories, whatever their rating
+    ALLOW = "allow"  # an entry of the shipped or configured lists not used in this channel
+
+
+class ChannelWord(Base):
+    """A word list entry a channel's moderators set (``/story words``), for every story there
+    (its threads included: ``scope`` is the channel's key without a thread)."""
+
+    __tablename__ = "channel_words"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    scope: Mapped[str] = mapped_column(String(400))
+    entry: Mapped[str] = mapped_column(String(200))
+    rule: Mapped[str] = mapped_column(String(10))  # a WordRule
+    by_id: Mapped[str] = mapped_column(String(100))
+    by_name: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (UniqueConstraint("scope", "entry", name="uq_channel_words_entry"),)
 
 
 class Participant(Base):

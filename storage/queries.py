@@ -10,11 +10,14 @@ from sqlalchemy.engine import CursorResult
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.models import (
+    NUMBERED_PASSAGE_STATUSES,
     OPEN_JOB_STATUSES,
     AuthorKind,
+    ChannelWord,
     GenerationJob,
     JobStatus,
     LoreEntry,
+    ModerationEntry,
     Participant,
     Passage,
     PassageStatus,
@@ -69,11 +72,21 @@ async def last_canonical_passage(
     return (await tx.execute(query.order_by(Passage.seq.desc()).limit(1))).scalar_one_or_none()
 
 
-async def count_canonical(tx: AsyncSession, story_id: int, *, up_to_seq: int | None = None) -> int:
-    """Canonical passages of the story (up to and including ``up_to_seq``: a passage's number)."""
-    query = select(func.count()).where(Passage.story_id == story_id, Passage.status == PassageStatus.CANONICAL)
-    if up_to_seq is not None:
-        query = query.where(Passage.seq <= up_to_seq)
+async def numbered_passages(tx: AsyncSession, story_id: int) -> Sequence[Passage]:
+    """The passages the story numbers, in order: number n is item n - 1 (hidden ones included)."""
+    query = (
+        select(Passage)
+        .where(Passage.story_id == story_id, Passage.status.in_(NUMBERED_PASSAGE_STATUSES))
+        .order_by(Passage.seq)
+    )
+    return (await tx.execute(query)).scalars().all()
+
+
+async def passage_number(tx: AsyncSession, story_id: int, seq: int) -> int:
+    """The number of the passage at ``seq``: the numbered passages up to and including it."""
+    query = select(func.count()).where(
+        Passage.story_id == story_id, Passage.status.in_(NUMBERED_PASSAGE_STATUSES), Passage.seq <= seq
+    )
     return int((await tx.execute(query)).scalar_one())
 
 
@@ -355,3 +368,24 @@ async def bot_passages(
     if since is not None:
         query = query.where(Passage.created_at >= since)
     return [(passage, story) for passage, story in await tx.execute(query)]
+
+
+async def channel_words(tx: AsyncSession, scope: str) -> Sequence[ChannelWord]:
+    """The word list entries a channel's moderators set, oldest first."""
+    query = select(ChannelWord).where(ChannelWord.scope == scope).order_by(ChannelWord.id)
+    return (await tx.execute(query)).scalars().all()
+
+
+async def moderation_log(
+    tx: AsyncSession, *, channel_key: str | None = None, story_id: int | None = None
+) -> Sequence[ModerationEntry]:
+    """The audit log, oldest first: of one channel (its threads included), of one story, or all."""
+    query = select(ModerationEntry).order_by(ModerationEntry.id)
+    if channel_key is not None:
+        query = query.where(
+            (ModerationEntry.channel_key == channel_key)
+            | ModerationEntry.channel_key.startswith(channel_key + ":", autoescape=True)
+        )
+    if story_id is not None:
+        query = query.where(ModerationEntry.story_id == story_id)
+    return (await tx.execute(query)).scalars().all()

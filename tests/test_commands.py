@@ -15,6 +15,7 @@ from bot.commands import (
     SETTING_KEYS,
     Add,
     Command,
+    ContentRating,
     Continue,
     End,
     Export,
@@ -43,7 +44,8 @@ from bot.commands import (
 from bot.printable import printable
 
 SUBCOMMANDS = (
-    "start", "add", "continue", "retry", "undo", "rate", "join", "leave", "memory", "note",
+    "start", "add", "continue", "retry", "undo", "rate", "report", "hide", "unhide", "words", "join", "leave",
+    "memory", "note",
     "lore", "settings", "status", "end", "export", "list", "show", "help",
 )  # fmt: skip
 NO_TEXT = {"retry": Retry, "undo": Undo, "join": Join, "leave": Leave,
@@ -330,11 +332,11 @@ def test_lore_errors(text: str, fragment: str) -> None:
 
 def test_setting_keys_describe_types_and_ranges() -> None:
     assert list(SETTING_KEYS) == [
-        "temperature", "length", "top_p", "top_k", "repetition_penalty", "mode", "model",
+        "temperature", "length", "top_p", "top_k", "repetition_penalty", "mode", "rating", "model",
     ]  # fmt: skip
     assert {key: spec.type for key, spec in SETTING_KEYS.items()} == {
         "temperature": float, "length": int, "top_p": float, "top_k": int,
-        "repetition_penalty": float, "mode": Mode, "model": str,
+        "repetition_penalty": float, "mode": Mode, "rating": ContentRating, "model": str,
     }  # fmt: skip
     assert (SETTING_KEYS["length"].minimum, SETTING_KEYS["length"].maximum) == (16, 1024)
     assert (SETTING_KEYS["top_p"].minimum, SETTING_KEYS["top_p"].maximum) == (0.01, 1.0)  # the config's range
@@ -400,7 +402,7 @@ def test_settings(text: str, changes: tuple[tuple[str, object], ...]) -> None:
         (
             "settings temp:1",
             "Unknown setting 'temp'. Did you mean temperature? Settings: "
-            "temperature, length, top_p, top_k, repetition_penalty, mode, model.",
+            "temperature, length, top_p, top_k, repetition_penalty, mode, rating, model.",
         ),
         ("settings lenght:100", "Did you mean length?"),
         ("settings colour:red", "Unknown setting 'colour'. Settings: temperature"),

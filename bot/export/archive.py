@@ -18,7 +18,7 @@ from bot.identity import ChannelRef
 from bot.words import word_count
 from storage import queries as q
 from storage.database import Database
-from storage.models import LoreEntry, Participant, Passage, Story, StoryStatus
+from storage.models import LoreEntry, ModerationEntry, Participant, Passage, Story, StoryStatus
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,6 +135,19 @@ async def import_story(db: Database, story: ExportStory, *, channel: ChannelRef 
                 created_at=e.created_at,
             )
             for e in story.lore
+        )
+        tx.add_all(
+            ModerationEntry(
+                channel_key=where.key,
+                story_id=row.id,
+                passage_id=passages[e.passage - 1].id if e.passage is not None and e.passage <= len(passages) else None,
+                action=e.action,
+                actor_id=e.actor_id,
+                actor_name=e.actor_name,
+                detail=e.detail,
+                created_at=e.created_at,
+            )
+            for e in story.audit
         )
         return row.id
 

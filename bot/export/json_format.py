@@ -21,6 +21,7 @@ from bot.export.model import (
     PASSAGE_STATUSES,
     RATINGS,
     STORY_STATUSES,
+    ExportAuditEntry,
     ExportLore,
     ExportParticipant,
     ExportPassage,
@@ -108,6 +109,17 @@ def document(story: ExportStory) -> dict[str, Any]:
                 "changed_at": _time(p.changed_at),
             }
             for p in story.passages
+        ],
+        # What moderators did (and the checks withheld): "passage" is a number above, when it is there.
+        "audit": [
+            {
+                "action": e.action,
+                "actor": {"id": e.actor_id, "name": e.actor_name},
+                "detail": e.detail,
+                "passage": e.passage,
+                "created_at": _time(e.created_at),
+            }
+            for e in story.audit
         ],
     }
 
@@ -230,6 +242,18 @@ def _lore(r: _Reader) -> ExportLore:
     )
 
 
+def _audit_entry(r: _Reader) -> ExportAuditEntry:
+    actor = r.child("actor")
+    return ExportAuditEntry(
+        action=r.get("action", str),
+        actor_id=actor.get("id", str),
+        actor_name=actor.get("name", str),
+        detail=r.get("detail", str, optional=True, default=""),
+        created_at=r.time("created_at"),
+        passage=r.get("passage", int, optional=True),
+    )
+
+
 def _check_numbers(passages: tuple[ExportPassage, ...]) -> None:
     """Passages are numbered 1..n in order, and a retry replaces an earlier passage."""
     for index, passage in enumerate(passages, start=1):
@@ -290,4 +314,5 @@ def loads(data: bytes | str) -> ExportStory:
         passages=passages,
         participants=participants,
         lore=lore,
+        audit=r.items("audit", _audit_entry),
     )

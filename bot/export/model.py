@@ -93,6 +93,19 @@ class ExportLore:
 
 
 @dataclass(frozen=True, slots=True)
+class ExportAuditEntry:
+    """A line of the story's audit log (a moderator's action, a report, a withheld bot passage);
+    ``passage`` is the number of the passage it names in this export, if the export holds it."""
+
+    action: str
+    actor_id: str
+    actor_name: str
+    detail: str
+    created_at: datetime
+    passage: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Contributor:
     """Someone who wrote canonical passages, with how much they wrote."""
 
@@ -133,6 +146,7 @@ class ExportStory:
     passages: tuple[ExportPassage, ...] = ()
     participants: tuple[ExportParticipant, ...] = ()
     lore: tuple[ExportLore, ...] = ()
+    audit: tuple[ExportAuditEntry, ...] = ()
 
     @property
     def canonical(self) -> tuple[ExportPassage, ...]:

@@ -6,15 +6,20 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.export.model import ExportLore, ExportParticipant, ExportPassage, ExportStory
+from bot.export.model import ExportAuditEntry, ExportLore, ExportParticipant, ExportPassage, ExportStory
 from bot.identity import ChannelRef
 from storage import queries as q
-from storage.models import Story
+from storage.models import PassageStatus, Story
+
+# Passages no export holds: one a moderator hid, one the content checks withheld (both stay in
+# the database, for the moderators).
+UNEXPORTED = (PassageStatus.HIDDEN, PassageStatus.WITHHELD)
 
 
 async def load_story(tx: AsyncSession, story: Story, *, language: str) -> ExportStory:
-    """Everything about ``story``: all passages (with what became of them), participants, lore."""
-    rows = await q.all_passages(tx, story.id)
+    """Everything about ``story``: its passages (with what became of them; not the hidden or
+    withheld ones), participants, lore, and its audit log."""
+    rows = [row for row in await q.all_passages(tx, story.id) if row.status not in UNEXPORTED]
     numbers = {row.id: number for number, row in enumerate(rows, start=1)}
     passages = tuple(
         ExportPassage(
@@ -42,6 +47,17 @@ async def load_story(tx: AsyncSession, story: Story, *, language: str) -> Export
         ExportLore(e.number, tuple(e.keys), e.text, e.author_id, e.removed, e.created_at)
         for e in await q.all_lore_entries(tx, story.id)
     )
+    audit = tuple(
+        ExportAuditEntry(
+            e.action,
+            e.actor_id,
+            e.actor_name,
+            e.detail,
+            e.created_at,
+            numbers.get(e.passage_id) if e.passage_id is not None else None,
+        )
+        for e in await q.moderation_log(tx, story_id=story.id)
+    )
     return ExportStory(
         title=story.title,
         genre=story.genre,
@@ -60,6 +76,7 @@ async def load_story(tx: AsyncSession, story: Story, *, language: str) -> Export
         passages=passages,
         participants=participants,
         lore=lore,
+        audit=audit,
     )
 
 

@@ -44,6 +44,9 @@ from bot.generation.text import clean_passage, speaker_stops, talks_as_assistant
 from bot.jobs import JobBook, JobSpec
 from bot.language import language_of, written_in_another
 from bot.results import BOT_NAME, Result
+from bot.safety.checker import Verdict
+from bot.safety.checks import Checks
+from bot.safety.gate import StreamGate
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +59,14 @@ FIRST_BACKOFF_S = 0.5  # the worker's wait after a failure, doubled per failure 
 MAX_BACKOFF_S = 30.0  # ...up to this
 NOT_STORED = "The bot's passage could not be saved just now; it will be written again shortly."
 INTERNAL_ERROR = "The bot hit an internal error; try again."
+# What the channel sees instead of a passage the content checks stopped (kept, withheld, for moderators).
+CHECKED_OUT_NOTICE = (
+    "The bot's passage did not pass this story's content checks (rated {rating}), so it is not shown; "
+    "try /story continue with a direction."
+)
+CHECKS_DOWN_NOTICE = (
+    "The content checks are not answering, so the bot's passage is held back; try /story continue in a moment."
+)
 # What a turn shows when the database did not confirm its outcome. It may have been stored all the
 # same (the commit's reply was lost), so showing this never marks the turn shown.
 UNSURE = Result.error(NOT_STORED)
@@ -123,12 +134,16 @@ class _Running:
     spec: JobSpec
     cancelled: threading.Event
     stream: _Throttle
+    gate: StreamGate
     timed_out: bool = False
     message_ref: str | None = None  # the messages that show it, as last recorded
     recording: asyncio.Lock = field(default_factory=asyncio.Lock)
     # Stored with the passage (``_generation_record``): what the model continued, and when it began.
     story_prompt: str = ""
     writing_since: float = 0.0
+    # Words the checks found in an attempt the bot writes again: banned for the rest of the turn.
+    banned: tuple[str, ...] = ()
+    attempt: int = 0  # how many times the passage was begun: the stream gate starts over each time
 
     def time_out(self) -> None:
         self.timed_out = True
@@ -141,9 +156,11 @@ class GenerationQueue:
         jobs: JobBook,
         config: Config,
         backend_factory: Callable[[str], Backend],
+        checks: Checks,
     ) -> None:
         self.jobs = jobs
         self.config = config
+        self.checks = checks
         self._backend_factory = backend_factory
         self._batchers: dict[str, Batcher] = {}
         self._listeners: list[TurnListener] = []
@@ -360,6 +377,7 @@ class GenerationQueue:
                     spec,
                     threading.Event(),
                     _Throttle(self.config.generation.stream_interval_s),
+                    StreamGate(self.checks, spec.standard),
                     message_ref=spec.message_ref,
                 )
                 if self._stopping:  # claimed while stop() began: left for the next start
@@ -400,8 +418,8 @@ class GenerationQueue:
             loop = asyncio.get_running_loop()
             timer = loop.call_later(self.config.generation.job_timeout_s, run.time_out)
             run.writing_since = time.monotonic()
-            text = await self._write_passage(batcher, run, loop)
-            result = await self._settle(run, self._store(run, text))
+            text, verdict = await self._write_checked(batcher, run, loop)
+            result = await self._settle(run, self._store(run, text, verdict))
         except ModelUnavailable as error:
             result = await self._settle(run, self.jobs.fail_job(run.spec.job_id, str(error)))
         except Exception:
@@ -506,7 +524,7 @@ class GenerationQueue:
             log.warning("bot turn %s could not be stored; it will run again after its lease", run.spec.job_id)
             return UNSURE
 
-    async def _store(self, run: _Running, text: str) -> Result | None:
+    async def _store(self, run: _Running, text: str, verdict: Verdict) -> Result | None:
         if run.timed_out:
             return await self.jobs.fail_job(
                 run.spec.job_id, "The bot took too long to write; try /story continue again."
@@ -517,7 +535,29 @@ class GenerationQueue:
             return await self.jobs.fail_job(
                 run.spec.job_id, "The bot could not think of anything; try /story continue with a direction."
             )
+        if not verdict.passed:
+            notice = CHECKS_DOWN_NOTICE if verdict.down else CHECKED_OUT_NOTICE.format(rating=run.spec.standard.rating)
+            return await self.jobs.withhold_job(run.spec.job_id, text, self._generation_record(run), verdict, notice)
         return await self.jobs.finish_job(run.spec.job_id, text, self._generation_record(run))
+
+    async def _write_checked(
+        self, batcher: Batcher, run: _Running, loop: asyncio.AbstractEventLoop
+    ) -> tuple[str, Verdict]:
+        """The passage and the checks' verdict on it. One the checks stop is written once more,
+        with the words they found banned at decode time; a second refusal stands."""
+        text = await self._write_passage(batcher, run, loop)
+        verdict = await self._verdict(run, text)
+        if not verdict.passed and not verdict.down:
+            log.info("bot turn %s did not pass the %s check; writing it again", run.spec.job_id, verdict.checker)
+            run.banned = verdict.found
+            text = await self._write_passage(batcher, run, loop)
+            verdict = await self._verdict(run, text)
+        return text, verdict
+
+    async def _verdict(self, run: _Running, text: str) -> Verdict:
+        if not text or run.cancelled.is_set():
+            return Verdict.PASS  # nothing will be stored or shown
+        return await self.checks.judge(text, run.spec.standard)
 
     async def _write_passage(self, batcher: Batcher, run: _Running, loop: asyncio.AbstractEventLoop) -> str:
         """The cleaned passage, written again while it is empty, an assistant talking, or in
@@ -527,6 +567,7 @@ class GenerationQueue:
         language = language_of(run.story_prompt)
         kept = ""
         for _ in range(PASSAGE_ATTEMPTS):
+            run.attempt += 1
             text = clean_passage(await batcher.generate(request), request.stop_texts)
             kept = text or kept
             if run.cancelled.is_set():
@@ -549,6 +590,9 @@ class GenerationQueue:
         """The request for the turn's passage, and the story as the model is to continue it (unframed)."""
         spec = run.spec
         sampling = self._sampling(spec)
+        banned = (*self.checks.decode_bans(spec.standard), *run.banned)
+        if banned:
+            sampling = replace(sampling, bad_words=tuple(dict.fromkeys((*sampling.bad_words, *banned))))
         # A length beyond what the model holds (set before it was loaded, or in the config) is
         # cut to fit, rather than run off the end of the model's positions.
         longest = longest_passage(backend.context_length)
@@ -604,8 +648,12 @@ class GenerationQueue:
         }
 
     async def _pump(self, run: _Running) -> None:
+        """Hand each streamed text the gate lets through (whole sentences that passed the checks)
+        to the listeners."""
         async for text in run.stream:
-            await self._remember(run, await self._tell("turn_progress", run.spec, text))
+            shown = await run.gate.admit(text, run.attempt)
+            if shown is not None:
+                await self._remember(run, await self._tell("turn_progress", run.spec, shown))
 
 
 class _Throttle:
