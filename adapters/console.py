@@ -29,6 +29,7 @@ from bot.results import BOT_NAME, Result
 
 log = logging.getLogger(__name__)
 
+TO_MODERATORS = "[to the moderators]"  # marks a report's message, which a chat platform sends elsewhere
 CONSOLE_HELP = (
     "Lines starting with /story are commands (try /story help); /as NAME switches who is typing; /quit leaves."
 )
@@ -140,6 +141,8 @@ class ConsoleChannel:
             self._print(f"! {result.text}")
         elif result.text:
             self._print(result.text)
+        if result.alert is not None:  # the console's people are its moderators too
+            self._print(f"{TO_MODERATORS} {result.alert.text}")
         if result.attachment is not None:
             try:
                 self._print(f"Saved {save_in(Path.cwd(), result.attachment.filename, result.attachment.data)}")

@@ -19,7 +19,10 @@ What identifies a delivery, so that a redelivered one is applied once (``event_i
 Who may do what is the core's business; this module only says who is a moderator (``People``).
 A rating (``/story rate``, the 👍 / 👎 buttons) is answered to the voter first; its new counts
 then show on the rated passage's own message, edited at most once per
-``generation.stream_interval_s`` (``adapters.common.ratings``).
+``generation.stream_interval_s`` (``adapters.common.ratings``). A report (``/story report``) is
+answered to the reporter first; its message for the moderators follows, in
+``slack.moderators_channel`` when the config names one, else in the app's direct messages with
+the story's starter.
 """
 
 from __future__ import annotations
@@ -54,7 +57,7 @@ from adapters.slack_app.streaming import PLATFORM, SlackStreamer
 from bot import commands as c
 from bot.app import App
 from bot.identity import Actor, ChannelRef
-from bot.results import Result
+from bot.results import ModeratorAlert, Result
 
 log = logging.getLogger(__name__)
 
@@ -230,6 +233,7 @@ class SlackStory:
             text = result.text if result.ok else problem(result.text)
             self.counts.show(reply.delivery.ref, result)  # a rating's new counts, an interval from now
             await ack(text=render.fallback(text), blocks=render.text_blocks(text))
+            self._alert(result)
             return
         if ack is not None:
             await ack()
@@ -301,6 +305,7 @@ class SlackStory:
         if result.duplicate:
             log.info("delivery %s was already applied; nothing to do", delivery.event_id)
             return
+        self._alert(result)
         if not result.ok:
             await self._tell(delivery, problem(result.text))
         elif result.private:
@@ -327,6 +332,21 @@ class SlackStory:
             log.warning("cannot post in %s: %s", delivery.ref.key, error)
             await self._tell(delivery, problem(NOT_IN_CHANNEL))
             return None
+
+    def _alert(self, result: Result) -> None:
+        """A report's message for the moderators, sent beside the reply once the request is
+        acknowledged (so it never delays the acknowledgement)."""
+        if result.alert is not None:
+            self._later(self._send_alert(result.alert))
+
+    async def _send_alert(self, alert: ModeratorAlert) -> None:
+        """To ``slack.moderators_channel``, else to the story's starter (the app's direct messages
+        with them). A failure is logged: the reporter was answered, and the report is in the audit log."""
+        to = self.core.config.slack.moderators_channel or alert.starter_id
+        try:
+            await self.messages.send_to(to, alert.text)
+        except SLACK_ERRORS as error:
+            log.warning("cannot send a report to the moderators in %s: %s", to, error)
 
     async def _tell(self, delivery: Delivery, text: str) -> None:
         try:

@@ -53,10 +53,18 @@ class Messages:
 
         Blocks past one message's limit continue in further messages; the first one's ts is returned.
         """
+        return await self._post(ref.channel, _thread(ref), blocks, text)
+
+    async def send_to(self, conversation: str, text: str) -> None:
+        """Post ``text`` to a conversation no story lives in: a channel id, or a user id, which
+        posts in the app's direct messages with that person (a report for the moderators)."""
+        await self._post(conversation, None, render.text_blocks(text), text)
+
+    async def _post(self, channel: str, thread_ts: str | None, blocks: list[render.Block], text: str) -> str:
         first = ""
         for batch in render.batches(blocks):
             response = await self.client.chat_postMessage(
-                channel=ref.channel, blocks=batch, text=render.fallback(text), thread_ts=_thread(ref), **NO_PINGS
+                channel=channel, blocks=batch, text=render.fallback(text), thread_ts=thread_ts, **NO_PINGS
             )
             first = first or str(response["ts"])
         return first
