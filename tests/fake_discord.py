@@ -3,8 +3,8 @@
 The real discord.py client connects to it (``discord.api_base_url`` / ``gateway_url``), so
 tests exercise the real library end to end: IDENTIFY → READY → GUILD_CREATE, heartbeats,
 INTERACTION_CREATE and MESSAGE_CREATE dispatches, interaction callbacks, webhook follow-ups and
-edits, channel messages, threads and command sync. Every REST request is recorded with the
-time it arrived, so tests can check what users would see and how fast it came.
+edits, channel messages, threads, direct messages and command sync. Every REST request is
+recorded with the time it arrived, so tests can check what users would see and how fast it came.
 """
 
 from __future__ import annotations
@@ -86,6 +86,9 @@ class FakeDiscord:
         self.answers: dict[str, Answer] = {}  # by interaction token
         self.threads: list[dict[str, Any]] = []
         self.nsfw: set[int] = set()  # the age-restricted channels (set_nsfw)
+        self.people: dict[str, dict[str, Any]] = {}  # every user seen in an interaction, by id
+        self.dm_channels: dict[str, str] = {}  # user id -> the id of the bot's DM channel with them
+        self.closed_dms: set[str] = set()  # ids of the users who take no direct messages from the bot
         self.dispatched_at: dict[str, float] = {}  # interaction token -> when it was sent
         self.identified = asyncio.Event()
         self.guild_ready = asyncio.Event()
@@ -117,6 +120,7 @@ class FakeDiscord:
             ("DELETE", "/channels/{channel}/messages/{message}", self._delete_message),
             ("POST", "/channels/{channel}/threads", self._create_thread),
             ("DELETE", "/channels/{channel}", self._delete_channel),
+            ("POST", "/users/@me/channels", self._open_dm),
         ]
         for method, path, handler in routes:
             app.router.add_route(method, api + path, handler)
@@ -286,6 +290,7 @@ class FakeDiscord:
         permissions: int,
         message: dict[str, Any] | None = None,
     ) -> str:
+        self.people[who["id"]] = who
         interaction_id = next(self._ids)
         token = f"token-{interaction_id}"
         payload = {
@@ -376,6 +381,11 @@ class FakeDiscord:
             for m in self.messages.values()
             if m["channel_id"] == str(channel_id) and "x_interaction_reply" not in m and not m.get("deleted")
         ]
+
+    def direct_messages(self, who: dict[str, Any]) -> list[dict[str, Any]]:
+        """Messages the bot sent ``who`` privately (in its DM channel with them), oldest first."""
+        channel_id = self.dm_channels.get(who["id"])
+        return [] if channel_id is None else self.channel_messages(int(channel_id))
 
     def edits_of(self, message_id: str) -> list[Request]:
         return [r for r in self.requests if r.method == "PATCH" and r.path.endswith(f"/messages/{message_id}")]
@@ -550,6 +560,8 @@ class FakeDiscord:
         return _json(message)
 
     async def _create_message(self, request: web.Request) -> web.Response:
+        if request.match_info["channel"] in {self.dm_channels.get(who) for who in self.closed_dms}:
+            return _json({"message": "Cannot send messages to this user", "code": 50007}, status=403)
         message = self._message(request.match_info["channel"], "")
         self._update(message, request[BODY], request[FILES])
         return _json(message)
@@ -587,6 +599,13 @@ class FakeDiscord:
         await self.dispatch("THREAD_CREATE", thread | {"newly_created": True})
         return _json(thread)
 
+    async def _open_dm(self, request: web.Request) -> web.Response:
+        """The bot's DM channel with a user (the same one each time), as ``create_dm`` asks for it."""
+        recipient = str(request[BODY]["recipient_id"])
+        channel_id = self.dm_channels.setdefault(recipient, str(next(self._ids)))
+        who = self.people.get(recipient) or user(int(recipient), f"User{recipient}")
+        return _json({"id": channel_id, "type": 1, "recipients": [who], "last_message_id": None})
+
     async def _delete_channel(self, request: web.Request) -> web.Response:
         return _json({"id": request.match_info["channel"], "type": 11})
 
@@ -601,6 +620,6 @@ def _option_type(value: Any) -> int:
     return 3
 
 
-def _json(data: Any) -> web.Response:
+def _json(data: Any, status: int = 200) -> web.Response:
     """discord.py reads a body as JSON only when the content type is exactly application/json."""
-    return web.Response(body=json.dumps(data).encode(), headers={"Content-Type": "application/json"})
+    return web.Response(body=json.dumps(data).encode(), status=status, headers={"Content-Type": "application/json"})

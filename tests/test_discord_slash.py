@@ -13,6 +13,7 @@ from discord import app_commands
 
 from adapters.discord_bot.slash import StoryCommands
 from bot import commands as c
+from bot.moderation import MAX_REASON_CHARS
 
 
 class Runner:
@@ -94,6 +95,16 @@ SAME_AS_TYPED: list[tuple[tuple[str, ...], dict[str, Any], str]] = [
     (("retry",), {}, "retry"),
     (("rate",), {"vote": "up"}, "rate up"),
     (("rate",), {"vote": "down", "passage": 3}, "rate down 3"),
+    (("report",), {"passage": 2}, "report 2"),
+    (("report",), {"passage": 2, "reason": " Too gory for this channel. "}, "report 2 Too gory for this channel."),
+    (("hide",), {"passage": 4}, "hide 4"),
+    (("unhide",), {"passage": 4}, "unhide 4"),
+    (("words",), {}, "words"),
+    (("words",), {"action": "ban", "entry": " dark  lord "}, "words ban dark lord"),
+    (("words",), {"action": "allow", "entry": "bloody"}, "words allow bloody"),
+    (("words",), {"action": "clear", "entry": "bloody"}, "words clear bloody"),
+    (("settings",), {"rating": "teen"}, "settings rating:teen"),
+    (("settings",), {"mode": "free", "rating": "mature"}, "settings mode:free rating:mature"),
     (("end",), {}, "end"),
 ]
 
@@ -115,6 +126,10 @@ async def test_typed_options_build_what_the_grammar_reads_from_the_words(
         (("export",), {"format": "md", "body": True}, "body:on is HTML to paste into AO3; use it with html."),
         (("lore", "add"), {"keys": " , ", "text": "Dragons sleep here."}, "Give the lore entry's keys and its text."),
         (("rate",), {"vote": "sideways"}, "Rate a passage up or down (got"),
+        (("words",), {"action": "ban"}, "Give the word or phrase to ban."),
+        (("words",), {"entry": "dragon"}, "Say ban, allow or clear (got 'dragon')."),
+        (("words",), {"action": "ban", "entry": "re:dr[a4]gon"}, "Patterns (re:…) are set in the config's"),
+        (("words",), {"action": "ban", "entry": "x" * 101}, "A word list entry is at most 100 characters."),
     ],
 )
 async def test_a_refused_value_gets_the_one_line_error_and_runs_nothing(
@@ -138,3 +153,22 @@ def test_the_settings_options_are_the_grammars_keys_with_its_ranges_and_descript
             kind = discord.AppCommandOptionType.integer if spec.type is int else discord.AppCommandOptionType.number
             assert options[key].type == kind
             assert (options[key].min_value, options[key].max_value) == (spec.minimum, spec.maximum)
+    assert [choice.value for choice in options["rating"].choices] == [rating.value for rating in c.ContentRating]
+
+
+def test_the_passage_options_are_numbers_from_one_and_a_reason_fits_the_rules_limit() -> None:
+    """Discord's picker refuses what the rules would: passage 0, a reason past the rules' limit."""
+    group = StoryCommands()
+    for name in ("report", "hide", "unhide"):
+        command = group.get_command(name)
+        assert isinstance(command, app_commands.Command)
+        passage = next(parameter for parameter in command.parameters if parameter.name == "passage")
+        assert passage.type == discord.AppCommandOptionType.integer and passage.min_value == 1 and passage.required
+    report = group.get_command("report")
+    assert isinstance(report, app_commands.Command)
+    reason = next(parameter for parameter in report.parameters if parameter.name == "reason")
+    assert not reason.required and reason.max_value == MAX_REASON_CHARS  # (max_length, to Discord)
+    words = group.get_command("words")
+    assert isinstance(words, app_commands.Command)
+    action = next(parameter for parameter in words.parameters if parameter.name == "action")
+    assert [choice.value for choice in action.choices] == ["ban", "allow", "clear"] and not action.required

@@ -8,6 +8,9 @@ deferred "thinking…" reply, which the answer replaces once it is done. Who may
 core's business; the client only says who is a moderator here (Manage Messages in the channel).
 A rating is answered to the voter first; its new counts then show on the rated passage's own
 message, edited at most once per ``generation.stream_interval_s`` (``adapters.common.ratings``).
+A report's alert goes out after the answer (the acknowledgement never waits on it): to
+``discord.moderators_channel`` when the config names one, else as a direct message to the
+story's starter; one that cannot be sent is logged, and the report stays in the audit log.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from adapters.discord_bot.streaming import PLATFORM, DiscordStreamer
 from bot import commands as c
 from bot.app import App
 from bot.identity import Actor, ChannelRef
-from bot.results import DEFAULT_TITLE, Result
+from bot.results import DEFAULT_TITLE, ModeratorAlert, Result
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +46,8 @@ NOT_KEPT = "Your message could not be added to the story just now; please send i
 # What an edit of a passage's counts meets in normal life: the message deleted, Discord's refusal
 # or rate limit past discord.py's own retries, the network.
 EDIT_FAILURES = (discord.HTTPException, aiohttp.ClientError, asyncio.TimeoutError)
+# What sending a report's alert meets besides: an id in the config (or a starter's) that is no number.
+ALERT_FAILURES = (*EDIT_FAILURES, ValueError)
 
 
 def _contents(result: Result) -> list[str]:
@@ -147,10 +152,28 @@ class StoryClient(discord.Client):
         # A rating's new counts, on the passage's message: an interval from now (after the answer),
         # whatever becomes of the answer.
         self.counts.show(self._ref(interaction.guild_id, interaction.channel, interaction.channel_id), result)
-        if finished:
-            await self._answer(interaction, result)
-        else:
-            await self._answer(interaction, result, deferred_private=command.shows_privately)
+        try:
+            if finished:
+                await self._answer(interaction, result)
+            else:
+                await self._answer(interaction, result, deferred_private=command.shows_privately)
+        finally:  # the report is stored: its moderators hear of it even if the answer could not be shown
+            if result.alert is not None:
+                await self._alert(result.alert)
+
+    async def _alert(self, alert: ModeratorAlert) -> None:
+        """Send a report to the moderators' channel, or privately to the story's starter; never raises."""
+        channel_id = self.app.config.discord.moderators_channel
+        where = "the moderators' channel" if channel_id else "the story's starter"
+        try:
+            if channel_id:
+                destination: discord.abc.Messageable = self.get_partial_messageable(int(channel_id))
+            else:
+                destination = await self.create_dm(discord.Object(int(alert.starter_id)))
+            for content in split_message(alert.text, MESSAGE_LIMIT):
+                await destination.send(content, allowed_mentions=NO_PINGS)
+        except ALERT_FAILURES as error:
+            log.warning("a report could not be sent to %s: %s", where, error)
 
     async def _decide(self, interaction: discord.Interaction[Any], command: c.Command, story_id: int | None) -> Result:
         """Have the core apply (and store) the command; a bug is the bot's problem, said plainly."""

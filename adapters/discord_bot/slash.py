@@ -3,9 +3,10 @@
 Discord hands over typed values (choices, numbers in range, flags), so each subcommand builds
 the core's command object from them directly; the option types carry the limits Discord checks
 (a genre's length, ids from 1 up), and the grammar's helpers convert what it owns (a mode, a
-setting's value and range). Two subcommands still hand their words to the grammar, because it
-owns a rule about them that it applies only while parsing, and the asker must get its error:
-``add`` (an empty passage) and ``export`` (``body`` is HTML, and refuses another format).
+setting's value and range). Three subcommands still hand their words to the grammar, because
+it owns a rule about them that it applies only while parsing, and the asker must get its error:
+``add`` (an empty passage), ``export`` (``body`` is HTML, and refuses another format) and
+``words`` (an action needs an entry; no patterns; the entry's length).
 A value the rules refuse is answered with the one-line error, shown only to the asker.
 """
 
@@ -18,6 +19,7 @@ from discord import app_commands
 
 from adapters.discord_bot.runner import CommandRunner
 from bot import commands as c
+from bot.moderation import MAX_REASON_CHARS
 
 # The subcommand words, in help order, read from the grammar's own help text.
 SUBCOMMANDS: tuple[str, ...] = tuple(dict.fromkeys(re.findall(r"^/story (\w+)", c.HELP_TEXT, re.MULTILINE)))
@@ -31,6 +33,12 @@ _RATING_NAMES = {
 }
 _RATINGS = [app_commands.Choice(name=_RATING_NAMES[rating], value=rating.value) for rating in c.ContentRating]
 _VOTES = [app_commands.Choice(name=f"{vote.emoji} {vote.value}", value=vote.value) for vote in c.Vote]
+# What ``/story words`` does with its entry; left empty, it shows the channel's list.
+_WORD_ACTIONS = [
+    app_commands.Choice(name="ban: refuse it in this channel's stories", value=c.WordRule.BAN.value),
+    app_commands.Choice(name="allow: let this channel use a word of the built-in lists", value=c.WordRule.ALLOW.value),
+    app_commands.Choice(name="clear: take back the channel's rule on it", value="clear"),
+]
 _FORMATS = [app_commands.Choice(name=fmt, value=fmt) for fmt in c.EXPORT_FORMATS]
 _TOPICS = [app_commands.Choice(name=word, value=word) for word in SUBCOMMANDS]
 
@@ -142,6 +150,38 @@ class StoryCommands(app_commands.Group):
     ) -> None:
         await _run(interaction, lambda: c.Rate(c.Vote.parse(vote), passage))
 
+    @app_commands.command(name="report", description="Flag a passage to the story's moderators")
+    @app_commands.describe(passage="The passage's number, from /story status", reason="What is wrong with it")
+    async def report(
+        self,
+        interaction: discord.Interaction,
+        passage: app_commands.Range[int, 1],
+        reason: app_commands.Range[str, 1, MAX_REASON_CHARS] | None = None,
+    ) -> None:
+        await _run(interaction, lambda: c.Report(passage, (reason or "").strip()))
+
+    @app_commands.command(
+        name="hide", description="Take a passage out of the story, its exports and what the bot reads (moderators)"
+    )
+    @app_commands.describe(passage="The passage's number, from /story status")
+    async def hide(self, interaction: discord.Interaction, passage: app_commands.Range[int, 1]) -> None:
+        await _run(interaction, lambda: c.Hide(passage))
+
+    @app_commands.command(name="unhide", description="Put a hidden passage back (moderators)")
+    @app_commands.describe(passage="The passage's number, from /story status")
+    async def unhide(self, interaction: discord.Interaction, passage: app_commands.Range[int, 1]) -> None:
+        await _run(interaction, lambda: c.Unhide(passage))
+
+    @app_commands.command(
+        name="words", description="This channel's own word list: show it, or ban, allow or clear a word (moderators)"
+    )
+    @app_commands.describe(action="What to do with the entry; leave empty to see the list", entry="A word or phrase")
+    @app_commands.choices(action=_WORD_ACTIONS)
+    async def words(
+        self, interaction: discord.Interaction, action: str | None = None, entry: str | None = None
+    ) -> None:
+        await _run(interaction, lambda: c.parse(f"words {action or ''} {entry or ''}"))
+
     @app_commands.command(name="join", description="Take part in round-robin turns")
     async def join(self, interaction: discord.Interaction) -> None:
         await _run(interaction, c.Join)
@@ -178,7 +218,7 @@ class StoryCommands(app_commands.Group):
 
     @app_commands.command(name="settings", description="Show or change how the bot writes")
     @app_commands.describe(**{key: spec.description for key, spec in c.SETTING_KEYS.items()})
-    @app_commands.choices(mode=_MODES)
+    @app_commands.choices(mode=_MODES, rating=_RATINGS)
     async def settings(
         self,
         interaction: discord.Interaction,
@@ -188,6 +228,7 @@ class StoryCommands(app_commands.Group):
         top_k: _range("top_k") | None = None,  # type: ignore[valid-type]  # a Range made at run time: a type to discord.py, not to mypy
         repetition_penalty: _range("repetition_penalty") | None = None,  # type: ignore[valid-type]  # a Range made at run time: a type to discord.py, not to mypy
         mode: str | None = None,
+        rating: str | None = None,
         model: str | None = None,
     ) -> None:
         values = {
@@ -197,6 +238,7 @@ class StoryCommands(app_commands.Group):
             "top_k": top_k,
             "repetition_penalty": repetition_penalty,
             "mode": mode,
+            "rating": rating,
             "model": model,
         }
         await _run(interaction, lambda: _settings(values))
