@@ -254,6 +254,7 @@ class JobBook:
             job = await q.job_by_id(tx, job_id, lock=True)
             if job is None or job.status != JobStatus.RUNNING:
                 return None
+            await q.story_by_id(tx, job.story_id, lock=True)  # its next place in the story, as finish_job
             now = self.clock()
             check = {"checker": verdict.checker, "reason": verdict.reason, "found": list(verdict.found)}
             passage = Passage(

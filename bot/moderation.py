@@ -7,6 +7,8 @@ did it; ``storybot audit`` and the JSON export show it. A report also reaches th
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot import commands as c
@@ -22,6 +24,7 @@ from storage.models import ChannelWord, ModerationAction, PassageStatus, WordRul
 MODERATION: Handlers[ModerationRules] = Handlers()
 
 MAX_REASON_CHARS = 500
+REPORTS_PER_MINUTE = 3  # per person: a report reaches people, so it must not become a flood
 EXCERPT_CHARS = 300
 
 
@@ -41,12 +44,17 @@ class ModerationRules(StoryRules):
         reason = cmd.reason.strip()
         if len(reason) > MAX_REASON_CHARS:
             raise UserError(f"The reason is {len(reason)} characters; the limit is {MAX_REASON_CHARS}.")
+        since = self.clock() - timedelta(minutes=1)
+        if await q.recent_actions(tx, actor.user_id, ModerationAction.REPORT, since) >= REPORTS_PER_MINUTE:
+            raise UserError(f"At most {REPORTS_PER_MINUTE} reports a minute; the moderators have the others.")
         self._audit(
             tx, story.channel_key, actor, ModerationAction.REPORT, reason, story_id=story.id, passage_id=passage.id
         )
         why = f" Reason: {reason.rstrip('.')}." if reason else ""
+        # The reporter is not named: the alert may reach the very person reported (the starter,
+        # when no moderators' channel is set). The audit log keeps who it was.
         alert = ModeratorAlert(
-            f"⚑ {actor.name} reported passage {cmd.number} of “{story.title}” (story #{story.id}, by "
+            f"⚑ Someone reported passage {cmd.number} of “{story.title}” (story #{story.id}, by "
             f"{passage.author_name}): “{_excerpt(passage.text)}”.{why} Hide it with /story hide {cmd.number}.",
             starter_id=story.starter_id,
         )
@@ -140,7 +148,13 @@ class ModerationRules(StoryRules):
                     created_at=self.clock(),
                 )
             )
+        cancelled: tuple[int, ...] = ()
+        story = await q.active_story(tx, channel.key, lock=True)
+        if story is not None and cmd.rule == WordRule.BAN:  # the bot's turn in progress was checked without it
+            cancelled = await self._cancel_open_jobs(tx, story.id)
         action = ModerationAction.BAN_WORD if cmd.rule == WordRule.BAN else ModerationAction.ALLOW_WORD
         self._audit(tx, scope, actor, action, cmd.entry)
         said = "banned" if cmd.rule == WordRule.BAN else "allowed"
-        return Result(f"{actor.name} {said} a word in this channel's stories.", private=True)
+        return Result(
+            f"{actor.name} {said} a word in this channel's stories.", private=True, cancelled_job_ids=cancelled
+        )

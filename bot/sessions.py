@@ -62,6 +62,7 @@ STATUS_RECENT_PASSAGES = 3
 DATABASE_BUSY = "The bot is busy right now; try again in a moment."
 
 RULES: Handlers[SessionManager] = Handlers()
+_STRICTNESS = (ContentRating.GENERAL, ContentRating.TEEN, ContentRating.MATURE)  # strictest first
 
 
 class SessionManager(ModerationRules):
@@ -82,6 +83,15 @@ class SessionManager(ModerationRules):
     ) -> None:
         super().__init__(db, config, clock=clock)
         self.checks = checks if checks is not None else Checks.from_config(config)
+        limits = config.story
+        # The longest text any rule accepts: a longer one is refused for its length, unchecked.
+        self._longest_text = max(
+            limits.max_passage_chars,
+            limits.max_title_chars,
+            limits.max_memory_chars,
+            limits.max_note_chars,
+            limits.max_lore_chars,
+        )
         self._longest_passage: Callable[[str], int | None] = lambda model: None
         self._handlers = RULES.bind(self) | MODERATION.bind(self) | ARCHIVE.bind(Archive(config.export))
 
@@ -110,13 +120,12 @@ class SessionManager(ModerationRules):
         """
         handler = self._handlers[type(command)]
         reads_only = command.read_only
-        if command.written:
-            try:
-                refusal = await self._refusal(channel, command)
-            except DatabaseBusy:
-                return Result.error(DATABASE_BUSY)
-            if refusal is not None:
-                return Result.error(refusal)
+        try:
+            refusal = await self.refusal(channel, command)
+        except DatabaseBusy:
+            return Result.error(DATABASE_BUSY)
+        if refusal is not None:
+            return Result.error(refusal)
 
         async def apply(tx: AsyncSession) -> Result:
             if event_id is not None and not reads_only:
@@ -143,16 +152,21 @@ class SessionManager(ModerationRules):
             self._notify_jobs()
         return result
 
-    async def _refusal(self, channel: ChannelRef, command: c.Command) -> str | None:
-        """Why the content checks refuse what the person wrote, or None. Run before the command's
-        transaction (a checker may take a while, and no lock is held meanwhile): the story's
-        standard is read first, the rating a new story asks for when it is a start."""
+    async def refusal(self, channel: ChannelRef, command: c.Command) -> str | None:
+        """Why the content checks refuse what the person wrote, or None. ``handle`` asks first,
+        before the command's transaction (a checker may take a while, and no lock is held
+        meanwhile); an adapter asks too before it shows anything of the command (the thread a
+        start opens is named after its title). The standard is the running story's, or for a
+        start the rating it asks for."""
+        if not command.written or any(len(text) > self._longest_text for text in command.written):
+            return None  # nothing to check, or refused for its length without costing a check
 
         async def read(tx: AsyncSession) -> Standard:
-            story = await q.active_story(tx, channel.key)
-            rating = story.rating if story is not None else self.config.story.default_rating
-            if isinstance(command, c.Start) and command.rating is not None:
-                rating = command.rating
+            if isinstance(command, c.Start):
+                rating = command.rating or self.config.story.default_rating
+            else:
+                story = await q.active_story(tx, channel.key)
+                rating = story.rating if story is not None else self.config.story.default_rating
             return await self._standard(tx, channel, rating)
 
         verdict = await self.checks.check_human(command.written, await self.db.transaction(read, write=False))
@@ -652,8 +666,9 @@ class SessionManager(ModerationRules):
                     f"and the passage together. Try length:{longest}."
                 )
         rating = changes.pop("rating", None)
+        cancelled: tuple[int, ...] = ()
         if rating is not None:
-            self._change_rating(tx, story, channel, actor, c.ContentRating(str(rating)))
+            cancelled = await self._change_rating(tx, story, channel, actor, c.ContentRating(str(rating)))
         mode = changes.pop("mode", None)
         if mode is not None:
             if not isinstance(mode, str):  # the parser converts mode to a Mode, which is a str
@@ -661,20 +676,26 @@ class SessionManager(ModerationRules):
             story.mode = c.Mode(mode).value
             story.turn_index, story.turn_started_at = 0, self.clock()
         story.settings = {**story.settings, **changes}
-        return Result("Settings updated. " + self._describe_settings(story), story_id=story.id)
+        return Result(
+            "Settings updated. " + self._describe_settings(story), story_id=story.id, cancelled_job_ids=cancelled
+        )
 
-    def _change_rating(
+    async def _change_rating(
         self, tx: AsyncSession, story: Story, channel: ChannelRef, actor: Actor, rating: ContentRating
-    ) -> None:
-        """A new rating, recorded in the audit log; mature only where the channel is for adults."""
+    ) -> tuple[int, ...]:
+        """A new rating, recorded in the audit log; mature only where the channel is for adults.
+        A stricter one withdraws the bot's turn in progress, which is checked against the old one;
+        returns the turns withdrawn."""
         if rating == story.rating:
-            return
+            return ()
         if rating == ContentRating.MATURE and not channel.age_restricted:
             raise UserError("A story rated mature needs a channel for adults; this one is not marked so.")
         self._audit(
             tx, story.channel_key, actor, ModerationAction.RATING, f"{story.rating} → {rating}", story_id=story.id
         )
+        stricter = _STRICTNESS.index(rating) < _STRICTNESS.index(ContentRating(story.rating))
         story.rating = rating
+        return await self._cancel_open_jobs(tx, story.id) if stricter else ()
 
     def _describe_settings(self, story: Story) -> str:
         values = self.story_settings(story).as_dict()

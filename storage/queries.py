@@ -376,6 +376,14 @@ async def channel_words(tx: AsyncSession, scope: str) -> Sequence[ChannelWord]:
     return (await tx.execute(query)).scalars().all()
 
 
+async def recent_actions(tx: AsyncSession, actor_id: str, action: str, since: datetime) -> int:
+    """How many times ``actor_id`` did ``action`` (a line of the moderation log) since ``since``."""
+    query = select(func.count()).where(
+        ModerationEntry.actor_id == actor_id, ModerationEntry.action == action, ModerationEntry.created_at >= since
+    )
+    return int((await tx.execute(query)).scalar_one())
+
+
 async def moderation_log(
     tx: AsyncSession, *, channel_key: str | None = None, story_id: int | None = None
 ) -> Sequence[ModerationEntry]:

@@ -70,7 +70,12 @@ async def test_a_report_reaches_the_moderators_and_the_log(rules: SessionManager
     assert reported.ok and reported.private and "reported to the story's moderators" in reported.text
     assert reported.alert is not None and reported.alert.starter_id == ALICE.user_id
     alert = reported.alert.text
-    assert "Mo reported passage 2" in alert and "A passage someone dislikes." in alert and "off topic" in alert
+    assert (
+        "Someone reported passage 2" in alert
+        and "Mo" not in alert
+        and "A passage someone dislikes." in alert
+        and "off topic" in alert
+    )
     assert "/story hide 2" in alert
     missing = await run(rules, MOD, "/story report 9")
     assert not missing.ok and "no passage 9" in missing.text and missing.alert is None
@@ -182,7 +187,10 @@ async def test_rating_changes_and_ends_are_logged(
 # ------------------------------------------------------------------------- withheld bot passages
 
 
-async def test_a_withheld_bot_passage_is_kept_only_for_the_moderators(rules: SessionManager) -> None:
+async def test_a_withheld_bot_passage_is_kept_only_for_the_moderators(
+    rules: SessionManager, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
     await run(rules, ALICE, '/story start "Night" The lamp was lit.')
     [job] = await rules.claim_jobs(1)
     verdict = Verdict(False, "words", "it uses words not allowed in a story rated general", ("shit",))
@@ -200,3 +208,46 @@ async def test_a_withheld_bot_passage_is_kept_only_for_the_moderators(rules: Ses
     assert [e["action"] for e in document["audit"]] == ["withheld"]
     assert "(hidden" not in (await run(rules, BOB, "/story status")).text
     assert "there is no passage 2" in (await run(rules, BOB, "/story rate up 2")).text  # not numbered
+    # The feedback commands count it as turned down (and never train on it).
+    code, out, err = await asyncio.to_thread(cli, rules.config, capsys, monkeypatch, "stats", "--json")
+    assert code == 0, err
+    assert [p["fate"] for p in json.loads(out)["passages"]] == ["withheld"]
+
+
+async def test_a_stricter_rating_or_a_new_ban_withdraws_the_turn_in_progress(rules: SessionManager) -> None:
+    started = await run(rules, ALICE, '/story start "Night" rating:teen The lamp was lit.')
+    assert started.job_id is not None
+    stricter = await run(rules, ALICE, "/story settings rating:general")
+    assert stricter.cancelled_job_ids == (started.job_id,)  # it was to be checked as teen
+    again = await run(rules, ALICE, "/story continue")
+    assert (await run(rules, ALICE, "/story settings rating:teen")).cancelled_job_ids == ()  # looser: it stands
+    banned = await run(rules, MOD, "/story words ban lantern")
+    assert banned.cancelled_job_ids == (again.job_id,)
+
+
+async def test_the_export_keeps_the_word_list_but_not_who_reported(
+    rules: SessionManager, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await run(rules, ALICE, '/story start "Night" mode:free The lamp was lit.')
+    await run(rules, MOD, "/story words ban lantern")
+    await run(rules, BOB, "/story report 1 boring")
+    await run(rules, MOD, "/story words ban torch", OTHER)  # another channel's list
+    exported = (await run(rules, BOB, "/story export json")).attachment
+    assert exported is not None
+    audit = json.loads(exported.data)["audit"]
+    assert [(e["action"], e["detail"]) for e in audit] == [("ban-word", "lantern")]
+    (tmp_path / "story.json").write_bytes(exported.data)  # storybot import keeps it
+    monkeypatch.chdir(tmp_path)
+    code, out, err = await asyncio.to_thread(cli, rules.config, capsys, monkeypatch, "import", "story.json")
+    assert code == 0, err
+    imported = (await run(rules, BOB, f"/story export json {out.split('#', 1)[1].split()[0]}")).attachment
+    assert imported is not None and json.loads(imported.data)["audit"] == audit
+
+
+async def test_reports_are_limited_per_person(rules: SessionManager) -> None:
+    await run(rules, ALICE, '/story start "Night" mode:free The lamp was lit.')
+    for _ in range(3):
+        assert (await run(rules, BOB, "/story report 1")).ok
+    refused = await run(rules, BOB, "/story report 1")
+    assert not refused.ok and "At most 3 reports a minute" in refused.text and refused.alert is None
+    assert (await run(rules, MOD, "/story report 1")).ok  # someone else still may

@@ -39,7 +39,7 @@ def test_refusals_and_a_report_at_a_console_for_adults(tmp_path: Path, tiny_mode
     assert lines.count("Passage 1 added.") == 2  # the mature story's line, then the general story's clean one
     assert "Thank you: passage 1 was reported to the story's moderators." in lines
     [alert] = [line for line in lines if line.startswith("[to the moderators] ")]
-    assert alert.startswith("[to the moderators] ⚑ Alice reported passage 1 of “Day Shift”")
+    assert alert.startswith("[to the moderators] ⚑ Someone reported passage 1 of “Day Shift”")
     assert "“The lamp was lit.”" in alert and "Reason: too dull" in alert
     assert "“Day Shift” — free mode, rated general, 1 passage," in done.stdout
     assert "Traceback" not in done.stderr

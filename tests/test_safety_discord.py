@@ -121,6 +121,14 @@ async def test_a_word_the_rating_refuses_is_refused_privately_however_it_is_disg
     assert rows(tmp_path, "SELECT author_name, text FROM passages") == [("Bob", "Well, shit.")]
 
 
+async def test_a_refused_title_opens_no_thread(tmp_path: Path, fake: FakeDiscord, settings: Config) -> None:
+    async with running(settings, fake):
+        answer = await ask(fake, ALICE, "start", title="Shit Happens", thread=True)
+        assert refused_here(answer)
+        assert fake.threads == [] and sent_to_discord(fake, "Shit Happens") == []
+    assert rows(tmp_path, "SELECT title FROM stories") == []
+
+
 async def test_the_channels_own_banned_words_are_set_by_its_moderators(
     tmp_path: Path, fake: FakeDiscord, settings: Config
 ) -> None:
@@ -194,7 +202,7 @@ async def test_a_report_reaches_the_moderators_channel_and_the_reporter_is_thank
         assert thanks == ("Thank you: passage 1 was reported to the story's moderators.", True)
         [alert] = await fake.until(lambda: fake.channel_messages(MODERATORS_CHANNEL))
     text = alert["content"]
-    assert text.startswith("⚑ Bob reported passage 1 of “Tides”") and f"“{OPENING}”" in text
+    assert text.startswith("⚑ Someone reported passage 1 of “Tides”") and f"“{OPENING}”" in text
     assert "Reason: Too grim for the kids' channel." in text and text.endswith("/story hide 1.")
     [sent] = [r for r in fake.requests if r.path == f"/channels/{MODERATORS_CHANNEL}/messages"]
     acked = fake.answers[token].acked_at
@@ -215,7 +223,7 @@ async def test_without_a_moderators_channel_the_starter_hears_of_a_report_privat
             True,
         )
         [alert] = await fake.until(lambda: fake.direct_messages(ALICE))
-    assert alert["content"].startswith("⚑ Bob reported passage 1 of “Tides”") and "Reason" not in alert["content"]
+    assert alert["content"].startswith("⚑ Someone reported passage 1 of “Tides”") and "Reason" not in alert["content"]
     assert list(fake.dm_channels) == [ALICE["id"]]
 
 

@@ -129,6 +129,14 @@ async def test_a_persons_text_with_a_banned_word_is_refused_to_them_and_nothing_
     assert app.api.of("chat.postEphemeral") == [] and "shit" not in "".join(posts(app.api)).casefold()
 
 
+async def test_a_refused_title_opens_no_thread(app: Slack, tmp_path: Path) -> None:
+    refusal = acknowledged(await app.sender.command('start "Shit Happens" thread:yes', user=ALICE))
+    assert refusal.startswith(REFUSED)
+    assert "shit happens" not in reached_slack(app).replace(refusal.casefold(), "")
+    assert app.api.of("chat.postMessage") == []
+    assert await stored(tmp_path, "SELECT title FROM stories") == []
+
+
 # ---------------------------------------------------------------------- what the bot writes
 
 
@@ -203,7 +211,7 @@ async def test_a_report_reaches_the_moderators_after_its_acknowledgement(app: Sl
     assert answer == "Thank you: passage 1 was reported to the story's moderators."
     [alert] = await api.wait_for(lambda: [c for c in api.of("chat.postMessage") if c.args["channel"] == destination])
     text = shown(alert.args)
-    assert text.startswith("⚑ Bob reported passage 1 of “Tides”") and "Reason: spam" in text
+    assert text.startswith("⚑ Someone reported passage 1 of “Tides”") and "Reason: spam" in text
     assert f"<!here> {OPENING}" in text and "/story hide 1" in text
     assert "<!here>" not in json.dumps(alert.args) and "&lt;!here&gt;" in alert.args["text"]  # pings nobody
     assert alert.args.get("link_names") in (False, "0", "false") and not alert.args.get("thread_ts")

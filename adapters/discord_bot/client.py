@@ -218,6 +218,10 @@ class StoryClient(discord.Client):
         parent = interaction.channel
         if not isinstance(parent, discord.TextChannel):
             return Result.error("A story thread can only be made in a text channel; try thread:false here.")
+        # The thread is named after the title: the checks judge it before anyone can see it.
+        refusal = await self.app.sessions.refusal(self._ref(interaction.guild_id, parent, parent.id), command)
+        if refusal is not None:
+            return Result.error(refusal)
         name = (command.title or DEFAULT_TITLE)[:THREAD_NAME_LIMIT]
         opened = await parent.create_thread(name=name, type=discord.ChannelType.public_thread)
         thread = _Thread(self._ref(interaction.guild_id, opened, opened.id), opened)

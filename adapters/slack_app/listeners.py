@@ -286,6 +286,10 @@ class SlackStory:
 
     async def _start_in_thread(self, delivery: Delivery, actor: Actor, command: c.Start) -> Reply:
         """``/story start thread:true``: a message in the channel opens the thread that holds the story."""
+        # That message names the title: the checks judge it before anyone can see it.
+        refusal = await self.core.sessions.refusal(delivery.ref, command)
+        if refusal is not None:
+            return Reply(Result.error(refusal), delivery)
         opening = f"📖 {actor.name} is starting “{command.title or 'a story'}” in this thread…"
         try:
             ts = await self.messages.post(delivery.ref, render.note_blocks(opening), opening)

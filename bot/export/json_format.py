@@ -16,6 +16,7 @@ from typing import Any, TypeVar, overload
 
 from bot.export.common import ExportOptions, RenderedFile, slug
 from bot.export.model import (
+    AUDIT_ACTIONS,
     AUTHOR_KINDS,
     MODES,
     PASSAGE_STATUSES,
@@ -245,7 +246,7 @@ def _lore(r: _Reader) -> ExportLore:
 def _audit_entry(r: _Reader) -> ExportAuditEntry:
     actor = r.child("actor")
     return ExportAuditEntry(
-        action=r.get("action", str),
+        action=r.choice("action", AUDIT_ACTIONS),
         actor_id=actor.get("id", str),
         actor_name=actor.get("name", str),
         detail=r.get("detail", str, optional=True, default=""),

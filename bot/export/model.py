@@ -15,7 +15,7 @@ from typing import Any
 
 from bot.identity import ChannelRef
 from bot.words import word_count
-from storage.models import AuthorKind, ContentRating, PassageStatus, StoryStatus
+from storage.models import AuthorKind, ContentRating, ModerationAction, PassageStatus, StoryStatus
 
 CANONICAL = PassageStatus.CANONICAL
 SUPERSEDED = PassageStatus.SUPERSEDED
@@ -25,6 +25,7 @@ AUTHOR_KINDS = tuple(AuthorKind)
 STORY_STATUSES = tuple(StoryStatus)
 MODES = ("alternate", "round-robin", "free")
 RATINGS = tuple(ContentRating)
+AUDIT_ACTIONS = tuple(ModerationAction)
 
 # A passage that is only a heading such as "Chapter 2", "Part Three: The Storm" or "Epilogue"
 # is how participants mark a chapter break; it becomes the next chapter's title.

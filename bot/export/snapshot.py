@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.export.model import ExportAuditEntry, ExportLore, ExportParticipant, ExportPassage, ExportStory
 from bot.identity import ChannelRef
 from storage import queries as q
-from storage.models import PassageStatus, Story
+from storage.models import ModerationAction, ModerationEntry, PassageStatus, Story
 
 # Passages no export holds: one a moderator hid, one the content checks withheld (both stay in
 # the database, for the moderators).
@@ -56,7 +56,7 @@ async def load_story(tx: AsyncSession, story: Story, *, language: str) -> Export
             e.created_at,
             numbers.get(e.passage_id) if e.passage_id is not None else None,
         )
-        for e in await q.moderation_log(tx, story_id=story.id)
+        for e in await _audit_log(tx, story)
     )
     return ExportStory(
         title=story.title,
@@ -78,6 +78,23 @@ async def load_story(tx: AsyncSession, story: Story, *, language: str) -> Export
         lore=lore,
         audit=audit,
     )
+
+
+async def _audit_log(tx: AsyncSession, story: Story) -> list[ModerationEntry]:
+    """What the moderators did to the story, and to its channel's word list while it ran; not the
+    reports, whose reporters an export must not name."""
+    ended = story.finished_at
+    channel = ChannelRef(story.platform, story.workspace, story.channel).channel_key
+    in_channel = [
+        e
+        for e in await q.moderation_log(tx, channel_key=channel)
+        if e.story_id is None and e.created_at >= story.created_at and (ended is None or e.created_at <= ended)
+    ]
+    own = [e for e in await q.moderation_log(tx, story_id=story.id) if e.action != ModerationAction.REPORT]
+    # An imported story holds copies of its channel's lines as its own: one of each.
+    copied = {(e.action, e.actor_id, e.detail, e.created_at) for e in own}
+    in_channel = [e for e in in_channel if (e.action, e.actor_id, e.detail, e.created_at) not in copied]
+    return sorted(own + in_channel, key=lambda e: (e.created_at, e.id))
 
 
 def _without_prompt(generation: dict[str, Any] | None) -> dict[str, Any] | None:

@@ -1,4 +1,5 @@
-"""The judgement on one bot passage: its fate (kept, retried away, undone) and its votes.
+"""The judgement on one bot passage: its fate (kept, retried away, undone, hidden by a moderator,
+withheld by the content checks) and its votes.
 
 Nobody has to vote for a passage to be judged: retrying a passage or undoing it says as much as
 a 👎, and a passage the story went on from was kept. The fate is read from the passage's
@@ -18,12 +19,16 @@ class Fate(StrEnum):
     KEPT = "kept"  # still in the story
     RETRIED = "retried"  # rewritten by /story retry: kept in the archive as an alternative
     UNDONE = "undone"  # withdrawn by /story undo
+    HIDDEN = "hidden"  # taken out of the story by a moderator
+    WITHHELD = "withheld"  # stopped by the content checks, never shown
 
 
 _FATES = {
     PassageStatus.CANONICAL: Fate.KEPT,
     PassageStatus.SUPERSEDED: Fate.RETRIED,
     PassageStatus.UNDONE: Fate.UNDONE,
+    PassageStatus.HIDDEN: Fate.HIDDEN,
+    PassageStatus.WITHHELD: Fate.WITHHELD,
 }
 
 
@@ -33,7 +38,8 @@ def fate_of(status: str) -> Fate:
 
 
 def turned_down(status: str, up: int, down: int) -> bool:
-    """Whether people turned this bot passage down: retried away, undone, or more 👎 than 👍.
+    """Whether this bot passage was turned down: retried away, undone, hidden, withheld by the
+    checks, or rated more 👎 than 👍.
 
     Such a passage is left out of fine-tuning and is a "rejected" answer in preference data.
     """

@@ -33,7 +33,7 @@ import threading
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field, replace
-from typing import Protocol
+from typing import Generic, Protocol, TypeVar
 
 from bot.config import Config, Writer
 from bot.context import PromptLimits, build_prompt
@@ -49,6 +49,7 @@ from bot.safety.checks import Checks
 from bot.safety.gate import StreamGate
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # A passage that comes out empty after cleaning, or clearly in another language than the story
 # (a small model answers a Chinese story in English now and then), is written again, up to this
@@ -133,7 +134,7 @@ class _Running:
 
     spec: JobSpec
     cancelled: threading.Event
-    stream: _Throttle
+    stream: _Throttle[tuple[int, str]]  # (the attempt at the passage, its visible text)
     gate: StreamGate
     timed_out: bool = False
     message_ref: str | None = None  # the messages that show it, as last recorded
@@ -612,7 +613,7 @@ class GenerationQueue:
         def on_text(text: str) -> None:  # worker thread
             shown = visible_text(text, stops).strip()
             if shown:
-                loop.call_soon_threadsafe(run.stream.put, shown)
+                loop.call_soon_threadsafe(run.stream.put, (run.attempt, shown))
 
         story_prompt = build_prompt(spec.story, limits, backend.count_tokens)
         request = GenerationRequest(
@@ -650,27 +651,27 @@ class GenerationQueue:
     async def _pump(self, run: _Running) -> None:
         """Hand each streamed text the gate lets through (whole sentences that passed the checks)
         to the listeners."""
-        async for text in run.stream:
-            shown = await run.gate.admit(text, run.attempt)
+        async for attempt, text in run.stream:
+            shown = await run.gate.admit(text, attempt)
             if shown is not None:
                 await self._remember(run, await self._tell("turn_progress", run.spec, shown))
 
 
-class _Throttle:
-    """Latest-value stream: yields the newest text, ``interval`` seconds after the consumer asked
+class _Throttle(Generic[T]):
+    """Latest-value stream: yields the newest text (any value), ``interval`` seconds after the consumer asked
     for the next one (that is, after the listeners were done with the last), and skips the texts
     that came meanwhile. So a turn's messages change at most once per interval, however slowly a
     platform answers, and never two updates at once."""
 
     def __init__(self, interval: float) -> None:
         self.interval = interval
-        self._latest: str | None = None
+        self._latest: T | None = None
         self._closed = False
         self._changed = asyncio.Event()
         self._next_at = 0.0  # when the next text may go out
         self._handed_out = False  # a text went out, and its consumer may still be busy with it
 
-    def put(self, text: str) -> None:
+    def put(self, text: T) -> None:
         self._latest = text
         self._changed.set()
 
@@ -678,10 +679,10 @@ class _Throttle:
         self._closed = True
         self._changed.set()
 
-    def __aiter__(self) -> _Throttle:
+    def __aiter__(self) -> _Throttle[T]:
         return self
 
-    async def __anext__(self) -> str:
+    async def __anext__(self) -> T:
         if self._handed_out:  # asked again: the consumer is done with the last text, the rest starts
             self._handed_out = False
             self._next_at = time.monotonic() + self.interval
