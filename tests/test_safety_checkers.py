@@ -15,13 +15,15 @@ import logging
 import shutil
 import subprocess
 import sys
-from collections.abc import AsyncIterator
+import threading
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
 from bench.models import build_random_classifier
 from bot.config import ConfigError
+from bot.generation.heavy import MODEL_THREAD, run_heavy
 from bot.safety.checker import CheckerDown, Standard, Verdict
 from bot.safety.classifier import ClassifierChecker
 from bot.safety.moderation import ModerationChecker
@@ -180,6 +182,47 @@ async def test_checks_that_arrive_together_share_one_load(
     verdicts = await asyncio.gather(*(checker.check(text, GENERAL) for text in TEXTS[:3]))
     assert verdicts == [Verdict.PASS] * 3
     assert sum("loaded" in record.getMessage() for record in caplog.records) == 1
+
+
+@pytest.fixture
+def busy_model_thread() -> Iterator[threading.Event]:
+    """The model thread held, as a continuous generation batch holds it for tens of seconds,
+    until the test sets the event (or ends)."""
+    started, release = threading.Event(), threading.Event()
+
+    def batch() -> None:
+        started.set()
+        release.wait()
+
+    running = MODEL_THREAD.submit(batch)
+    assert started.wait(30), "the model thread is busy with something else"
+    yield release
+    release.set()
+    running.result(30)
+
+
+async def test_a_check_does_not_wait_behind_generation(
+    tiny_classifier_dir: Path, busy_model_thread: threading.Event
+) -> None:
+    checker = ClassifierChecker(str(tiny_classifier_dir), ["toxic=1.0"])
+    try:
+        # the first check loads the model too: seconds, but never the batch's tens of seconds
+        assert await asyncio.wait_for(checker.check(TEXTS[0], GENERAL), 60) == Verdict.PASS
+        assert await asyncio.wait_for(checker.check(TEXTS[1], GENERAL), 10) == Verdict.PASS
+    finally:
+        await checker.close()
+
+
+async def test_model_work_that_times_out_before_it_starts_lets_the_batch_take_turns_again(
+    busy_model_thread: threading.Event,
+) -> None:
+    assert not MODEL_THREAD.contended  # the batch runs, nothing waits behind it
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(run_heavy(lambda: "loaded", model_work=True), 0.05)
+    assert not MODEL_THREAD.contended  # the cancelled job will never run: new turns may join
+    busy_model_thread.set()
+    assert await run_heavy(lambda: "loaded", model_work=True) == "loaded"
+    assert not MODEL_THREAD.contended
 
 
 # In a fresh process, as in the bot: the first check also imports torch and transformers, which

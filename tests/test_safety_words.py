@@ -94,6 +94,51 @@ async def test_a_star_matches_continuations_but_not_words_ending_in_it(shipped: 
     await passed(checker, "unzorp")
 
 
+# ---------------------------------------------------------------- scripts written without spaces
+
+
+@pytest.mark.parametrize(
+    ("banned", "text"),
+    [
+        ("傻逼", "你是傻逼吗"),  # Chinese
+        ("バカ", "お前はバカだ"),  # Japanese
+        ("ควาย", "แกมันควายจริงๆ"),  # Thai
+    ],
+)
+async def test_a_channel_ban_in_a_script_without_spaces_matches_inside_a_sentence(
+    shipped: WordListChecker, banned: str, text: str
+) -> None:
+    verdict = await refused(shipped, text, Standard(ContentRating.MATURE, banned=(banned,)))
+    assert verdict.reason == "it uses words this channel's moderators banned"
+    assert verdict.found == (banned,)
+
+
+@pytest.mark.parametrize(
+    ("banned", "other"),
+    [
+        ("バカ", "お前はハカだ"),  # Japanese: the voicing mark makes another word
+        ("ควาย", "แกมันคว่ายจริงๆ"),  # Thai: a tone mark makes another word
+    ],
+)
+async def test_marks_that_are_part_of_a_script_are_kept(shipped: WordListChecker, banned: str, other: str) -> None:
+    await passed(shipped, other, Standard(ContentRating.MATURE, banned=(banned,)))
+
+
+async def test_a_config_ban_in_chinese_matches_inside_a_sentence() -> None:
+    checker = words_checker(ban_general=("傻逼", "ass"))
+    assert (await refused(checker, "你是傻逼吗？")).found == ("傻逼",)
+    await passed(checker, "你是傻逼吗", TEEN)  # a general ban, as in any script
+    await passed(checker, "Scunthorpe and the assassin")  # a Latin entry still wants a whole word
+
+
+async def test_a_latin_word_in_a_sentence_without_spaces_is_a_word(shipped: WordListChecker) -> None:
+    """A Latin word touching Chinese is a word of its own; a ``*`` continues it only in Latin."""
+    assert (await refused(shipped, "你fucking吗")).found == ("fucking",)
+    checker = words_checker(ban_general=("ass",))
+    assert (await refused(checker, "他是ass吗")).found == ("ass",)
+    await passed(checker, "他是assassin吗")
+
+
 # ---------------------------------------------------------------- disguises
 
 

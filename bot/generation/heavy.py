@@ -13,9 +13,10 @@ heavy job ends, so it costs nothing the rest of the time.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TypeVar
 
@@ -30,15 +31,23 @@ _usual_interval = sys.getswitchinterval()
 async def run_heavy(function: Callable[[], T], model_work: bool = False) -> T:
     """``function()`` in a thread (``MODEL_THREAD`` for ``model_work``, else the loop's pool),
     with a short GIL switch interval while it (or another) runs."""
+    with heavy_work():
+        if model_work:
+            return await asyncio.wrap_future(MODEL_THREAD.submit(function))
+        return await asyncio.to_thread(function)
+
+
+@contextlib.contextmanager
+def heavy_work() -> Iterator[None]:
+    """A short GIL switch interval while the block (or other heavy work) runs: for the event loop
+    awaiting heavy work in a thread ``run_heavy`` does not choose (the classifier's own)."""
     global _running, _usual_interval
     if _running == 0:
         _usual_interval = sys.getswitchinterval()
         sys.setswitchinterval(min(_usual_interval, HEAVY_SWITCH_INTERVAL_S))
     _running += 1
     try:
-        if model_work:
-            return await asyncio.wrap_future(MODEL_THREAD.submit(function))
-        return await asyncio.to_thread(function)
+        yield
     finally:
         _running -= 1
         if _running == 0:
@@ -53,7 +62,8 @@ class ModelThread:
     (hundreds of small parallel operations) then waits on every wake-up. SmolLM2 decoded at 20 ms
     a step while only one thread ever called torch, 31-35 ms once a second one had (2 AVX2
     cores), on either thread. So all model work goes through this one thread; ``contended`` says
-    when other work waits for it, so a long-running batch can make way.
+    when other work waits for it, so a long-running batch can make way. The one exception is the
+    content classifier, which has a thread of its own (``bot.safety.classifier`` says why).
     """
 
     def __init__(self) -> None:
@@ -62,20 +72,33 @@ class ModelThread:
         self._queued = 0
 
     def submit(self, function: Callable[[], T]) -> Future[T]:
+        """``function()`` on the model thread. It counts as queued (``contended``) until it
+        starts, or until it is cancelled before it starts (an ``asyncio.wait_for`` on
+        ``run_heavy`` that timed out): a job that will never run must not keep a running batch
+        from taking new turns (``Batcher.more``)."""
         with self._lock:
             self._queued += 1
 
         def started() -> T:
-            with self._lock:
-                self._queued -= 1
+            self._dequeue()
             return function()
 
-        return self._executor.submit(started)
+        def ended(future: Future[T]) -> None:
+            if future.cancelled():  # only a job that has not started can be cancelled
+                self._dequeue()
+
+        future = self._executor.submit(started)
+        future.add_done_callback(ended)
+        return future
 
     @property
     def contended(self) -> bool:
         """Whether work is queued behind what runs now."""
         return self._queued > 0
+
+    def _dequeue(self) -> None:
+        with self._lock:
+            self._queued -= 1
 
 
 MODEL_THREAD = ModelThread()

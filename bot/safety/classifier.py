@@ -12,10 +12,16 @@ Choices this module makes:
 - One threshold set for every rating: the rating decides whether the classifier runs at all
   (``safety.general``, ``teen``, ``mature``), which is how a community says what it wants.
 - The model loads on first use, or at start (``load``, from ``Checks.warm_up``), and loads and
-  scores on ``MODEL_THREAD`` through ``run_heavy``: the event loop never waits on torch, and the
-  classifier and the story model never fight over the cores (``bot.generation.heavy``). Checks
-  that arrive during a load wait for that one load (a cancelled check does not cancel it); a
-  failed load is tried again by the next check.
+  scores on a thread of the checker's own, so the event loop never waits on torch. Not on
+  ``MODEL_THREAD`` (``bot.generation.heavy``), where the local backend runs whole generation
+  batches: a continuous batch holds that thread for tens of seconds, and a check queued behind it
+  would outlast ``safety.timeout_s``, so a person's text would be refused as "checks not
+  answering" and the bot's passages withheld. The cost is torch called from two threads: on a
+  CPU each keeps its own team of worker threads, and decoding slows while both share the cores
+  (``ModelThread`` has the figures). One thread, not a pool, so there are two teams, not more;
+  a check cancelled (timed out) before its turn on it is dropped. ``close`` stops the thread.
+  Checks that arrive during a load wait for that one load (a cancelled check does not cancel
+  it); a failed load is tried again by the next check.
 - A multi-label model (``problem_type = "multi_label_classification"``, as toxicity models are)
   scores each label with a sigmoid; any other with a softmax over its labels.
 - A text longer than the model's window (512 tokens for BERT) is scored in overlapping windows,
@@ -28,18 +34,21 @@ import asyncio
 import json
 import logging
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from bot.config import ConfigError, SafetyConfig
-from bot.generation.heavy import run_heavy
+from bot.generation.heavy import heavy_work
 from bot.safety.checker import CheckerDown, Standard, Verdict
 
 __all__ = ["ClassifierChecker", "parse_thresholds"]
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 DEFAULT_WINDOW_TOKENS = 512  # when neither the tokenizer nor the model says
 WINDOW_OVERLAP = 4  # consecutive windows share a quarter of their tokens
@@ -76,6 +85,7 @@ class ClassifierChecker:
         self._model: _Model | None = None
         self._loading: asyncio.Task[_Model] | None = None
         self._misconfigured = ""  # the thresholds name a label the loaded model lacks: no use loading again
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="classifier")  # started on first use
 
     @classmethod
     def from_config(cls, safety: SafetyConfig) -> ClassifierChecker:
@@ -85,11 +95,16 @@ class ClassifierChecker:
         """Load the model, unless loaded; raises ``CheckerDown`` with one line when it cannot."""
         await self._loaded()
 
+    async def close(self) -> None:
+        """Stop the classifier's thread without waiting: scoring not yet begun is dropped, and
+        what runs finishes on its own."""
+        self._thread.shutdown(wait=False, cancel_futures=True)
+
     async def scores(self, text: str) -> dict[str, float]:
         """Every label's score for ``text`` (0 to 1; the highest of its windows)."""
         model = await self._loaded()
         try:
-            return await run_heavy(lambda: _score(model, text), model_work=True)
+            return await self._on_thread(lambda: _score(model, text))
         except Exception as error:  # torch's and the tokenizer's errors: the checker cannot judge
             log.warning("the content classifier failed on a text", exc_info=True)
             raise CheckerDown(f"the content classifier failed: {_detail(error)}") from None
@@ -119,7 +134,7 @@ class ClassifierChecker:
 
     async def _load(self) -> _Model:
         try:
-            model = await run_heavy(lambda: _load_model(self.model_name), model_work=True)
+            model = await self._on_thread(lambda: _load_model(self.model_name))
             self.thresholds = _matched(self.thresholds, model.labels, self.model_name)
         except ConfigError as error:
             self._misconfigured = str(error)
@@ -134,6 +149,10 @@ class ClassifierChecker:
             model.window,
         )
         return model
+
+    async def _on_thread(self, function: Callable[[], T]) -> T:
+        with heavy_work():
+            return await asyncio.wrap_future(self._thread.submit(function))
 
 
 def parse_thresholds(entries: Iterable[str]) -> dict[str, float]:
@@ -196,7 +215,7 @@ def _labels_on_disk(model_name: str) -> tuple[str, ...] | None:
 
 
 def _load_model(model_name: str) -> _Model:
-    """On the model thread: the tokenizer and the model, or ``CheckerDown`` saying why not."""
+    """On the classifier's thread: the tokenizer and the model, or ``CheckerDown`` saying why not."""
     if _looks_local(model_name) and not Path(model_name).expanduser().is_dir():
         raise CheckerDown(
             f"the content classifier's model folder {model_name} does not exist (safety.classifier_model)"
@@ -220,7 +239,7 @@ def _load_model(model_name: str) -> _Model:
 
 
 def _score(loaded: _Model, text: str) -> dict[str, float]:
-    """On the model thread: each label's highest score over the text's windows.
+    """On the classifier's thread: each label's highest score over the text's windows.
 
     The fast tokenizer cuts the windows (``return_overflowing_tokens``), each with the model's
     special tokens; they are scored one at a time, so no padding is needed, whatever the model.

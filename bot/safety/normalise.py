@@ -16,7 +16,8 @@ The steps, in order:
    word joiner, BOM, soft hyphen, bidi controls) and the blank Hangul fillers; NFKD (fullwidth
    and mathematical letters and ligatures become plain ones, accents split off); map Cyrillic and
    Greek look-alikes to Latin (before casefolding, since Greek capital Η looks like H but small η
-   like n, and again after); casefold; drop combining marks (Mn, Me). A dropped combining mark
+   like n, and again after); casefold; drop the combining diacritics (accents, strokes; other
+   scripts' marks, such as Japanese voicing marks and Thai vowels, are part of their letters). A dropped combining mark
    joins the span of the character before it, so ``f̶u̶c̶k̶`` is reported whole.
 2. Leetspeak (``0→o 1→i 3→e 4→a 5→s 7→t @→a $→s !→i``), only inside a token that also has a
    letter, so ``2024``, ``100%`` and ``$5`` stay as they are; a ``!`` at either end of a token is
@@ -183,9 +184,20 @@ def _fold(char: str) -> str:
     if char in _INVISIBLE or unicodedata.category(char) == "Cf":
         return ""
     plain = unicodedata.normalize("NFKD", unicodedata.normalize("NFKD", char).translate(_HOMOGLYPHS).casefold())
-    return "".join(
-        ch for ch in plain if unicodedata.category(ch) not in _DROPPED_CATEGORIES and ch not in _INVISIBLE
-    ).translate(_HOMOGLYPHS)
+    return "".join(ch for ch in plain if not _dropped(ch)).translate(_HOMOGLYPHS)
+
+
+# The combining marks that decorate letters (accents, strokes, overlays: the blocks of combining
+# diacritics). Other scripts' marks are parts of their letters (Japanese voicing marks, Thai vowels
+# and tones, Devanagari vowel signs): dropping them would make different words one.
+_DIACRITICS = re.compile("[\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f]")
+
+
+def _dropped(char: str) -> bool:
+    category = unicodedata.category(char)
+    if category in ("Mn", "Me"):
+        return _DIACRITICS.match(char) is not None
+    return category in _DROPPED_CATEGORIES or char in _INVISIBLE
 
 
 def _unleet(token: re.Match[str]) -> str:

@@ -46,10 +46,19 @@ _REACH: Mapping[ContentRating, tuple[ContentRating, ...]] = {
 
 # Word characters are letters and digits: an underscore separates words, as punctuation does.
 _WORD = re.compile(r"[^\W_]+")
-_NOT_AFTER_WORD = r"(?<![^\W_])"
-_NOT_BEFORE_WORD = r"(?![^\W_])"
 _BETWEEN_WORDS = r"[\W_]+"
-_CONTINUATION = r"[^\W_]*"
+# Scripts written without spaces between words: Thai, Lao, Myanmar, Khmer, Japanese kana (and
+# its iteration marks), Han. A word of theirs has no boundary to look for, and ends a word of a
+# spaced script that it touches (a Latin word in a Chinese sentence).
+_SPACELESS = (
+    "\u0e00-\u0eff\u1000-\u109f\u1780-\u17ff\u19e0-\u19ff\u3005-\u3007\u3040-\u30ff\u31f0-\u31ff"
+    "\u3400-\u4dbf\u4e00-\u9fff\ua9e0-\ua9ff\uaa60-\uaa7f\uf900-\ufaff\U00020000-\U000323af"
+)
+_IN_SPACELESS = re.compile(f"[{_SPACELESS}]")
+_SPACED_WORD = rf"[^\W_{_SPACELESS}]"  # a letter or digit of a script that spaces its words
+_NOT_AFTER_WORD = f"(?<!{_SPACED_WORD})"
+_NOT_BEFORE_WORD = f"(?!{_SPACED_WORD})"
+_CONTINUATION = f"{_SPACED_WORD}*"
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +78,14 @@ class Entry:
         """A plain entry as a piece of the combined pattern: its words apart by any run of spaces
         and punctuation, and with ``*`` any continuation of the last word."""
         return _BETWEEN_WORDS.join(re.escape(word) for word in self.words) + (_CONTINUATION if self.star else "")
+
+    def bounded(self) -> str:
+        """``regex`` with a word boundary at each end written in a spaced script, so ``ass`` does
+        not match in "Scunthorpe"; an end in a spaceless script has none, so 傻逼 matches in
+        你是傻逼吗, where no space ever sets it apart."""
+        before = "" if _IN_SPACELESS.match(self.words[0][0]) else _NOT_AFTER_WORD
+        after = "" if _IN_SPACELESS.match(self.words[-1][-1]) else _NOT_BEFORE_WORD
+        return before + self.regex() + after
 
     def decode_words(self) -> tuple[str, ...]:
         """What the model must not write for a plain entry: the entry as written and as folded
@@ -117,14 +134,15 @@ def parse_list(lines: Iterable[str], where: str) -> tuple[Entry, ...]:
 
 class _Matcher:
     """A set of entries compiled for scanning: the plain ones as one alternation (longest first,
-    so a phrase wins over a word it starts with), each ``re:`` entry on its own (its groups and
-    inline flags would not survive being joined)."""
+    so a phrase wins over a word it starts with), each bounded as its script needs
+    (``Entry.bounded``), each ``re:`` entry on its own (its groups and inline flags would not
+    survive being joined)."""
 
     def __init__(self, entries: Iterable[Entry]) -> None:
         entries = tuple(entries)
-        pieces = sorted({entry.regex() for entry in entries if entry.pattern is None}, key=lambda p: (-len(p), p))
-        joined = f"{_NOT_AFTER_WORD}(?:{'|'.join(pieces)}){_NOT_BEFORE_WORD}"
-        self.patterns = ((re.compile(joined),) if pieces else ()) + tuple(
+        plain = {entry.regex(): entry.bounded() for entry in entries if entry.pattern is None}
+        pieces = [plain[body] for body in sorted(plain, key=lambda body: (-len(body), body))]
+        self.patterns = ((re.compile("|".join(pieces)),) if pieces else ()) + tuple(
             entry.pattern for entry in entries if entry.pattern is not None
         )
 
