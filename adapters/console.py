@@ -141,7 +141,7 @@ class ConsoleChannel:
             self._print(f"! {result.text}")
         elif result.text:
             self._print(result.text)
-        if result.alert is not None:  # the console's people are its moderators too
+        if result.alert is not None:  # no moderators' channel here: the console shows it
             self._print(f"{TO_MODERATORS} {result.alert.text}")
         if result.attachment is not None:
             try:

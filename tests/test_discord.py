@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 
 from adapters.cli import main
+from adapters.common.wording import WRITING
 from adapters.discord_bot import run_discord
 from bot import commands as c
 from bot.config import Config
@@ -362,7 +363,8 @@ async def test_every_interaction_is_acknowledged_within_3_seconds_while_the_mode
     config = discord_config(tmp_path, fake, local_model(slow_model_dir, tokens=300))
     async with running(config, fake):
         await fake.answered(await fake.slash(ALICE, "start", title="Busy Night", opening="The storm began."))
-        await fake.until(lambda: any(m["content"].startswith("**storybot:**") for m in fake.channel_messages()))
+        # The turn has begun ("writing…"; its text streams once the checks pass its first words).
+        await fake.until(lambda: any(WRITING in m["content"] for m in fake.channel_messages()))
         first_progress = fake.requests[-1].at
         commands: list[tuple[dict[str, Any], tuple[str, ...], dict[str, Any]]] = [
             (BOB, ("status",), {}),

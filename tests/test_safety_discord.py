@@ -6,14 +6,16 @@ What people would notice: a passage with a word its story's rating refuses is re
 one line, disguised or not; a bot passage never shows a refused word, not even while it streams,
 and is written again or withheld (kept for the moderators, a notice in the channel); a report
 reaches the moderators' channel, or the story's starter privately; moderators hide and unhide
-passages; the starter changes the story's rating.
+passages; the starter changes the story's rating; a channel's moderators allow a word of the
+shipped lists there, and take it back; a checker that is down holds the bot's passage back and
+refuses what people write (unless ``safety.human_when_down = "allow"``).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,9 +23,10 @@ import pytest
 
 from adapters.common.wording import problem
 from bot.config import Config
-from bot.generation.queue import CHECKED_OUT_NOTICE
+from bot.generation.queue import CHECKED_OUT_NOTICE, CHECKS_DOWN_NOTICE
 from tests import test_discord
 from tests.fake_discord import MANAGE_MESSAGES, MEMBER_PERMISSIONS, FakeDiscord, user
+from tests.fake_moderation import FakeModeration, running_fake_moderation
 from tests.fake_openai import FakeOpenAI
 from tests.test_discord import ALICE, BOB, CAROL, bot_turn, discord_config, rows, running, served_model
 
@@ -36,6 +39,9 @@ OPENING = "The keeper climbed the stairs."
 
 CLEAN = "The keeper counted the ships coming home. Every one of them was safe."
 AFTER_IT = "hit the fan"  # what follows the refused word in ``dirty``
+CHECKS_NOT_ANSWERING = (
+    "⚠️ The content checks are not answering right now, so nothing was changed; try again in a moment."
+)
 
 
 def dirty(word: str) -> str:
@@ -88,6 +94,14 @@ def exported(fake: FakeDiscord, token: str) -> bytes:
 def settings(tmp_path: Path, fake: FakeDiscord, model_server: FakeOpenAI) -> Config:
     """The bot on a SQLite file in ``tmp_path``, on the fake Discord, written by the scripted model."""
     return discord_config(tmp_path, fake, served_model(model_server))
+
+
+@pytest.fixture
+async def moderation() -> AsyncIterator[FakeModeration]:
+    """A moderation service that is down: every check answers HTTP 500."""
+    async with running_fake_moderation() as server:
+        server.status = 500
+        yield server
 
 
 async def ask(fake: FakeDiscord, who: dict[str, Any], *path: str, **options: Any) -> tuple[str, bool]:
@@ -145,6 +159,39 @@ async def test_the_channels_own_banned_words_are_set_by_its_moderators(
     assert rows(tmp_path, "SELECT COUNT(*) FROM passages") == [(0,)]
 
 
+async def test_a_channels_moderators_allow_a_shipped_word_there_and_take_it_back(
+    tmp_path: Path, fake: FakeDiscord, settings: Config
+) -> None:
+    async with running(settings, fake):
+        await ask(fake, ALICE, "start", title="Tides", mode="free")  # rated general: "shit" is refused
+        assert refused_here(await ask(fake, BOB, "add", text="Well, shit."))
+        refused, private = await ask(fake, CAROL, "words", action="allow", entry="shit")
+        assert private and refused == "⚠️ Only the channel's moderators can change its word list."
+        assert await ask(fake, DAVE, "words", action="allow", entry="shit", permissions=MODERATOR) == (
+            "Dave allowed a word in this channel's stories.",
+            True,
+        )
+        added, private = await ask(fake, BOB, "add", text="Well, shit.")
+        assert not private and added.startswith("**Bob:** Well, shit.")
+        assert await ask(fake, CAROL, "words") == ("Allowed here: shit.", True)
+
+        assert await ask(fake, DAVE, "words", action="clear", entry="shit", permissions=MODERATOR) == (
+            "Dave took “shit” off this channel's word list.",
+            True,
+        )
+        assert refused_here(await ask(fake, BOB, "add", text="Shit, the tide."))
+        assert await ask(fake, CAROL, "words") == (
+            "This channel has no words of its own: only the built-in lists apply.",
+            True,
+        )
+    assert rows(tmp_path, "SELECT author_name, text FROM passages") == [("Bob", "Well, shit.")]
+    assert rows(tmp_path, "SELECT COUNT(*) FROM channel_words") == [(0,)]
+    assert rows(tmp_path, "SELECT action, actor_name, detail FROM moderation_log ORDER BY id") == [
+        ("allow-word", "Dave", "shit"),
+        ("clear-word", "Dave", "allow shit"),
+    ]
+
+
 # ---------------------------------------------------------------------- what the bot writes
 
 
@@ -186,6 +233,44 @@ async def test_a_passage_refused_twice_is_withheld_for_the_moderators_with_a_not
         tmp_path, "SELECT action, actor_name, detail FROM moderation_log WHERE action = 'withheld'"
     )
     assert (action, actor) == ("withheld", "storybot") and "words" in detail
+
+
+@pytest.mark.parametrize(
+    ("when_down", "accepted"),
+    [("refuse", False), ("allow", True)],
+    ids=["a person's text refused", "a person's text allowed by safety.human_when_down"],
+)
+async def test_a_checker_outage_holds_the_bots_passage_back(
+    tmp_path: Path,
+    fake: FakeDiscord,
+    model_server: FakeOpenAI,
+    moderation: FakeModeration,
+    when_down: str,
+    accepted: bool,
+) -> None:
+    checks = {
+        "STORYBOT_SAFETY_GENERAL": "words,moderation",
+        "STORYBOT_SAFETY_MODERATION_URL": moderation.url,
+        "STORYBOT_SAFETY_HUMAN_WHEN_DOWN": when_down,
+    }
+    notice = problem(CHECKS_DOWN_NOTICE)
+    async with running(discord_config(tmp_path, fake, {**served_model(model_server), **checks}), fake):
+        await ask(fake, ALICE, "start", mode="free")  # nothing written to check
+        await fake.slash(ALICE, "continue")
+        await fake.until(lambda: [m for m in fake.channel_messages() if m["content"] == notice])
+        assert model_server.requests and moderation.requests  # written, then sent to the service that failed
+        answer = await ask(fake, BOB, "add", text="The door opened.")
+        if accepted:
+            assert answer[0].startswith("**Bob:** The door opened.") and not answer[1]
+        else:
+            assert answer == (CHECKS_NOT_ANSWERING, True)
+    assert sent_to_discord(fake, "rolled in under the beam") == []  # (the model writes test_discord.PASSAGE)
+    assert rows(tmp_path, "SELECT author_kind, status FROM passages ORDER BY id") == [
+        ("bot", "withheld"),
+        *([("human", "canonical")] if accepted else []),
+    ]
+    [(detail,)] = rows(tmp_path, "SELECT detail FROM moderation_log WHERE action = 'withheld'")
+    assert detail.endswith("the content checks are not answering right now")  # why, for the moderators
 
 
 # ---------------------------------------------------------------------- reports

@@ -19,7 +19,12 @@ __all__ = ["Checker", "CheckerDown", "Standard", "Verdict"]
 class CheckerDown(Exception):
     """A checker could not judge the text: its model failed to load, its server is down or slow.
 
-    The message is one line a person may read (no secrets, no URLs with keys)."""
+    The message is one line a person may read (no secrets, no URLs with keys); ``checker`` names
+    the checker, once ``Checks`` has seen the error."""
+
+    def __init__(self, message: str, checker: str = "") -> None:
+        super().__init__(message)
+        self.checker = checker
 
 
 @dataclass(frozen=True, slots=True)

@@ -96,8 +96,8 @@ class Checks:
         try:
             return await self.check(text, standard)
         except CheckerDown as error:
-            log.warning("a bot passage could not be checked: %s", error)
-            return Verdict(False, "", CHECKS_DOWN, down=True)
+            log.warning("a bot passage could not be checked by the %s check: %s", error.checker, error)
+            return Verdict(False, error.checker, CHECKS_DOWN, down=True)
 
     async def check_human(self, texts: Iterable[str], standard: Standard) -> Verdict:
         """A person's texts: as ``check``, but a checker that is down refuses them or is skipped,
@@ -108,7 +108,7 @@ class Checks:
                     verdict = await self._ask(checker, text, standard)
                 except CheckerDown as error:
                     if self.safety.human_when_down == "allow":
-                        log.warning("the %s check is down; letting a person's text past it: %s", checker.name, error)
+                        log.warning("the %s check is down (%s); letting a person's text past it", checker.name, error)
                         continue
                     return Verdict(False, checker.name, CHECKS_DOWN, down=True)
                 if not verdict.passed:
@@ -130,9 +130,10 @@ class Checks:
         try:
             return await asyncio.wait_for(checker.check(text, standard), self.safety.timeout_s)
         except TimeoutError:
-            raise CheckerDown(f"the {checker.name} check took longer than {self.safety.timeout_s:g} s") from None
-        except CheckerDown:
-            raise
+            message = f"took longer than {self.safety.timeout_s:g} s"
+            raise CheckerDown(message, checker.name) from None
+        except CheckerDown as error:
+            raise CheckerDown(str(error), checker.name) from error
         except Exception as error:  # a broken checker is a checker that is down, never a crash
             log.exception("the %s check failed", checker.name)
-            raise CheckerDown(f"the {checker.name} check failed") from error
+            raise CheckerDown("it failed", checker.name) from error
