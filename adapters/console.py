@@ -25,7 +25,8 @@ from bot.app import App
 from bot.export.files import save_in
 from bot.identity import Actor, ChannelRef
 from bot.jobs import JobSpec
-from bot.results import BOT_NAME, Result
+from bot.results import BOT_NAME, PassageView, Result
+from bot.turns import TurnNotice
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +60,7 @@ class ConsoleChannel:
         self._turns: dict[int, asyncio.Future[None]] = {}
         self._streamed: dict[int, str] = {}
         app.queue.add_listener(self, shows=self.channel.platform)
+        app.reminders.add_listener(self.channel.platform, self)
 
     @staticmethod
     def _actor(name: str) -> Actor:
@@ -136,11 +138,16 @@ class ConsoleChannel:
     def _turn(self, job_id: int) -> asyncio.Future[None]:
         return self._turns.setdefault(job_id, asyncio.get_running_loop().create_future())
 
+    def _print_passage(self, passage: PassageView) -> None:
+        self._print(f"\n{BOT_NAME} ▸ {passage.text}\n")
+
     def _show(self, result: Result) -> None:
         if not result.ok:
             self._print(f"! {result.text}")
         elif result.text:
             self._print(result.text)
+        if result.picked and result.passage is not None:  # the alternative picked: the story's passage now
+            self._print_passage(result.passage)
         if result.alert is not None:  # no moderators' channel here: the console shows it
             self._print(f"{TO_MODERATORS} {result.alert.text}")
         if result.attachment is not None:
@@ -176,7 +183,15 @@ class ConsoleChannel:
         elif not result.ok:
             self._print(f"! {result.text}")
         elif result.passage is not None:
-            self._print(f"\n{BOT_NAME} ▸ {result.passage.text}\n")
+            self._print_passage(result.passage)
         future = self._turn(job.job_id)
         if not future.done():
             future.set_result(None)
+
+    # ------------------------------------------------------------------ round-robin turn notices
+
+    async def turn_notice(self, notice: TurnNotice) -> None:
+        """The console's way to call one person: "→ Bob, it's your turn…" (a story of another
+        console channel, from an earlier run with another ``console.channel``, is not shown here)."""
+        if notice.channel == self.channel:
+            self._print(f"→ {notice.to.name}, {notice.text}" if notice.to is not None else notice.text)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from bot.config import Config
 from bot.generation.backend import Backend
 from bot.generation.queue import GenerationQueue
+from bot.reminders import Reminders
 from bot.sessions import SessionManager
 from storage.database import Database, DatabaseBusy, DatabaseUnavailable
 
@@ -36,6 +37,7 @@ class App:
     db: Database
     sessions: SessionManager
     queue: GenerationQueue
+    reminders: Reminders  # the round-robin turn calls; each platform adds its listener
 
 
 def open_database(config: Config) -> Database:
@@ -80,7 +82,8 @@ def configured_backend_factory(config: Config) -> Callable[[str], Backend]:
 
 @asynccontextmanager
 async def open_app(config: Config, *, backend_factory: Callable[[str], Backend] | None = None) -> AsyncIterator[App]:
-    """Migrate the database, start the queue; on exit stop the queue and close the database.
+    """Migrate the database, start the queue and the turn reminders; on exit stop them and close the
+    database.
 
     On SQLite the process holds the file's process lock throughout: a second bot process on
     the same file refuses to start (``DatabaseUnavailable``) instead of re-running our turns.
@@ -94,7 +97,11 @@ async def open_app(config: Config, *, backend_factory: Callable[[str], Backend] 
                 sessions, config, backend_factory or configured_backend_factory(config), sessions.checks
             )
             sessions.limit_passage_length(queue.longest_passage)
+            sessions.preview_prompts_with(queue.preview)
+            reminders = Reminders(sessions)
+            queue.add_listener(reminders)  # a bot turn's end begins the next round: its first turn is called
             await queue.start()
+            reminders.start()
             # What is set up by now (torch, transformers, the app) lives as long as the process:
             # out of the collector's sight, full collections set off while the model loads in its
             # thread stop holding the event loop for 100-200 ms each. Once per process: a second
@@ -104,10 +111,11 @@ async def open_app(config: Config, *, backend_factory: Callable[[str], Backend] 
             # A classifier check loads its model in the background too, beside the writer's.
             checks_loading = asyncio.create_task(sessions.checks.warm_up(), name="checks-warm-up")
             try:
-                yield App(config, db, sessions, queue)
+                yield App(config, db, sessions, queue, reminders)
             finally:
                 checks_loading.cancel()
-                await queue.stop()
+                await queue.stop()  # first: a turn cut short now runs again at the next start
+                await reminders.stop()
                 await sessions.checks.close()
     finally:
         await db.close()

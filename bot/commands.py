@@ -35,6 +35,7 @@ __all__ = [
     "Add",
     "Command",
     "ContentRating",
+    "Context",
     "Continue",
     "End",
     "Export",
@@ -50,6 +51,7 @@ __all__ = [
     "Mode",
     "Note",
     "ParseError",
+    "Pick",
     "Rate",
     "Report",
     "Retry",
@@ -58,6 +60,7 @@ __all__ = [
     "Show",
     "Start",
     "Status",
+    "Turn",
     "Undo",
     "Unhide",
     "Vote",
@@ -240,6 +243,19 @@ class Undo(Command):
     name: ClassVar[str] = "undo"
 
 
+@dataclass(frozen=True, slots=True)
+class Pick(Command):
+    """Make alternative ``number`` of the bot's latest passage (itself and the passages its
+    retries replaced, oldest first) the story's passage. The ◀ ▶ buttons under it name the passage
+    their message shows (``passage_id``): once that is no longer the story's, they change nothing.
+    The answer is the picker's; everyone sees the passage's message show the one picked."""
+
+    name: ClassVar[str] = "pick"
+    private: ClassVar[bool] = True
+    number: int
+    passage_id: int | None = None
+
+
 class Vote(enum.StrEnum):
     """A rating of a bot passage; ``points`` is what the database stores (+1 or -1)."""
 
@@ -335,6 +351,24 @@ class Leave(Command):
 @dataclass(frozen=True, slots=True)
 class Status(Command):
     name: ClassVar[str] = "status"
+    read_only: ClassVar[bool] = True
+    private: ClassVar[bool] = True
+
+
+@dataclass(frozen=True, slots=True)
+class Turn(Command):
+    """Whose turn it is (round-robin), and how long they have."""
+
+    name: ClassVar[str] = "turn"
+    read_only: ClassVar[bool] = True
+    private: ClassVar[bool] = True
+
+
+@dataclass(frozen=True, slots=True)
+class Context(Command):
+    """The prompt the bot would use next, part by part, with token counts and the budget."""
+
+    name: ClassVar[str] = "context"
     read_only: ClassVar[bool] = True
     private: ClassVar[bool] = True
 
@@ -561,6 +595,10 @@ _HELP: dict[str, tuple[str, str]] = {
         "/story retry",
         "replace the bot's last passage with a new one (the old one is kept)",
     ),
+    "pick": (
+        "/story pick <alternative number>",
+        "make one of the bot's alternatives for its latest passage the story's (◀ ▶ under it do the same)",
+    ),
     "undo": ("/story undo", "withdraw the last passage (its author or a moderator)"),
     "rate": (
         "/story rate up|down [passage number]",
@@ -578,6 +616,7 @@ _HELP: dict[str, tuple[str, str]] = {
     ),
     "join": ("/story join", "take part in round-robin turns"),
     "leave": ("/story leave", "stop taking round-robin turns"),
+    "turn": ("/story turn", "whose turn it is, and how long they have"),
     "memory": (
         "/story memory [text|clear]",
         "show, set or clear the facts the bot always keeps in mind",
@@ -589,6 +628,10 @@ _HELP: dict[str, tuple[str, str]] = {
     ),
     "settings": (_SETTINGS_USAGE, "show or change how the bot writes"),
     "status": ("/story status", "recent passages, whose turn it is, word count, contributors"),
+    "context": (
+        "/story context",
+        "what the bot would read next: each part of its prompt, with token counts and the budget",
+    ),
     "end": ("/story end", "finish the story"),
     "export": (
         "/story export [md|txt|html|epub|json] [story id] [authors:on|off] [body:on]",
@@ -1022,6 +1065,14 @@ def _parse_words(rest: str) -> Words:
     return Words(WordRule(verb.lower()), entry)
 
 
+def _parse_pick(rest: str) -> Pick:
+    words = rest.split()
+    number = _positive_int(words[0]) if len(words) == 1 else None
+    if number is None:
+        raise _usage_error("pick", "Give one alternative's number, like 2 (the passage's message shows them).")
+    return Pick(number)
+
+
 def _parse_help(rest: str) -> Help:
     words = rest.split()
     if len(words) > 1:
@@ -1055,8 +1106,9 @@ _PARSERS: dict[str, Callable[[str], Command]] = {
     "hide": lambda rest: _parse_number(Hide, rest),
     "unhide": lambda rest: _parse_number(Unhide, rest),
     "words": _parse_words,
+    "pick": _parse_pick,
     "help": _parse_help,
-    **{kind.name: _no_text(kind) for kind in (Retry, Undo, Join, Leave, Status, End, ListStories)},
+    **{kind.name: _no_text(kind) for kind in (Retry, Undo, Join, Leave, Turn, Status, Context, End, ListStories)},
 }
 
 _PREFIX = re.compile(r"/?story(?=\s|\Z)", re.IGNORECASE)

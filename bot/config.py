@@ -262,6 +262,12 @@ class StoryConfig:
         min=0,
         min_exclusive=True,
     )
+    remind_after_s: float = _setting(
+        300.0,
+        "seconds into a round-robin turn before the bot reminds its writer, once; 0 = never "
+        "(nor when it is round_robin_timeout_s or more: the skip comes first)",
+        min=0,
+    )
     note_depth: int = _setting(3, "the author's note is inserted this many passages from the end", min=0)
     lore_max_tokens: int = _setting(256, "token budget for triggered lore", min=0)
 

@@ -5,14 +5,16 @@ recent passages that fit, the author's note ``note_depth`` passages from the end
 direction from ``/story continue``. The preamble and memory come first and change rarely, so the
 head of the prompt stays byte-stable from turn to turn and prefix caches can be reused.
 
-Everything is deterministic: the same story and budget give the same prompt.
+Everything is deterministic: the same story and budget give the same prompt. ``compose_prompt``
+returns the text with the parts it chose (``Prompt``), so ``/story context`` reports exactly what
+the queue sends, measured by ``ContextReport``, without a second copy of these rules.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from bot.language import LONGEST_REQUEST, next_passage_request
 
@@ -81,6 +83,7 @@ def chat_frame(render: Callable[[list[dict[str, str]]], str]) -> PromptFrame:
 class LoreItem:
     keys: tuple[str, ...]
     text: str
+    number: int | None = None  # as /story lore list numbers it: for reports, never in the prompt
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +97,13 @@ class StorySnapshot:
     passages: tuple[str, ...]  # the canonical story, oldest first
     lore: tuple[LoreItem, ...] = ()
     direction: str | None = None
+    # Each passage's number as /story status shows it (hidden ones keep theirs, so the numbers
+    # may skip): for reports, never in the prompt. Empty: counted from 1.
+    numbers: tuple[int, ...] = ()
+
+    def number(self, index: int) -> int:
+        """The number people know ``passages[index]`` by."""
+        return self.numbers[index] if self.numbers else index + 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,42 +117,145 @@ class PromptLimits:
     window_step: int = 8
 
 
+@dataclass(frozen=True, slots=True)
+class LoreMatch:
+    """A lore entry whose key the recent story mentions: which key, where, and whether it got in."""
+
+    item: LoreItem
+    key: str
+    passage: int | None  # the index in the story's passages of its latest mention; None: the direction
+    included: bool = False  # False: triggered, but there was no room for it
+
+
+@dataclass(frozen=True, slots=True)
+class Prompt:
+    """The prompt for the next passage with the parts ``compose_prompt`` chose for it: the one
+    account of what the model reads, for the queue (``text``) and for ``/story context``."""
+
+    story: StorySnapshot
+    preamble: str  # the title and genre lines (the title alone when the budget pushed the memory out)
+    memory: str  # the memory as rendered, or "" when there is none or no room for it
+    lore: tuple[LoreMatch, ...]  # every triggered entry, most recently mentioned first
+    note: str  # the author's note as rendered, or "" when there is none or no room for it
+    note_depth: int  # how many passages from the end the lore and the note sit
+    window_step: int  # when old passages must go, the cut moves this many at a time
+    first_passage: int  # the story's passages from this index on are in the prompt
+    direction: str  # as rendered, or ""
+    text: str
+
+    @property
+    def passages(self) -> tuple[str, ...]:
+        return self.story.passages[self.first_passage :]
+
+
+@dataclass(frozen=True, slots=True)
+class Budget:
+    """Where a prompt's token budget comes from: the model's context, less what the passage may
+    take and the frame's own text at its longest."""
+
+    context_length: int
+    passage: int
+    frame: int
+
+    @property
+    def tokens(self) -> int:
+        return max(self.context_length - self.passage - self.frame, 1)
+
+
+@dataclass(frozen=True, slots=True)
+class ContextReport:
+    """A prompt measured part by part, in the model's own tokens (``/story context``). The parts'
+    counts need not add up to ``total``: a tokenizer may merge across a boundary."""
+
+    prompt: Prompt
+    budget: Budget
+    preamble: int
+    memory: int
+    lore: tuple[int, ...]  # each of ``prompt.lore``'s, in its order
+    note: int
+    passages: int
+    direction: int
+    total: int  # the prompt's own count, as the budget is checked
+
+    @classmethod
+    def measure(cls, prompt: Prompt, budget: Budget, count_tokens: Callable[[str], int]) -> ContextReport:
+        """Each part counted as it is rendered (slow for a long story: not on the event loop)."""
+
+        def count(text: str) -> int:
+            return count_tokens(text) if text else 0
+
+        return cls(
+            prompt=prompt,
+            budget=budget,
+            preamble=count(prompt.preamble),
+            memory=count(prompt.memory),
+            lore=tuple(count(_lore_line(match.item)) for match in prompt.lore),
+            note=count(_passage_block(prompt.note)) if prompt.note else 0,
+            passages=sum(count(_passage_block(passage)) for passage in prompt.passages),
+            direction=count(prompt.direction),
+            total=count(prompt.text),
+        )
+
+
 def build_prompt(story: StorySnapshot, limits: PromptLimits, count_tokens: Callable[[str], int]) -> str:
-    """The prompt for the bot's next passage; never more than ``limits.budget_tokens`` tokens.
+    """The prompt for the bot's next passage; never more than ``limits.budget_tokens`` tokens."""
+    return compose_prompt(story, limits, count_tokens).text
+
+
+def compose_prompt(story: StorySnapshot, limits: PromptLimits, count_tokens: Callable[[str], int]) -> Prompt:
+    """The prompt for the bot's next passage, with its parts; never more than ``limits.budget_tokens`` tokens.
 
     Layout: preamble and memory | older passages | triggered lore | author's note | the last
     ``note_depth`` passages | direction. Lore and the note sit near the end, where they change
     nothing above them, so everything up to them is byte-stable from turn to turn.
     """
     parts = _Parts(
-        head=_preamble(story),
+        story,
+        preamble=_preamble(story),
+        memory=_memory(story),
         note=f"[Author's note: {story.note.strip()}]" if story.note.strip() else "",
         tail=_direction(story.direction),
+        first=len(story.passages),
     )
-    while count_tokens(parts.fixed()) > limits.budget_tokens and parts.drop_optional(story):
+    while count_tokens(parts.fixed()) > limits.budget_tokens and parts.drop_optional():
         pass  # only a tiny context gets here: memory and note are capped in length by the rules
-    parts.lore = _triggered_lore(
-        story, limits, min(limits.lore_max_tokens, limits.budget_tokens - count_tokens(parts.fixed())), count_tokens
+    matches = _triggered_lore(story, limits)
+    parts.lore = _lore_within(
+        matches, min(limits.lore_max_tokens, limits.budget_tokens - count_tokens(parts.fixed())), count_tokens
     )
-    parts.passages = _window(story.passages, limits, limits.budget_tokens - count_tokens(parts.fixed()), count_tokens)
+    parts.first = _window(story.passages, limits, limits.budget_tokens - count_tokens(parts.fixed()), count_tokens)
     while True:
-        prompt = parts.render(limits.note_depth)
+        text = parts.render(limits.note_depth)
         # Token counts of pieces do not always add up exactly (merges across a boundary), so
         # the assembled prompt is checked, and the least needed part dropped until it fits.
-        if count_tokens(prompt) <= limits.budget_tokens or not parts.drop_one(story):
-            return prompt
+        if count_tokens(text) <= limits.budget_tokens or not parts.drop_one():
+            chosen = {id(match) for match in parts.lore}
+            return Prompt(
+                story=story,
+                preamble=parts.preamble,
+                memory=parts.memory,
+                lore=tuple(replace(match, included=id(match) in chosen) for match in matches),
+                note=parts.note,
+                note_depth=limits.note_depth,
+                window_step=limits.window_step,
+                first_passage=parts.first,
+                direction=parts.tail,
+                text=text,
+            )
 
 
 @dataclass
 class _Parts:
-    head: str
+    story: StorySnapshot
+    preamble: str
+    memory: str
     note: str
     tail: str
-    lore: list[LoreItem] = field(default_factory=list)
-    passages: list[str] = field(default_factory=list)
+    first: int  # the index of the oldest passage in the prompt
+    lore: list[LoreMatch] = field(default_factory=list)  # most recently mentioned first
 
     def lore_block(self) -> str:
-        return "".join(f"[{item.text.strip()}]\n" for item in self.lore)
+        return "".join(_lore_line(match.item) for match in self.lore)
 
     def fixed(self) -> str:
         """Everything but the passages, as it will be rendered."""
@@ -150,25 +263,25 @@ class _Parts:
 
     def render(self, note_depth: int, *, with_passages: bool = True) -> str:
         inserts = [text for text in (self.lore_block().rstrip("\n"), self.note) if text]
-        parts = list(self.passages) if with_passages else []
+        parts = list(self.story.passages[self.first :]) if with_passages else []
         parts[max(len(parts) - note_depth, 0) : max(len(parts) - note_depth, 0)] = inserts
-        return self.head + "".join(part.strip() + PASSAGE_SEPARATOR for part in parts) + self.tail
+        return self.preamble + self.memory + "".join(_passage_block(part) for part in parts) + self.tail
 
-    def drop_one(self, story: StorySnapshot) -> bool:
+    def drop_one(self) -> bool:
         """Drop the oldest passage, else an optional part; False when nothing is left to drop."""
-        if self.passages:
-            self.passages.pop(0)
+        if self.first < len(self.story.passages):
+            self.first += 1
             return True
-        return self.drop_optional(story)
+        return self.drop_optional()
 
-    def drop_optional(self, story: StorySnapshot) -> bool:
-        """Drop the least recent lore, else the note, else the memory; False when bare."""
+    def drop_optional(self) -> bool:
+        """Drop the least recent lore, else the note, else the memory (and genre); False when bare."""
         if self.lore:
             self.lore.pop()
         elif self.note:
             self.note = ""
-        elif self.head != _title_line(story):
-            self.head = _title_line(story)
+        elif self.preamble + self.memory != _title_line(self.story):
+            self.preamble, self.memory = _title_line(self.story), ""
         else:
             return False
         return True
@@ -182,20 +295,27 @@ def _preamble(story: StorySnapshot) -> str:
     lines = [f"{HEADER_LABELS[0]}: {story.title}"]
     if story.genre:
         lines.append(f"{HEADER_LABELS[1]}: {story.genre}")
-    text = "\n".join(lines) + "\n\n"
-    if story.memory.strip():
-        text += f"[Memory: {story.memory.strip()}]\n\n"
-    return text
+    return "\n".join(lines) + "\n\n"
+
+
+def _memory(story: StorySnapshot) -> str:
+    return f"[Memory: {story.memory.strip()}]\n\n" if story.memory.strip() else ""
 
 
 def _direction(direction: str | None) -> str:
     return f"[Next: {direction.strip()}]\n\n" if direction and direction.strip() else ""
 
 
-def _window(
-    passages: Sequence[str], limits: PromptLimits, budget: int, count_tokens: Callable[[str], int]
-) -> list[str]:
-    """The newest whole passages that fit the budget, starting at a multiple of ``window_step``.
+def _passage_block(passage: str) -> str:
+    return passage.strip() + PASSAGE_SEPARATOR
+
+
+def _lore_line(item: LoreItem) -> str:
+    return f"[{item.text.strip()}]\n"
+
+
+def _window(passages: Sequence[str], limits: PromptLimits, budget: int, count_tokens: Callable[[str], int]) -> int:
+    """Where the newest whole passages that fit the budget start, at a multiple of ``window_step``.
 
     Only whole passages are kept, and when the story no longer fits, the start jumps forward a
     step at a time rather than one passage a turn, so consecutive prompts share their head.
@@ -203,36 +323,40 @@ def _window(
     used = 0
     first = len(passages)
     for index in range(len(passages) - 1, -1, -1):
-        used += count_tokens(passages[index].strip() + PASSAGE_SEPARATOR)
+        used += count_tokens(_passage_block(passages[index]))
         if used > budget:
             break
         first = index
     if first > 0 and limits.window_step > 1:
         first = min(-(-first // limits.window_step) * limits.window_step, len(passages) - 1)
-    return list(passages[first:]) if passages and first < len(passages) else []
+    return first
 
 
-def _triggered_lore(
-    story: StorySnapshot, limits: PromptLimits, budget: int, count_tokens: Callable[[str], int]
-) -> list[LoreItem]:
-    """Lore whose keys appear in the recent story, most recently mentioned first, within budget."""
-    recent = list(story.passages[-limits.lore_scan_passages :])
+def _triggered_lore(story: StorySnapshot, limits: PromptLimits) -> list[LoreMatch]:
+    """Lore whose keys appear in the recent story (or the direction), most recently mentioned first."""
+    start = len(story.passages) - len(story.passages[-limits.lore_scan_passages :])
+    recent: list[tuple[int | None, str]] = [(start + i, p) for i, p in enumerate(story.passages[start:])]
     if story.direction:
-        recent.append(story.direction)
-    ranked: list[tuple[int, int, LoreItem]] = []
+        recent.append((None, story.direction))
+    ranked: list[tuple[int, int, LoreMatch]] = []
     for order, item in enumerate(story.lore):
-        last_mention = max(
-            (i for i, passage in enumerate(recent) if any(_mentions(passage, key) for key in item.keys)),
-            default=-1,
-        )
-        if last_mention >= 0:
-            ranked.append((-last_mention, order, item))
-    chosen: list[LoreItem] = []
+        for rank in range(len(recent) - 1, -1, -1):
+            where, text = recent[rank]
+            key = next((key for key in item.keys if _mentions(text, key)), None)
+            if key is not None:
+                ranked.append((-rank, order, LoreMatch(item, key.strip(), where)))
+                break
+    return [match for _, _, match in sorted(ranked, key=lambda entry: (entry[0], entry[1]))]
+
+
+def _lore_within(matches: Sequence[LoreMatch], budget: int, count_tokens: Callable[[str], int]) -> list[LoreMatch]:
+    """The triggered lore that fits ``budget``, taken in order (the most recently mentioned first)."""
+    chosen: list[LoreMatch] = []
     used = 0
-    for _, _, item in sorted(ranked, key=lambda entry: (entry[0], entry[1])):
-        cost = count_tokens(f"[{item.text.strip()}]\n")
+    for match in matches:
+        cost = count_tokens(_lore_line(match.item))
         if used + cost <= budget:
-            chosen.append(item)
+            chosen.append(match)
             used += cost
     return chosen
 

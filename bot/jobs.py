@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.config import Config
 from bot.context import LoreItem, StorySnapshot
 from bot.identity import Actor, ChannelRef
-from bot.results import BOT_NAME, PassageView, Result, Votes
+from bot.results import BOT_NAME, Alternatives, PassageView, Result, Votes
 from bot.safety.checker import Standard, Verdict
 from bot.story_settings import StorySettings
 from storage import queries as q
@@ -103,13 +103,38 @@ class JobBook:
             votes=Votes(*counts.get(passage.id, (0, 0))),
             asked_by=job.requested_by_name if job is not None else None,
             rewrite=job is not None and job.kind == JobKind.RETRY,
+            alternatives=await self._alternatives(tx, passage),
         )
 
+    async def _alternatives(self, tx: AsyncSession, passage: Passage) -> Alternatives | None:
+        """Where a bot passage stands among its alternatives; None for a person's, or one with none."""
+        if passage.author_kind != AuthorKind.BOT:
+            return None
+        ids = [p.id for p in await q.alternatives(tx, passage)]
+        if len(ids) < 2 or passage.id not in ids:
+            return None
+        last = await q.last_canonical_passage(tx, passage.story_id)
+        return Alternatives(ids.index(passage.id) + 1, len(ids), browsable=last is not None and last.id == passage.id)
+
+    async def _message_showing(self, tx: AsyncSession, passage: Passage) -> str | None:
+        """The message(s) that show ``passage`` with its buttons, as its turn recorded them. Each
+        retry shows its passage in a new message, which then carries ◀ ▶ and shows whichever of the
+        alternatives is picked: for a passage with alternatives, that is the newest one's turn's."""
+        found = await q.alternatives(tx, passage) if passage.author_kind == AuthorKind.BOT else []
+        newest = found[-1] if found else passage
+        job = await q.job_by_id(tx, newest.job_id) if newest.job_id is not None else None
+        return job.message_ref if job is not None else None
+
     async def passage_view(self, passage_id: int) -> PassageView | None:
-        """A passage as people see it now (its current counts), for a redraw; None if it is gone."""
+        """A passage as people see it now (its current counts), for a redraw; None if it is gone.
+        One picked away since (a superseded alternative) is seen as the one picked over it: its
+        message (the newest alternative's) shows that one now, and a late redraw must not undo the pick."""
 
         async def read(tx: AsyncSession) -> PassageView | None:
             passage = await tx.get(Passage, passage_id)
+            if passage is not None and passage.status == PassageStatus.SUPERSEDED:
+                found = await q.alternatives(tx, passage)
+                passage = next((p for p in found if p.status == PassageStatus.CANONICAL), passage)
             return await self._view(tx, passage) if passage is not None else None
 
         return await self.db.transaction(read, write=False)
@@ -142,8 +167,21 @@ class JobBook:
     async def _job_spec(self, tx: AsyncSession, job: GenerationJob) -> JobSpec:
         story = await q.story_by_id(tx, job.story_id)
         assert story is not None
-        passages = [p for p in await q.canonical_passages(tx, story.id) if p.id != job.replaces_passage_id]
-        lore = tuple(LoreItem(tuple(e.keys), e.text) for e in await q.lore_entries(tx, story.id))
+        return await self._turn_spec(tx, story, job)
+
+    async def _turn_spec(self, tx: AsyncSession, story: Story, job: GenerationJob | None) -> JobSpec:
+        """What writing a turn of ``story`` needs, as it stands now: ``job``'s, or with None the
+        turn a plain ``/story continue`` would queue (no direction; job id 0), which is what
+        ``/story context`` shows when no turn is open."""
+        replaced = job.replaces_passage_id if job is not None else None
+        numbered = await q.numbered_passages(tx, story.id)
+        kept = [
+            (number, p)
+            for number, p in enumerate(numbered, 1)
+            if p.status == PassageStatus.CANONICAL and p.id != replaced
+        ]
+        passages = [p for _, p in kept]
+        lore = tuple(LoreItem(tuple(e.keys), e.text, e.number) for e in await q.lore_entries(tx, story.id))
         people = await q.participants(tx, story.id, active_only=False)
         snapshot = StorySnapshot(
             title=story.title,
@@ -152,19 +190,20 @@ class JobBook:
             note=story.note,
             passages=tuple(p.text for p in passages),
             lore=lore,
-            direction=job.direction,
+            direction=job.direction if job is not None else None,
+            numbers=tuple(number for number, _ in kept),
         )
         channel = ChannelRef(story.platform, story.workspace, story.channel, story.thread)
         return JobSpec(
-            job_id=job.id,
+            job_id=job.id if job is not None else 0,
             story_id=story.id,
             channel=channel,
-            kind=job.kind,
-            requested_by=job.requested_by_name,
+            kind=job.kind if job is not None else JobKind.CONTINUE,
+            requested_by=job.requested_by_name if job is not None else "",
             story=snapshot,
             settings=self.story_settings(story),
             speaker_names=tuple(sorted({p.name for p in people} | {p.author_name for p in passages})),
-            message_ref=job.message_ref,
+            message_ref=job.message_ref if job is not None else None,
             standard=await self._standard(tx, channel, story.rating),
         )
 
@@ -254,8 +293,10 @@ class JobBook:
             job = await q.job_by_id(tx, job_id, lock=True)
             if job is None or job.status != JobStatus.RUNNING:
                 return None
-            await q.story_by_id(tx, job.story_id, lock=True)  # its next place in the story, as finish_job
+            story = await q.story_by_id(tx, job.story_id, lock=True)  # its next place in the story, as finish_job
+            assert story is not None
             now = self.clock()
+            story.turn_started_at = now  # the round after the bot's turn starts now, as after a passage
             check = {"checker": verdict.checker, "reason": verdict.reason, "found": list(verdict.found)}
             passage = Passage(
                 story_id=job.story_id,
@@ -296,6 +337,9 @@ class JobBook:
                 return None
             now = self.clock()
             job.status, job.finished_at, job.error, job.show_after = JobStatus.FAILED, now, error, self._owed_from(now)
+            story = await q.story_by_id(tx, job.story_id, lock=True)
+            if story is not None:  # the next round's first turn starts now, not when the bot was asked
+                story.turn_started_at = now
             return Result(error, ok=False, story_id=job.story_id)
 
         return await self.db.transaction(record)
@@ -332,10 +376,15 @@ class JobBook:
 
     async def _ending(self, tx: AsyncSession, job: GenerationJob) -> Result | None:
         """What an ended job shows: as ``finish_job`` and ``fail_job`` returned it, except that a
-        passage undone or rewritten since (through another process) shows as withdrawn."""
+        passage undone or rewritten since (through another process) shows as withdrawn, and the
+        newest of several alternatives shows the one picked since (its message carries ◀ ▶)."""
         if job.status == JobStatus.FAILED:
             return Result(job.error or "The bot could not write its passage.", ok=False, story_id=job.story_id)
         passage = await q.passage_of_job(tx, job.id) if job.status == JobStatus.DONE else None
+        if passage is not None and passage.status == PassageStatus.SUPERSEDED:
+            found = await q.alternatives(tx, passage)
+            if found[-1].id == passage.id:
+                passage = next((p for p in found if p.status == PassageStatus.CANONICAL), passage)
         if passage is None or passage.status != PassageStatus.CANONICAL:
             return None
         return Result("", story_id=job.story_id, passage=await self._view(tx, passage))

@@ -31,6 +31,30 @@ class Votes:
 
 
 @dataclass(frozen=True, slots=True)
+class Alternatives:
+    """Where a bot passage stands among the bot's alternatives for its place in the story (itself,
+    the passages its retries replaced and those that replaced it), numbered oldest first: "2 / 3".
+    ``browsable`` while it is the story's last passage: then another of them may be picked (◀ ▶)."""
+
+    position: int
+    count: int
+    browsable: bool = False
+
+    def __str__(self) -> str:
+        return f"{self.position} / {self.count}"
+
+    @property
+    def older(self) -> int | None:
+        """The number ◀ picks: the alternative before this one; None for the first."""
+        return self.position - 1 if self.position > 1 else None
+
+    @property
+    def newer(self) -> int | None:
+        """The number ▶ picks: the alternative after this one; None for the last."""
+        return self.position + 1 if self.position < self.count else None
+
+
+@dataclass(frozen=True, slots=True)
 class PassageView:
     """One passage as people see it."""
 
@@ -45,6 +69,7 @@ class PassageView:
     # A bot passage's turn: who asked for it, and whether it rewrote an earlier one (its credit line).
     asked_by: str | None = None
     rewrite: bool = False
+    alternatives: Alternatives | None = None  # a bot passage with more than one alternative: where it stands
 
     @property
     def by_bot(self) -> bool:
@@ -75,8 +100,9 @@ class Result:
     Discord and Slack); errors are always private. ``job_id`` is set when the bot's turn was
     queued, so the adapter can show that the bot is writing. ``message_ref`` is set when a
     rating changed the counts of ``passage``: the platform message(s) showing it (as the turn
-    recorded them), for the adapter to show the new counts there. ``alert`` is for the story's
-    moderators, not the channel (a report).
+    recorded them), for the adapter to show the new counts there; or when a pick made ``passage``
+    the story's in place of the alternative that message showed (``picked``: show it at once, not
+    at a rating's pace). ``alert`` is for the story's moderators, not the channel (a report).
     """
 
     text: str
@@ -89,6 +115,7 @@ class Result:
     attachment: Attachment | None = None
     duplicate: bool = False
     message_ref: str | None = None
+    picked: bool = False
     alert: ModeratorAlert | None = None
 
     @classmethod

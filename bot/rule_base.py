@@ -9,12 +9,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.identity import Actor, ChannelRef
 from bot.jobs import JobBook
 from bot.results import UserError
+from bot.safety.checks import Checks
 from storage import queries as q
 from storage.models import Passage, Story
 
 
 class StoryRules(JobBook):
     """The helpers of the rule book (see the module docstring)."""
+
+    checks: Checks  # what people's and the bot's texts are judged by (``SessionManager`` sets it)
 
     async def _story(self, tx: AsyncSession, channel: ChannelRef, *, lock: bool = True) -> Story:
         story = await q.active_story(tx, channel.key, lock=lock)

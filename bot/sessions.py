@@ -19,7 +19,6 @@ own flags (``read_only``) say which transaction it runs in.
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Literal
@@ -28,7 +27,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot import commands as c
+from bot.alternatives import ALTERNATIVES, AlternativeRules
 from bot.config import Config
+from bot.context_report import CONTEXT, ContextRules
 from bot.export.chat import ARCHIVE, Archive
 from bot.handlers import Handlers
 from bot.identity import Actor, ChannelRef
@@ -36,6 +37,7 @@ from bot.moderation import MODERATION, ModerationRules
 from bot.results import DEFAULT_TITLE, BusyError, Result, UserError, Votes
 from bot.safety.checker import Standard
 from bot.safety.checks import Checks
+from bot.turns import TURNS, TurnRules
 from bot.words import story_size, word_count
 from storage import queries as q
 from storage.database import Database, DatabaseBusy
@@ -65,7 +67,7 @@ RULES: Handlers[SessionManager] = Handlers()
 _STRICTNESS = (ContentRating.GENERAL, ContentRating.TEEN, ContentRating.MATURE)  # strictest first
 
 
-class SessionManager(ModerationRules):
+class SessionManager(ContextRules, TurnRules, AlternativeRules, ModerationRules):
     """The rule book: answers every command, in one transaction each (see the module docstring).
 
     The archive commands (list, show, export) are answered by ``Archive``, the moderators' by
@@ -93,7 +95,14 @@ class SessionManager(ModerationRules):
             limits.max_lore_chars,
         )
         self._longest_passage: Callable[[str], int | None] = lambda model: None
-        self._handlers = RULES.bind(self) | MODERATION.bind(self) | ARCHIVE.bind(Archive(config.export))
+        self._handlers = (
+            RULES.bind(self)
+            | MODERATION.bind(self)
+            | ALTERNATIVES.bind(self)
+            | TURNS.bind(self)
+            | CONTEXT.bind(self)
+            | ARCHIVE.bind(Archive(config.export))
+        )
 
     def limit_passage_length(self, longest: Callable[[str], int | None]) -> None:
         """Register what says how many tokens a model can write at most (None: not known yet)."""
@@ -150,6 +159,8 @@ class SessionManager(ModerationRules):
             return Result.error(DATABASE_BUSY)
         if result.job_id is not None or result.cancelled_job_ids:
             self._notify_jobs()
+        if not reads_only:
+            self._turns_changed()
         return result
 
     async def refusal(self, channel: ChannelRef, command: c.Command) -> str | None:
@@ -286,23 +297,6 @@ class SessionManager(ModerationRules):
         await tx.flush()
         return job
 
-    # ------------------------------------------------------------------ round-robin turns
-
-    def _current_turn(self, story: Story, people: list[Participant]) -> int:
-        """Index of whose turn it is, skipping one person per timeout that has passed."""
-        if not people:
-            return 0
-        elapsed = (self.clock() - story.turn_started_at).total_seconds()
-        skipped = max(0, math.floor(elapsed / self.config.story.round_robin_timeout_s))
-        return (story.turn_index + skipped) % len(people)
-
-    def _turn_text(self, story: Story, people: list[Participant]) -> str:
-        if story.mode != c.Mode.ROUND_ROBIN.value:
-            return ""
-        if not people:
-            return "Nobody has joined yet: type /story join."
-        return f"It's {people[self._current_turn(story, people)].name}'s turn."
-
     # ------------------------------------------------------------------ commands
 
     @RULES.handles(c.Start)
@@ -369,7 +363,8 @@ class SessionManager(ModerationRules):
         await self._check_rate(tx, story, actor)
         job: GenerationJob | Literal[False] | None = None
         if story.mode == c.Mode.ROUND_ROBIN.value:
-            job = await self._take_round_robin_turn(tx, story, actor)
+            if await self._take_round_robin_turn(tx, story, actor):
+                job = await self._queue_bot_reply(tx, story, actor)
             passage = await self._add_passage(tx, story, actor, text)
         else:
             passage = await self._add_passage(tx, story, actor, text)
@@ -391,27 +386,6 @@ class SessionManager(ModerationRules):
             return await self._queue_job(tx, story, actor)
         except BusyError:
             return False
-
-    async def _take_round_robin_turn(
-        self, tx: AsyncSession, story: Story, actor: Actor
-    ) -> GenerationJob | Literal[False] | None:
-        """Check it is the actor's turn, advance the turn, and queue the bot after a full round."""
-        people = list(await q.participants(tx, story.id))
-        if not any(p.user_id == actor.user_id for p in people):
-            raise UserError("This story takes turns: type /story join first.")
-        turn = self._current_turn(story, people)
-        if people[turn].user_id != actor.user_id:
-            wait = self.config.story.round_robin_timeout_s
-            raise UserError(
-                f"It's {people[turn].name}'s turn (round-robin); their turn passes after {wait:g} s without a passage."
-            )
-        if await q.open_job(tx, story.id) is not None:
-            raise UserError("The bot is writing its passage for this round; wait for it, then write.")
-        story.turn_index = turn + 1
-        if story.turn_index < len(people):
-            return None
-        story.turn_index = 0
-        return await self._queue_bot_reply(tx, story, actor)
 
     @RULES.handles(c.Continue)
     async def _continue(self, tx: AsyncSession, channel: ChannelRef, actor: Actor, cmd: c.Continue) -> Result:
@@ -495,14 +469,13 @@ class SessionManager(ModerationRules):
             vote.value, vote.voter_name, vote.changed_at = cmd.vote.points, actor.name, now
         await tx.flush()
         view = await self._view(tx, passage)
-        job = await q.job_by_id(tx, passage.job_id) if passage.job_id is not None else None
         changed = "changed your rating of" if vote is not None else "rated"
         return Result(
             f"You {changed} passage {view.number} {cmd.vote.emoji} ({view.votes}).",
             private=True,
             story_id=story.id,
             passage=view,
-            message_ref=job.message_ref if job is not None else None,
+            message_ref=await self._message_showing(tx, passage),
         )
 
     async def _passage_to_rate(self, tx: AsyncSession, story: Story, cmd: c.Rate) -> Passage:
@@ -532,6 +505,10 @@ class SessionManager(ModerationRules):
         person = await q.participant(tx, story.id, actor.user_id)
         if person is not None and person.active:
             raise UserError("You are already taking part.")
+        before = list(await q.participants(tx, story.id))
+        if before:  # the turn stays with whoever holds it: pinned before the order grows
+            turn = self._turn_now(story, before)
+            story.turn_index, story.turn_started_at = turn.index, turn.began
         position = await q.next_participant_position(tx, story.id)
         if person is None:
             tx.add(
@@ -553,14 +530,9 @@ class SessionManager(ModerationRules):
         index = next((i for i, p in enumerate(people) if p.user_id == actor.user_id), None)
         if index is None:
             raise UserError("You are not taking part in this story.")
-        current = self._current_turn(story, people)
+        self._keep_turn_after_leaving(story, people, index)
         people[index].active = False
         people[index].left_at = self.clock()
-        # Keep the turn with the same person (or the next one if the leaver held it).
-        remaining = len(people) - 1
-        if index < current:
-            current -= 1
-        story.turn_index = current % remaining if remaining else 0
         return Result(f"{actor.name} left “{story.title}”.", story_id=story.id)
 
     @RULES.handles(c.Memory)

@@ -80,7 +80,7 @@ class PassageStatus(StrEnum):
     """``passages.status``."""
 
     CANONICAL = "canonical"
-    SUPERSEDED = "superseded"  # replaced by a retry; kept as an alternative
+    SUPERSEDED = "superseded"  # replaced by a retry, or another alternative picked over it; kept as an alternative
     UNDONE = "undone"
     # A moderator took it out of the story (changed_by_id/changed_at say who and when); it keeps
     # its number, so the passages after it keep theirs, and /story unhide puts it back.
@@ -123,6 +123,14 @@ class JobStatus(StrEnum):
 OPEN_JOB_STATUSES = (JobStatus.PENDING, JobStatus.RUNNING)
 
 
+class TurnCall(StrEnum):
+    """``stories.turn_call``: what the bot last said of the round-robin turn ``turn_called_at`` names."""
+
+    CALLED = "called"  # "it's your turn" (or "… was skipped; it's your turn")
+    REMINDED = "reminded"  # its one reminder too (or none is owed: it was called past the reminder's time)
+    QUIET = "quiet"  # a whole round went by without a passage: no more calls until someone writes
+
+
 class Story(Base):
     __tablename__ = "stories"
 
@@ -145,6 +153,12 @@ class Story(Base):
     # Round-robin bookkeeping: index into the active participants, and when that turn began.
     turn_index: Mapped[int] = mapped_column(Integer, default=0)
     turn_started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # What the bot last told the channel of its turns (``bot.turns``), so that each call, reminder
+    # and skip notice is claimed once, by one process, across restarts: whose turn it called
+    # (None for the quiet notice), when that turn began, and a TurnCall.
+    turn_called_id: Mapped[str | None] = mapped_column(String(100))
+    turn_called_at: Mapped[datetime | None]
+    turn_call: Mapped[str | None] = mapped_column(String(10))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[datetime | None]
 

@@ -43,6 +43,12 @@ async def story_by_id(tx: AsyncSession, story_id: int, *, lock: bool = False) ->
     return (await tx.execute(query)).scalar_one_or_none()
 
 
+async def active_stories_in_mode(tx: AsyncSession, mode: str, platforms: Sequence[str]) -> Sequence[Story]:
+    """The running stories in ``mode`` on ``platforms`` (the round-robin ones whose turns the bot calls)."""
+    query = select(Story).where(Story.status == StoryStatus.ACTIVE, Story.mode == mode, Story.platform.in_(platforms))
+    return (await tx.execute(query.order_by(Story.id))).scalars().all()
+
+
 async def finished_stories(tx: AsyncSession, channel_key: str, limit: int = 25) -> Sequence[Story]:
     query = (
         select(Story)
@@ -70,6 +76,28 @@ async def last_canonical_passage(
     if author_kind is not None:
         query = query.where(Passage.author_kind == author_kind)
     return (await tx.execute(query.order_by(Passage.seq.desc()).limit(1))).scalar_one_or_none()
+
+
+# The bot's alternatives for a place in the story: the one in it, and the ones kept beside it.
+_ALTERNATIVE_STATUSES = (PassageStatus.CANONICAL, PassageStatus.SUPERSEDED)
+
+
+async def alternatives(tx: AsyncSession, passage: Passage) -> list[Passage]:
+    """``passage`` and the passages linked to it through retries (``replaces_id``, either way)
+    that are in the story or kept beside it, oldest first: the bot's alternatives for its place.
+
+    A retry after a pick rewrites the picked passage, so the links may branch; every passage
+    reached from the first try counts. One query per generation of retries."""
+    first = passage
+    while first.replaces_id is not None and (earlier := await tx.get(Passage, first.replaces_id)) is not None:
+        first = earlier
+    family, newest = [first], [first.id]
+    while newest:
+        query = select(Passage).where(Passage.story_id == passage.story_id, Passage.replaces_id.in_(newest))
+        later = (await tx.execute(query)).scalars().all()
+        family.extend(later)
+        newest = [p.id for p in later]
+    return sorted((p for p in family if p.status in _ALTERNATIVE_STATUSES), key=lambda p: p.seq)
 
 
 async def numbered_passages(tx: AsyncSession, story_id: int) -> Sequence[Passage]:

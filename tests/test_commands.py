@@ -16,6 +16,7 @@ from bot.commands import (
     Add,
     Command,
     ContentRating,
+    Context,
     Continue,
     End,
     Export,
@@ -36,6 +37,7 @@ from bot.commands import (
     Show,
     Start,
     Status,
+    Turn,
     Undo,
     Vote,
     parse,
@@ -44,12 +46,12 @@ from bot.commands import (
 from bot.printable import printable
 
 SUBCOMMANDS = (
-    "start", "add", "continue", "retry", "undo", "rate", "report", "hide", "unhide", "words", "join", "leave",
-    "memory", "note",
-    "lore", "settings", "status", "end", "export", "list", "show", "help",
+    "start", "add", "continue", "retry", "pick", "undo", "rate", "report", "hide", "unhide", "words", "join",
+    "leave", "turn", "memory", "note", "lore", "settings", "status", "context", "end", "export", "list", "show",
+    "help",
 )  # fmt: skip
-NO_TEXT = {"retry": Retry, "undo": Undo, "join": Join, "leave": Leave,
-           "status": Status, "end": End, "list": ListStories}  # fmt: skip
+NO_TEXT = {"retry": Retry, "undo": Undo, "join": Join, "leave": Leave, "turn": Turn,
+           "status": Status, "context": Context, "end": End, "list": ListStories}  # fmt: skip
 
 
 def error_of(text: str) -> str:

@@ -213,7 +213,7 @@ async def test_a_whole_story_streams_splits_and_answers_buttons(
         retry = await fake.press(BOB, second_turn[-1], f"story:retry:{story_id}")
         assert await fake.answered(retry) == [("The bot is rewriting its last passage (the old one is kept).", False)]
         rewritten = await bot_turn(fake, after=int(second_turn[-1]["id"]))
-        assert rewritten[-1]["content"].endswith("-# passage 4 · rewritten at Bob's request")
+        assert rewritten[-1]["content"].endswith("-# passage 4 · 2 / 2 · rewritten at Bob's request")
         undo = await fake.press(ALICE, rewritten[-1], f"story:undo:{story_id}")
         assert await fake.answered(undo) == [("Withdrew passage 4 by storybot (kept in the archive).", False)]
 

@@ -93,6 +93,8 @@ SAME_AS_TYPED: list[tuple[tuple[str, ...], dict[str, Any], str]] = [
     (("help",), {}, "help"),
     (("help",), {"command": "retry"}, "help retry"),
     (("retry",), {}, "retry"),
+    (("turn",), {}, "turn"),
+    (("pick",), {"number": 2}, "pick 2"),
     (("rate",), {"vote": "up"}, "rate up"),
     (("rate",), {"vote": "down", "passage": 3}, "rate down 3"),
     (("report",), {"passage": 2}, "report 2"),
@@ -105,6 +107,7 @@ SAME_AS_TYPED: list[tuple[tuple[str, ...], dict[str, Any], str]] = [
     (("words",), {"action": "clear", "entry": "bloody"}, "words clear bloody"),
     (("settings",), {"rating": "teen"}, "settings rating:teen"),
     (("settings",), {"mode": "free", "rating": "mature"}, "settings mode:free rating:mature"),
+    (("context",), {}, "context"),
     (("end",), {}, "end"),
 ]
 
@@ -168,6 +171,10 @@ def test_the_passage_options_are_numbers_from_one_and_a_reason_fits_the_rules_li
     assert isinstance(report, app_commands.Command)
     reason = next(parameter for parameter in report.parameters if parameter.name == "reason")
     assert not reason.required and reason.max_value == MAX_REASON_CHARS  # (max_length, to Discord)
+    pick = group.get_command("pick")
+    assert isinstance(pick, app_commands.Command)
+    [number] = pick.parameters
+    assert number.type == discord.AppCommandOptionType.integer and number.min_value == 1 and number.required
     words = group.get_command("words")
     assert isinstance(words, app_commands.Command)
     action = next(parameter for parameter in words.parameters if parameter.name == "action")

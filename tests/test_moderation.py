@@ -251,3 +251,16 @@ async def test_reports_are_limited_per_person(rules: SessionManager) -> None:
     refused = await run(rules, BOB, "/story report 1")
     assert not refused.ok and "At most 3 reports a minute" in refused.text and refused.alert is None
     assert (await run(rules, MOD, "/story report 1")).ok  # someone else still may
+
+
+async def test_an_alternative_must_pass_the_checks_of_the_story_as_it_is_now(rules: SessionManager) -> None:
+    await run(rules, ALICE, '/story start "Night" rating:teen The lamp was lit.')
+    [first] = await rules.claim_jobs(1)
+    await rules.finish_job(first.job_id, "Shit, the lamp went out.", {})
+    await run(rules, ALICE, "/story retry")
+    [second] = await rules.claim_jobs(1)
+    await rules.finish_job(second.job_id, "The lamp burned on.", {})
+    await run(rules, ALICE, "/story settings rating:general")
+    refused = await run(rules, BOB, "/story pick 1")
+    assert not refused.ok and "does not pass this story's content checks now (rated general)" in refused.text
+    assert await texts(rules) == ["The lamp was lit.", "The lamp burned on."]

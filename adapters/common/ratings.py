@@ -10,6 +10,10 @@ one no sooner than an interval after it ended. A burst of clicks is one edit wit
 The counts are read from the database when the edit goes out (``fresh``), not taken from the
 answers: answers finish in any order, and another process may have taken votes meanwhile.
 
+A pick (``/story pick``, the ◀ ▶ buttons) redraws the same message with another alternative in it
+(``Result.picked``): that edit goes out at once, since the picker is looking at it and its
+buttons name the passage it shows; edits that follow it keep the pace.
+
 An edit that fails (the message was deleted, the platform said no, the network) is logged and
 dropped: the vote is stored and ``/story status`` shows it, and the next rating redraws anyway.
 """
@@ -53,7 +57,8 @@ class CountEdits:
         self._closing = asyncio.Event()
 
     def show(self, channel: ChannelRef, result: Result) -> None:
-        """If ``result`` is a rating that changed the counts, have its passage's message show them.
+        """If ``result`` is a rating that changed the counts, or a pick, have its passage's message
+        show them (or it).
 
         Returns at once: the edit comes later, so the adapter answers the voter first.
         """
@@ -62,18 +67,17 @@ class CountEdits:
         key = (channel.key, result.message_ref)
         self._latest[key] = (channel, result.passage)
         if key not in self._editing:
-            self._editing[key] = asyncio.ensure_future(self._edit_while_rated(key))
+            self._editing[key] = asyncio.ensure_future(self._edit_while_rated(key, at_once=result.picked))
 
-    async def _edit_while_rated(self, key: tuple[str, str]) -> None:
-        """Edit the message an interval after its first new counts, then again an interval after
-        each edit for as long as new counts came meanwhile."""
+    async def _edit_while_rated(self, key: tuple[str, str], *, at_once: bool) -> None:
+        """Edit the message an interval after its first new counts (at once for a pick), then again
+        an interval after each edit for as long as new counts came meanwhile."""
         try:
-            while True:
+            if not at_once:
                 await self._pause()
-                latest = self._latest.pop(key, None)
-                if latest is None:
-                    return
+            while (latest := self._latest.pop(key, None)) is not None:
                 await self._edit(key[1], *latest)
+                await self._pause()
         finally:
             del self._editing[key]
 

@@ -20,15 +20,18 @@ def problem(text: str) -> str:
 
 
 def bot_footer(passage: PassageView, asked_by: str | None = None) -> str:
-    """The credit line under the bot's passage: its number, who asked for it, and its 👍/👎 once
-    anyone rated it ("passage 3 · asked by Alice · 👍 2 · 👎 1"). One line for every showing of
-    the passage, so the counts a rating adds look the same as the line the turn ended with.
+    """The credit line under the bot's passage: its number, which of its alternatives it is when
+    there are several, who asked for it, and its 👍/👎 once anyone rated it ("passage 3 · 2 / 3 ·
+    asked by Alice · 👍 2 · 👎 1"). One line for every showing of the passage, so the counts a
+    rating adds, or another alternative picked, look the same as the line the turn ended with.
 
     ``asked_by`` is the asker's name as the platform must write it (escaped for its markup); by
     default the name as the passage's turn holds it.
     """
     name = passage.asked_by if asked_by is None else asked_by
     parts = [f"passage {passage.number}"]
+    if passage.alternatives is not None:
+        parts.append(str(passage.alternatives))
     if name:
         parts.append(f"rewritten at {name}'s request" if passage.rewrite else f"asked by {name}")
     if counts := str(passage.votes):

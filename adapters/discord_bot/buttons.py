@@ -1,12 +1,16 @@
-"""The Continue / Retry / Undo / End buttons under each bot passage, and its 👍 / 👎 below them.
+"""The Continue / Retry / Undo / End buttons under each bot passage, and its 👍 / 👎 below them;
+◀ ▶ beside those under the bot's latest passage when it has alternatives.
 
 Each button is a ``DynamicItem`` whose custom id holds the action and the story id
 (``story:retry:12``), so buttons keep working after a restart with no view state kept in
 memory. The story id goes to the core with the command: once that story is no longer the
 channel's running one, the button answers politely and changes nothing. A rating button names
 its passage exactly (``story:up:12:345``: story 12, passage 345), since people rate any passage
-still on screen, not only the last one. Discord fits five buttons in a row, so the two ratings
-take a second row.
+still on screen, not only the last one. ◀ and ▶ name the passage their message shows and the
+alternative they pick (``story:pick:12:345:1``: alternative 1); once that message shows a
+passage no longer the story's, they change nothing. At the first or last alternative the one
+with nowhere to go is greyed out. Discord fits five buttons in a row, so ◀ ▶ and the two
+ratings take a second row.
 """
 
 from __future__ import annotations
@@ -28,7 +32,8 @@ ACTIONS: dict[str, tuple[str, discord.ButtonStyle, type[c.Command]]] = {
 }
 CUSTOM_ID = r"story:(?P<action>[a-z]+):(?P<story_id>[0-9]{1,18})"
 RATING_ID = r"story:(?P<vote>up|down):(?P<story_id>[0-9]{1,18}):(?P<passage_id>[0-9]{1,18})"
-RATING_ROW = 1  # under the row of actions
+PICK_ID = r"story:pick:(?P<story_id>[0-9]{1,18}):(?P<passage_id>[0-9]{1,18}):(?P<number>[0-9]{1,9})"
+RATING_ROW = 1  # under the row of actions (◀ ▶ go there too)
 
 
 class StoryButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=CUSTOM_ID):
@@ -79,11 +84,45 @@ class RatingButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=RATI
         await runner.run_command(interaction, c.Rate(self.vote, passage_id=self.passage_id), story_id=self.story_id)
 
 
+class PickButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=PICK_ID):
+    """◀ or ▶ under the bot's latest passage: make alternative ``number`` of it the story's. The
+    answer is for the clicker alone; the message then shows the alternative picked."""
+
+    def __init__(
+        self, story_id: int, passage_id: int, number: int, label: str = "◀", *, disabled: bool = False
+    ) -> None:
+        custom_id = f"story:pick:{story_id}:{passage_id}:{number}"
+        button: discord.ui.Button[Any] = discord.ui.Button(
+            label=label, style=discord.ButtonStyle.secondary, custom_id=custom_id, row=RATING_ROW, disabled=disabled
+        )
+        super().__init__(button)
+        self.story_id = story_id
+        self.passage_id = passage_id
+        self.number = number
+
+    @classmethod
+    async def from_custom_id(
+        cls, interaction: discord.Interaction[Any], item: discord.ui.Item[Any], match: re.Match[str], /
+    ) -> PickButton:
+        return cls(int(match["story_id"]), int(match["passage_id"]), int(match["number"]))
+
+    async def callback(self, interaction: discord.Interaction[Any]) -> None:
+        runner = cast(CommandRunner, interaction.client)
+        await runner.run_command(interaction, c.Pick(self.number, passage_id=self.passage_id), story_id=self.story_id)
+
+
 def passage_buttons(passage: PassageView) -> discord.ui.View:
-    """The buttons under a bot passage: its story's actions, then the passage's own 👍 and 👎."""
+    """The buttons under a bot passage: its story's actions, then ◀ ▶ while it is the latest of
+    several alternatives, then the passage's own 👍 and 👎."""
     view = discord.ui.View(timeout=None)
     for action in ACTIONS:
         view.add_item(StoryButton(action, passage.story_id))
+    alternatives = passage.alternatives
+    if alternatives is not None and alternatives.browsable:
+        for label, number in (("◀", alternatives.older), ("▶", alternatives.newer)):
+            # (a greyed-out one names its own alternative: custom ids must differ within a message)
+            target = number if number is not None else alternatives.position
+            view.add_item(PickButton(passage.story_id, passage.id, target, label, disabled=number is None))
     for vote in c.Vote:
         view.add_item(RatingButton(vote, passage.story_id, passage.id))
     return view

@@ -27,7 +27,8 @@ from discord import app_commands
 from adapters.common.ratings import CountEdits
 from adapters.common.threads import StoryThread
 from adapters.common.wording import PROBLEM, problem
-from adapters.discord_bot.buttons import RatingButton, StoryButton
+from adapters.discord_bot.buttons import PickButton, RatingButton, StoryButton
+from adapters.discord_bot.notices import DiscordTurnNotices
 from adapters.discord_bot.render import MESSAGE_LIMIT, NO_PINGS, passage_messages, split_message
 from adapters.discord_bot.slash import StoryCommands
 from adapters.discord_bot.streaming import PLATFORM, DiscordStreamer
@@ -96,7 +97,9 @@ class StoryClient(discord.Client):
     # ------------------------------------------------------------------ start-up
 
     async def setup_hook(self) -> None:
-        self.add_dynamic_items(StoryButton, RatingButton)
+        self.add_dynamic_items(StoryButton, RatingButton, PickButton)
+        # Logged in by now: the round-robin turn calls can be sent from here on.
+        self.app.reminders.add_listener(PLATFORM, DiscordTurnNotices(self))
         if self.sync_commands:
             await self._sync()
 

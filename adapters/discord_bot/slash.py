@@ -136,6 +136,11 @@ class StoryCommands(app_commands.Group):
     async def retry(self, interaction: discord.Interaction) -> None:
         await _run(interaction, c.Retry)
 
+    @app_commands.command(name="pick", description="Choose among the bot's alternatives for its latest passage")
+    @app_commands.describe(number="The alternative's number, oldest first (its message shows them, e.g. 2 / 3)")
+    async def pick(self, interaction: discord.Interaction, number: app_commands.Range[int, 1]) -> None:
+        await _run(interaction, lambda: c.Pick(number))
+
     @app_commands.command(name="undo", description="Withdraw the last passage (its author or a moderator)")
     async def undo(self, interaction: discord.Interaction) -> None:
         await _run(interaction, c.Undo)
@@ -189,6 +194,10 @@ class StoryCommands(app_commands.Group):
     @app_commands.command(name="leave", description="Stop taking round-robin turns")
     async def leave(self, interaction: discord.Interaction) -> None:
         await _run(interaction, c.Leave)
+
+    @app_commands.command(name="turn", description="Whose round-robin turn it is, and how long they have")
+    async def turn(self, interaction: discord.Interaction) -> None:
+        await _run(interaction, c.Turn)
 
     @app_commands.command(name="memory", description="Show, set or clear the facts the bot always keeps in mind")
     @app_commands.describe(text="The facts; 'clear' clears them; leave empty to see them")
@@ -246,6 +255,10 @@ class StoryCommands(app_commands.Group):
     @app_commands.command(name="status", description="Recent passages, whose turn it is, word count")
     async def status(self, interaction: discord.Interaction) -> None:
         await _run(interaction, c.Status)
+
+    @app_commands.command(name="context", description="What the bot would read next: each part, with token counts")
+    async def context(self, interaction: discord.Interaction) -> None:
+        await _run(interaction, c.Context)
 
     @app_commands.command(name="end", description="Finish the story (its starter or a moderator)")
     async def end(self, interaction: discord.Interaction) -> None:

@@ -6,7 +6,14 @@ Discord's 2000 characters continues in a new message. The end shows the stored p
 attributed) with the Continue / Retry / Undo / End and 👍 / 👎 buttons. A turn taken over from a
 dead process, or shown late for one, edits that process's messages (``JobSpec.message_ref``).
 After a rating, ``redraw`` shows the passage's last message again as the end showed it, with
-the new counts in its credit line.
+the new counts in its credit line; after a pick, the turn's messages show the alternative picked
+(its "2 / 3" in the credit line, ◀ ▶ among the buttons).
+
+The messages a turn recorded stay the turn's for good: every later redraw edits exactly them, so
+none is ever deleted once a finished passage is in them (one deleted would answer the next edit
+with NotFound, and the buttons would never move again). A passage shorter than its messages
+leaves the spare ones a small placeholder, its credit line and buttons in the last one; one longer
+(an alternative picked into a shorter one's messages) is cut to fit, pointing to /story status.
 """
 
 from __future__ import annotations
@@ -19,7 +26,18 @@ import discord
 from adapters.common.streaming import TurnStreamer
 from adapters.common.wording import problem
 from adapters.discord_bot.buttons import passage_buttons
-from adapters.discord_bot.render import NO_PINGS, WITHDRAWN, WRITING, bot_footer, passage_messages, streaming_messages
+from adapters.discord_bot.render import (
+    BODY_LIMIT,
+    NO_PINGS,
+    WITHDRAWN,
+    WRITING,
+    bot_footer,
+    passage_messages,
+    small,
+    split_message,
+    streaming_messages,
+    with_footer,
+)
 from bot.generation.queue import TurnGone
 from bot.identity import ChannelRef
 from bot.jobs import JobSpec
@@ -28,6 +46,8 @@ from bot.results import PassageView, Result
 log = logging.getLogger(__name__)
 
 PLATFORM = "discord"
+SPARE = small("⋯")  # a message of the turn's that the passage shown does not fill
+CUT = small("… the whole passage: /story status")  # under a passage cut to fit its turn's messages
 
 
 def message_ids(message_ref: str | None) -> list[int]:
@@ -35,10 +55,18 @@ def message_ids(message_ref: str | None) -> list[int]:
     return [int(part) for part in (message_ref or "").split(",") if part.isdigit()]
 
 
-def finished_passage(passage: PassageView) -> tuple[list[str], discord.ui.View]:
+def finished_passage(passage: PassageView, count: int = 0) -> tuple[list[str], discord.ui.View]:
     """A stored bot passage as its messages show it: attributed and split, the credit line (with
-    the counts) under the last message, which carries the buttons."""
-    return passage_messages(passage, bot_footer(passage)), passage_buttons(passage)
+    the counts) under the last message, which carries the buttons. With ``count``, in exactly that
+    many messages: the spare ones say ``SPARE`` and the credit line has the last to itself, or the
+    passage is cut at a sentence end to fit, ``CUT`` under it."""
+    footer, bodies = bot_footer(passage), passage_messages(passage, "")
+    if count and len(bodies) > count:
+        end = split_message(bodies[count - 1], BODY_LIMIT - len(CUT) - 1)[0]
+        bodies = [*bodies[: count - 1], f"{end}\n{CUT}"]
+    if count > len(bodies):
+        return [*bodies, *[SPARE] * (count - len(bodies) - 1), small(footer)], passage_buttons(passage)
+    return with_footer(bodies, footer), passage_buttons(passage)
 
 
 class _LiveMessages:
@@ -100,8 +128,9 @@ class _LiveMessages:
                 await self.show([WITHDRAWN])
             elif not result.ok:
                 await self.show([problem(result.text)])
-            elif result.passage is not None:
-                await self.show(*finished_passage(result.passage))
+            elif result.passage is not None:  # in every message streamed (recorded, for redraws), or more
+                needed = len(finished_passage(result.passage)[0])
+                await self.show(*finished_passage(result.passage, max(needed, len(self.messages))))
         except (discord.NotFound, discord.Forbidden) as error:  # the channel is gone, or closed to the bot
             raise TurnGone(f"Discord answers {error.status} in {self.job.channel.key}") from error
 
@@ -121,12 +150,21 @@ class DiscordStreamer(TurnStreamer):
         return _LiveMessages(self._channel(job.channel), job)
 
     async def redraw(self, ref: ChannelRef, message_ref: str, passage: PassageView) -> None:
-        """Show the finished ``passage`` again (its new counts) in the message of ``message_ref``
-        that ends it: the one with the credit line and the buttons. Raises what Discord raises."""
-        contents, view = finished_passage(passage)
+        """Show the finished ``passage`` again in the messages of ``message_ref``, laid out as the
+        end of its turn laid it out in them: its new counts in the last one (the credit line and
+        the buttons). A passage with alternatives has each of the messages drawn, since they may
+        have shown another one (a pick), which may have been shorter or longer: it fills them,
+        cut to fit if need be, as ``finished_passage`` says (a new message would land below what
+        came since). Raises what Discord raises."""
         ids = message_ids(message_ref)
-        if len(ids) < len(contents):  # the end spilled into a message the job never recorded
-            log.info("passage %d's last message is not recorded; its counts show in /story status", passage.id)
+        whole = passage.alternatives is not None
+        if not ids or (not whole and len(ids) < len(finished_passage(passage)[0])):
+            # The end spilled into a message the job never recorded, and its buttons are there.
+            log.info("passage %d needs more messages than its turn recorded; it shows in /story status", passage.id)
             return
-        message = self._channel(ref).get_partial_message(ids[len(contents) - 1])
-        await message.edit(content=contents[-1], view=view, allowed_mentions=NO_PINGS)
+        contents, view = finished_passage(passage, len(ids))
+        channel, last = self._channel(ref), len(ids) - 1
+        for index in range(0 if whole else last, last):  # (the buttons only ever under the last)
+            message = channel.get_partial_message(ids[index])
+            await message.edit(content=contents[index], view=None, allowed_mentions=NO_PINGS)
+        await channel.get_partial_message(ids[last]).edit(content=contents[last], view=view, allowed_mentions=NO_PINGS)

@@ -52,6 +52,7 @@ from adapters.slack_app.fields import (
     required_text,
 )
 from adapters.slack_app.messages import SLACK_ERRORS, Messages
+from adapters.slack_app.notices import SlackTurnNotices
 from adapters.slack_app.people import People
 from adapters.slack_app.streaming import PLATFORM, SlackStreamer
 from bot import commands as c
@@ -82,6 +83,8 @@ SHOW_GRACE_S = 5.0  # how long close() lets replies being posted finish
 # int() refuses, and int() refuses more than 4300 digits.
 STORY_ID = re.compile(r"[0-9]{1,18}")
 RATING_VALUE = re.compile(r"(?P<story_id>[0-9]{1,18}):(?P<passage_id>[0-9]{1,18})")  # render.rating_value
+# render.pick_value: the story, the passage its message shows, the alternative to pick.
+PICK_VALUE = re.compile(r"(?P<story_id>[0-9]{1,18}):(?P<passage_id>[0-9]{1,18}):(?P<number>[0-9]{1,9})")
 
 
 Ack = Callable[..., Awaitable[None]]
@@ -136,15 +139,17 @@ class SlackStory:
         )
         self.bolt.error(self._on_error)
         self.bolt.command("/story")(self._on_command)
-        actions = "|".join([*BUTTON_COMMANDS, *RATING_BUTTONS])
+        actions = "|".join([*BUTTON_COMMANDS, *RATING_BUTTONS, *render.PICK_BUTTONS])
         self.bolt.action(re.compile(f"^{render.ACTION_PREFIX}({actions})$"))(self._on_button)
         self.bolt.event("message")(self._on_message)
 
     async def start(self) -> None:
-        """Check the bot token and learn the bot's own user id (for ``@storybot`` commands)."""
+        """Check the bot token and learn the bot's own user id (for ``@storybot`` commands); from
+        then on, the round-robin turn calls can be posted."""
         identity = await self.bolt.client.auth_test()
         self.bot_user_id = str(identity.get("user_id") or "")
         log.info("signed in to Slack workspace %s as %s", identity.get("team"), identity.get("user"))
+        self.core.reminders.add_listener(PLATFORM, SlackTurnNotices(self.messages))
 
     async def close(self) -> None:
         """Let the replies being posted and the pending count edits finish (briefly); bot turns are
@@ -396,6 +401,11 @@ def button_command(action: str, value: object) -> tuple[c.Command, int] | None:
         if rated is None:
             return None
         return c.Rate(RATING_BUTTONS[action], passage_id=int(rated["passage_id"])), int(rated["story_id"])
+    if action in render.PICK_BUTTONS:
+        picked = PICK_VALUE.fullmatch(value)
+        if picked is None:
+            return None
+        return c.Pick(int(picked["number"]), passage_id=int(picked["passage_id"])), int(picked["story_id"])
     return (BUTTON_COMMANDS[action](), int(value)) if STORY_ID.fullmatch(value) else None
 
 

@@ -35,7 +35,9 @@ BUTTONS: dict[str, tuple[str, str | None]] = {  # action -> label, style
     "undo": ("Undo", None),
     "end": ("End", "danger"),
 }
-ACTIONS_PER_BLOCK = 25  # elements in one actions block: the six buttons under a passage fit
+# ◀ ▶ under the bot's latest passage when it has alternatives: the alternative before or after it.
+PICK_BUTTONS = {"older": "◀", "newer": "▶"}
+ACTIONS_PER_BLOCK = 25  # elements in one actions block: the eight buttons under a passage fit
 
 _ENTITIES = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
 # Slack markup in incoming text: <@U1|name>, <#C1|general>, <!here>, <https://x|label>.
@@ -110,10 +112,31 @@ def rating_value(passage: PassageView) -> str:
     return f"{passage.story_id}:{passage.id}"
 
 
+def pick_value(passage: PassageView, number: int) -> str:
+    """What ◀ / ▶ carry: ``<story id>:<passage id>:<number>``, the passage the message shows (a
+    click changes nothing once it is no longer the story's) and the alternative to pick."""
+    return f"{passage.story_id}:{passage.id}:{number}"
+
+
+def _pick_buttons(passage: PassageView) -> list[Block]:
+    """◀ / ▶ while the passage is the latest of several alternatives; Slack greys no button out,
+    so the one with nowhere to go is left out."""
+    alternatives = passage.alternatives
+    if alternatives is None or not alternatives.browsable:
+        return []
+    targets = {"older": alternatives.older, "newer": alternatives.newer}
+    return [
+        _button(action, label, pick_value(passage, number))
+        for action, label in PICK_BUTTONS.items()
+        if (number := targets[action]) is not None
+    ]
+
+
 def buttons(passage: PassageView) -> Block:
-    """Continue / Retry / Undo / End for the passage's story (the value: the story id), then 👍 / 👎
-    for the passage itself (``rating_value``)."""
+    """Continue / Retry / Undo / End for the passage's story (the value: the story id), ◀ / ▶ when
+    it has alternatives (``pick_value``), then 👍 / 👎 for the passage itself (``rating_value``)."""
     elements = [_button(action, label, str(passage.story_id), style) for action, (label, style) in BUTTONS.items()]
+    elements += _pick_buttons(passage)
     elements += [_button(vote.value, vote.emoji, rating_value(passage)) for vote in Vote]
     return {"type": "actions", "block_id": f"story-{passage.story_id}", "elements": elements}
 

@@ -1,10 +1,12 @@
 """JSON: the whole story at full fidelity, and the file ``storybot import`` reads back.
 
-Every passage is there, retried alternatives (``superseded``) and withdrawn ones (``undone``)
-included, with its author, times, the direction that steered it and the generation settings
-that wrote it; so are the memory, the author's note, lore and participants. Nothing refers to
-database row ids: passages are numbered by their place in the story and a retry names the
-number it replaced, so exporting an imported story gives the same document.
+Every passage is there, the bot's alternatives not chosen (``superseded``: retried or picked
+away) and withdrawn ones (``undone``) included, with its author, times, the direction that steered
+it and the generation settings that wrote it; so are the memory, the author's note, lore and
+participants. Nothing refers to database row ids: passages are numbered by their place in the
+story and a retry names the number it replaced, so exporting an imported story gives the same
+document. ``alternatives`` lists, for each place where the bot wrote more than one, its
+alternatives and the one chosen.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any, TypeVar, overload
 
+from bot.alternatives import retry_families
 from bot.export.common import ExportOptions, RenderedFile, slug
 from bot.export.model import (
     AUDIT_ACTIONS,
@@ -110,6 +113,14 @@ def document(story: ExportStory) -> dict[str, Any]:
                 "changed_at": _time(p.changed_at),
             }
             for p in story.passages
+        ],
+        # Derived from "replaces", for readers; import ignores it. Each place where the bot wrote more
+        # than one alternative (retries), oldest first, and the one the story holds ("chosen": null
+        # when none is, e.g. the last was undone).
+        "alternatives": [
+            {"passages": [p.number for p in family], "chosen": next((p.number for p in family if p.canonical), None)}
+            for family in retry_families(story.passages, lambda p: p.number, lambda p: p.replaces)
+            if len(family) > 1
         ],
         # What moderators did (and the checks withheld): "passage" is a number above, when it is there.
         "audit": [

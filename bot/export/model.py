@@ -54,7 +54,7 @@ class ExportPassage:
     author_id: str
     author_name: str
     text: str
-    status: str  # canonical, superseded (replaced by a retry) or undone
+    status: str  # canonical, superseded (an alternative not chosen: retried or picked away) or undone
     created_at: datetime
     replaces: int | None = None  # number of the passage a retry replaced
     requested_by_id: str | None = None  # bot passages: who asked for them

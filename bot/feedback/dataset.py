@@ -2,8 +2,10 @@
 
 One record per bot turn: the story as the model saw it (``prompt``), the passage people kept
 (``chosen``), and the alternatives they turned down (``rejected``: retried away, undone, or
-rated down). A turn is a passage and the passages it rewrote (``/story retry`` links each new
-passage to the one it replaced), so all of a turn's tries share one prompt. The ``pairs`` format
+rated down). A turn is a passage and every passage linked to it by retries (``/story retry`` links
+each new passage to the one it replaced; ``bot.alternatives.retry_families``), so all of a turn's
+tries share one prompt; the one chosen is the try the story kept, which a pick may have made an
+earlier one (``/story pick``). The ``pairs`` format
 writes one record per chosen/rejected pair with plain strings: what DPO trainers (TRL's
 ``DPOTrainer``, for one) read as they are.
 """
@@ -14,6 +16,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from bot.alternatives import retry_families
 from bot.context import chat_messages
 from bot.feedback.judged import JudgedPassage
 from bot.language import next_passage_request
@@ -40,7 +43,8 @@ class Turn:
 
     @property
     def chosen(self) -> JudgedPassage | None:
-        return None if self.last.turned_down else self.last
+        """The try the story kept (at most one is in it), unless people rated it down."""
+        return next((p for p in self.tries if not p.turned_down), None)
 
     @property
     def rejected(self) -> list[JudgedPassage]:
@@ -48,20 +52,9 @@ class Turn:
 
 
 def turns(passages: Sequence[JudgedPassage]) -> list[Turn]:
-    """The passages grouped into turns: each passage nobody rewrote, with the ones it replaced."""
-    by_id = {p.id: p for p in passages}
-    replaced = {p.replaces_id for p in passages if p.replaces_id is not None}
-    found = []
-    for passage in passages:
-        if passage.id in replaced:
-            continue
-        earlier: list[JudgedPassage] = []
-        previous = by_id.get(passage.replaces_id) if passage.replaces_id is not None else None
-        while previous is not None:
-            earlier.insert(0, previous)
-            previous = by_id.get(previous.replaces_id) if previous.replaces_id is not None else None
-        found.append(Turn(passage, tuple(earlier)))
-    return found
+    """The passages (in story order) grouped into turns: each first try with every try linked to it."""
+    families = retry_families(passages, lambda p: p.id, lambda p: p.replaces_id)
+    return [Turn(tries[-1], tuple(tries[:-1])) for tries in families]
 
 
 Text = str | list[dict[str, str]]

@@ -17,7 +17,9 @@ class Fate(StrEnum):
     """What became of a bot passage."""
 
     KEPT = "kept"  # still in the story
-    RETRIED = "retried"  # rewritten by /story retry: kept in the archive as an alternative
+    # Rewritten by /story retry, or another alternative picked over it (/story pick): kept as an
+    # alternative. A passage picked back into the story is kept again.
+    RETRIED = "retried"
     UNDONE = "undone"  # withdrawn by /story undo
     HIDDEN = "hidden"  # taken out of the story by a moderator
     WITHHELD = "withheld"  # stopped by the content checks, never shown

@@ -36,7 +36,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Generic, Protocol, TypeVar
 
 from bot.config import Config, Writer
-from bot.context import PromptLimits, build_prompt
+from bot.context import Budget, ContextReport, Prompt, PromptLimits, compose_prompt
 from bot.generation.backend import Backend, GenerationRequest, ModelUnavailable, Sampling, longest_passage
 from bot.generation.batcher import Batcher
 from bot.generation.heavy import run_heavy
@@ -300,6 +300,21 @@ class GenerationQueue:
         if batcher is None or not batcher.backend.loaded:  # (asking would load it, on the event loop)
             return None
         return longest_passage(batcher.backend.context_length)
+
+    async def preview(self, spec: JobSpec) -> ContextReport | None:
+        """The prompt this queue would build for ``spec``'s turn now, measured part by part
+        (``/story context``); None while the story's model is not loaded (asking would load it)."""
+        batcher = self._batchers.get(self._writer(spec).base)
+        if batcher is None or not batcher.backend.loaded:
+            return None
+        backend = batcher.backend
+
+        def measure() -> ContextReport:
+            prompt, budget = self._prompt(backend, spec, self._fitted_sampling(spec, backend))
+            return ContextReport.measure(prompt, budget, backend.count_tokens)
+
+        # Counting a long story's tokens takes a while: in a thread, as for a turn's prompt.
+        return await asyncio.to_thread(measure)
 
     def _warn_if_length_cut(self, backend: Backend) -> None:
         longest = longest_passage(backend.context_length)
@@ -590,24 +605,10 @@ class GenerationQueue:
     ) -> tuple[GenerationRequest, str]:
         """The request for the turn's passage, and the story as the model is to continue it (unframed)."""
         spec = run.spec
-        sampling = self._sampling(spec)
+        sampling = self._fitted_sampling(spec, backend)
         banned = (*self.checks.decode_bans(spec.standard), *run.banned)
         if banned:
             sampling = replace(sampling, bad_words=tuple(dict.fromkeys((*sampling.bad_words, *banned))))
-        # A length beyond what the model holds (set before it was loaded, or in the config) is
-        # cut to fit, rather than run off the end of the model's positions.
-        longest = longest_passage(backend.context_length)
-        if sampling.max_new_tokens > longest:
-            sampling = replace(sampling, max_new_tokens=longest)
-        frame = backend.prompt_frame
-        limits = PromptLimits(
-            budget_tokens=max(
-                backend.context_length - sampling.max_new_tokens - backend.count_tokens(frame.overhead()), 1
-            ),
-            lore_max_tokens=self.config.story.lore_max_tokens,
-            note_depth=self.config.story.note_depth,
-        )
-
         stops = speaker_stops((*spec.speaker_names, BOT_NAME))
 
         def on_text(text: str) -> None:  # worker thread
@@ -615,9 +616,9 @@ class GenerationQueue:
             if shown:
                 loop.call_soon_threadsafe(run.stream.put, (run.attempt, shown))
 
-        story_prompt = build_prompt(spec.story, limits, backend.count_tokens)
+        story_prompt = self._prompt(backend, spec, sampling)[0].text
         request = GenerationRequest(
-            prompt=frame.around(story_prompt),
+            prompt=backend.prompt_frame.around(story_prompt),
             sampling=sampling,
             stop_texts=stops,
             on_text=on_text,
@@ -627,8 +628,24 @@ class GenerationQueue:
         )
         return request, story_prompt
 
-    def _sampling(self, spec: JobSpec) -> Sampling:
-        return Sampling.for_story(spec.settings, self.config.model)
+    def _fitted_sampling(self, spec: JobSpec, backend: Backend) -> Sampling:
+        """The story's sampling, its length cut to what the model holds: a length beyond it (set
+        before the model was loaded, or in the config) would run off the end of its positions."""
+        sampling = Sampling.for_story(spec.settings, self.config.model)
+        longest = longest_passage(backend.context_length)
+        return replace(sampling, max_new_tokens=longest) if sampling.max_new_tokens > longest else sampling
+
+    def _prompt(self, backend: Backend, spec: JobSpec, sampling: Sampling) -> tuple[Prompt, Budget]:
+        """The story as the model is to continue it (before its frame), and the budget it fits:
+        the context less the passage asked for and the frame's own text."""
+        frame_tokens = backend.count_tokens(backend.prompt_frame.overhead())
+        budget = Budget(backend.context_length, sampling.max_new_tokens, frame_tokens)
+        limits = PromptLimits(
+            budget_tokens=budget.tokens,
+            lore_max_tokens=self.config.story.lore_max_tokens,
+            note_depth=self.config.story.note_depth,
+        )
+        return compose_prompt(spec.story, limits, backend.count_tokens), budget
 
     def _writer(self, spec: JobSpec) -> Writer:
         """The base model and adapter that write the story (its ``model`` setting, resolved)."""
