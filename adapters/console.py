@@ -1,7 +1,10 @@
 """The console channel: one story channel in a terminal, or a script piped through stdin.
 
-Lines starting with ``/story`` are commands, ``/as NAME`` switches who is typing, ``/quit``
-leaves, and any other line is the current person's turn (``/story add``). When stdin is not a
+Lines starting with ``/story`` are commands, ``/as NAME`` switches who is typing, ``/channel
+NAME`` which console channel they type in, ``/quit`` leaves, and any other line is the current
+person's turn (``/story add``). ``/story branch`` puts the branch in a new console channel,
+``<channel>-branch-<parent story id>`` (``-2``, ``-3``… when that one holds a running story), and
+switches there, saying so; ``/channel <the first one>`` goes back to the parent. When stdin is not a
 terminal each line waits for the bot turn it triggered, so a script reads like people taking
 turns; at a terminal the bot's text streams in as it is written.
 
@@ -12,6 +15,7 @@ short by one bad line. Bytes that are not UTF-8 are read as U+FFFD, never fatal.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import getpass
 import io
 import logging
@@ -32,7 +36,8 @@ log = logging.getLogger(__name__)
 
 TO_MODERATORS = "[to the moderators]"  # marks a report's message, which a chat platform sends elsewhere
 CONSOLE_HELP = (
-    "Lines starting with /story are commands (try /story help); /as NAME switches who is typing; /quit leaves."
+    "Lines starting with /story are commands (try /story help); /as NAME switches who is typing; "
+    "/channel NAME which console channel; /quit leaves."
 )
 
 
@@ -118,6 +123,12 @@ class ConsoleChannel:
                 self.actor = self._actor(name)
                 self._print(f"(now writing as {name})")
             return True
+        if text.split()[0] == "/channel":
+            name = text[len("/channel") :].strip()
+            if name:
+                self.channel = dataclasses.replace(self.channel, channel=name)
+            self._print(f"(in console channel {self.channel.channel})")
+            return True
         if text.lower().startswith("/story"):
             try:
                 command = c.parse(text)
@@ -129,11 +140,33 @@ class ConsoleChannel:
             return True
         else:
             command = c.Add(line.strip())
-        result = await self.app.sessions.handle(self.channel, self.actor, command)
+        if isinstance(command, c.Branch):
+            result = await self._branch(command)
+        else:
+            result = await self.app.sessions.handle(self.channel, self.actor, command)
         self._show(result)
         if result.job_id is not None and not self.interactive:
             await self._turn(result.job_id)
         return True
+
+    async def _branch(self, command: c.Branch) -> Result:
+        """The branch goes in a new console channel, and the console switches there."""
+        sessions = self.app.sessions
+        source = await sessions.branch_source(self.channel)
+        if source is None:  # the core says why (no story runs here)
+            return await sessions.handle(self.channel, self.actor, command)
+        base = f"{self.channel.channel}-branch-{source.story_id}"
+        place, copy = dataclasses.replace(self.channel, channel=base), 1
+        while await sessions.running_story_id(place) is not None:
+            copy += 1
+            place = dataclasses.replace(self.channel, channel=f"{base}-{copy}")
+        result = await sessions.handle(place, self.actor, dataclasses.replace(command, from_story_id=source.story_id))
+        if result.ok:
+            back, self.channel = self.channel.channel, place
+            self._print(
+                f"(now in console channel {place.channel}: /story commands apply to the branch; /channel {back} goes back)"
+            )
+        return result
 
     def _turn(self, job_id: int) -> asyncio.Future[None]:
         return self._turns.setdefault(job_id, asyncio.get_running_loop().create_future())

@@ -33,6 +33,7 @@ __all__ = [
     "MAX_TITLE_WORDS",
     "SETTING_KEYS",
     "Add",
+    "Branch",
     "Command",
     "ContentRating",
     "Context",
@@ -305,6 +306,17 @@ class Report(Command):
     private: ClassVar[bool] = True
     number: int
     reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Branch(Command):
+    """Start a new story that shares the running one up to passage ``number`` (None: the latest).
+    The platform opens a place for it (a thread, a console channel) and fills ``from_story_id``
+    with the story running where the command was typed; the rule creates the branch there."""
+
+    name: ClassVar[str] = "branch"
+    number: int | None = None
+    from_story_id: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -598,6 +610,10 @@ _HELP: dict[str, tuple[str, str]] = {
     "pick": (
         "/story pick <alternative number>",
         "make one of the bot's alternatives for its latest passage the story's (◀ ▶ under it do the same)",
+    ),
+    "branch": (
+        "/story branch [passage number]",
+        "a new story (in a new thread) sharing this one up to that passage (default: the latest)",
     ),
     "undo": ("/story undo", "withdraw the last passage (its author or a moderator)"),
     "rate": (
@@ -1073,6 +1089,16 @@ def _parse_pick(rest: str) -> Pick:
     return Pick(number)
 
 
+def _parse_branch(rest: str) -> Branch:
+    words = rest.split()
+    if not words:
+        return Branch()
+    number = _positive_int(words[0]) if len(words) == 1 else None
+    if number is None:
+        raise _usage_error("branch", "Give one passage number, like 12 (/story status numbers them), or none.")
+    return Branch(number)
+
+
 def _parse_help(rest: str) -> Help:
     words = rest.split()
     if len(words) > 1:
@@ -1107,6 +1133,7 @@ _PARSERS: dict[str, Callable[[str], Command]] = {
     "unhide": lambda rest: _parse_number(Unhide, rest),
     "words": _parse_words,
     "pick": _parse_pick,
+    "branch": _parse_branch,
     "help": _parse_help,
     **{kind.name: _no_text(kind) for kind in (Retry, Undo, Join, Leave, Turn, Status, Context, End, ListStories)},
 }

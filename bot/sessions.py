@@ -28,6 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot import commands as c
 from bot.alternatives import ALTERNATIVES, AlternativeRules
+from bot.branches import BRANCHES, BranchRules
 from bot.config import Config
 from bot.context_report import CONTEXT, ContextRules
 from bot.export.chat import ARCHIVE, Archive
@@ -67,7 +68,7 @@ RULES: Handlers[SessionManager] = Handlers()
 _STRICTNESS = (ContentRating.GENERAL, ContentRating.TEEN, ContentRating.MATURE)  # strictest first
 
 
-class SessionManager(ContextRules, TurnRules, AlternativeRules, ModerationRules):
+class SessionManager(BranchRules, ContextRules, TurnRules, AlternativeRules, ModerationRules):
     """The rule book: answers every command, in one transaction each (see the module docstring).
 
     The archive commands (list, show, export) are answered by ``Archive``, the moderators' by
@@ -99,6 +100,7 @@ class SessionManager(ContextRules, TurnRules, AlternativeRules, ModerationRules)
             RULES.bind(self)
             | MODERATION.bind(self)
             | ALTERNATIVES.bind(self)
+            | BRANCHES.bind(self)
             | TURNS.bind(self)
             | CONTEXT.bind(self)
             | ARCHIVE.bind(Archive(config.export))
@@ -686,6 +688,8 @@ class SessionManager(ContextRules, TurnRules, AlternativeRules, ModerationRules)
             f"“{story.title}” — {story.mode} mode, rated {story.rating}, {story_size(len(passages), words)}.",
             f"Contributors: {', '.join(contributors) if contributors else 'none yet'}.",
         ]
+        if branched := await self._branch_line(tx, story):
+            lines.append(branched)
         lines.append(f"Written by {self.config.writer(self.story_settings(story).model)}.")
         if turn := self._turn_text(story, people):
             lines.append(turn)

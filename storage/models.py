@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 from sqlalchemy import (
     JSON,
@@ -161,6 +161,10 @@ class Story(Base):
     turn_call: Mapped[str | None] = mapped_column(String(10))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[datetime | None]
+    # A branch (``/story branch``): the story it was copied from, and the parent's passage number
+    # it branched at (as the parent numbers them). Both None for a story started afresh.
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("stories.id"), index=True)
+    branched_at: Mapped[int | None] = mapped_column(Integer)
 
     __table_args__ = (
         # One active story per channel, enforced by the database so that two processes
@@ -286,6 +290,36 @@ class Participant(Base):
     left_at: Mapped[datetime | None]
 
     __table_args__ = (UniqueConstraint("story_id", "user_id", name="uq_participants_story_user"),)
+
+    @classmethod
+    def like(cls, story_id: int, other: ParticipantRecord) -> Participant:
+        """A participant of ``story_id`` as ``other`` is of its story (a branch's parent, an import)."""
+        return cls(
+            story_id=story_id,
+            user_id=other.user_id,
+            name=other.name,
+            position=other.position,
+            active=other.active,
+            joined_at=other.joined_at,
+            left_at=other.left_at,
+        )
+
+
+class ParticipantRecord(Protocol):
+    """What ``Participant.like`` copies: a row, or an export's participant."""
+
+    @property
+    def user_id(self) -> str: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def position(self) -> int: ...
+    @property
+    def active(self) -> bool: ...
+    @property
+    def joined_at(self) -> datetime: ...
+    @property
+    def left_at(self) -> datetime | None: ...
 
 
 class LoreEntry(Base):

@@ -326,6 +326,12 @@ async def all_lore_entries(tx: AsyncSession, story_id: int) -> Sequence[LoreEntr
     return (await tx.execute(query)).scalars().all()
 
 
+async def branches(tx: AsyncSession, parent_ids: Sequence[int]) -> Sequence[Story]:
+    """The stories branched from any of ``parent_ids`` (``/story branch``), oldest first."""
+    query = select(Story).where(Story.parent_id.in_(parent_ids)).order_by(Story.id)
+    return (await tx.execute(query)).scalars().all()
+
+
 async def all_stories(tx: AsyncSession) -> Sequence[Story]:
     return (await tx.execute(select(Story).order_by(Story.id))).scalars().all()
 

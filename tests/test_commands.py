@@ -14,6 +14,7 @@ from bot.commands import (
     HELP_TEXT,
     SETTING_KEYS,
     Add,
+    Branch,
     Command,
     ContentRating,
     Context,
@@ -46,7 +47,7 @@ from bot.commands import (
 from bot.printable import printable
 
 SUBCOMMANDS = (
-    "start", "add", "continue", "retry", "pick", "undo", "rate", "report", "hide", "unhide", "words", "join",
+    "start", "add", "continue", "retry", "pick", "branch", "undo", "rate", "report", "hide", "unhide", "words", "join",
     "leave", "turn", "memory", "note", "lore", "settings", "status", "context", "end", "export", "list", "show",
     "help",
 )  # fmt: skip
@@ -506,8 +507,20 @@ def test_help_text_has_one_line_per_subcommand() -> None:
     assert all(" — " in line for line in lines)
 
 
+@pytest.mark.parametrize(
+    ("text", "command"), [("branch", Branch()), ("/story branch 12", Branch(12)), ("branch #3", Branch(3))]
+)
+def test_branch_takes_an_optional_passage_number(text: str, command: Branch) -> None:
+    assert parse(text) == command
+
+
+@pytest.mark.parametrize("text", ["branch 0", "branch twelve", "branch 1 2"])
+def test_branch_refuses_anything_but_one_passage_number(text: str) -> None:
+    assert "Usage: /story branch [passage number]" in error_of(text)
+
+
 def test_every_command_class_names_a_help_topic() -> None:
-    classes = [Start, Add, Continue, Retry, Undo, Join, Leave, Status, End, ListStories,
+    classes = [Start, Add, Branch, Continue, Retry, Undo, Join, Leave, Status, End, ListStories,
                Memory, Note, LoreAdd, LoreList, LoreRemove, Settings, Export, Show, Help]  # fmt: skip
     for cls in classes:
         assert issubclass(cls, Command)

@@ -148,8 +148,10 @@ async def test_sync_registers_the_story_group_with_every_subcommand(
     assert story["name"] == "story"
     options = {option["name"]: option for option in story["options"]}
     grammar = list(dict.fromkeys(re.findall(r"^/story (\w+)", c.HELP_TEXT, re.MULTILINE)))
-    assert list(options) == grammar
+    under_mod = ("hide", "unhide", "words")  # a group holds at most 25: the moderators' tools are one down
+    assert list(options) == list(dict.fromkeys("mod" if word in under_mod else word for word in grammar))
     assert {o["name"] for o in options["lore"]["options"]} == {"add", "list", "remove"}
+    assert [o["name"] for o in options["mod"]["options"]] == list(under_mod)
 
     def choices(command: str, option: str) -> list[str]:
         found = next(o for o in options[command]["options"] if o["name"] == option)

@@ -5,6 +5,7 @@ is called with a stand-in interaction whose client records what it was asked to 
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import discord
@@ -35,14 +36,20 @@ class Interaction:
         self.client = Runner()
 
 
-async def invoke(*path: str, **options: Any) -> Runner:
-    """Run ``/story <path>`` with ``options`` as Discord would hand them over."""
-    group = StoryCommands()
+def subcommand(group: StoryCommands, *path: str) -> app_commands.Command[Any, ..., Any]:
+    """The subcommand ``/story <path>`` of ``group``."""
     node: app_commands.Group | app_commands.Command[Any, ..., Any] | None = group
     for name in path:
         assert isinstance(node, app_commands.Group)
         node = node.get_command(name)
-    assert isinstance(node, app_commands.Command)
+    assert isinstance(node, app_commands.Command), path
+    return node
+
+
+async def invoke(*path: str, **options: Any) -> Runner:
+    """Run ``/story <path>`` with ``options`` as Discord would hand them over."""
+    group = StoryCommands()
+    node = subcommand(group, *path)
     interaction = Interaction()
     await node.callback(group, interaction, **options)  # type: ignore[arg-type]  # a stand-in for discord.Interaction
     return interaction.client
@@ -99,12 +106,14 @@ SAME_AS_TYPED: list[tuple[tuple[str, ...], dict[str, Any], str]] = [
     (("rate",), {"vote": "down", "passage": 3}, "rate down 3"),
     (("report",), {"passage": 2}, "report 2"),
     (("report",), {"passage": 2, "reason": " Too gory for this channel. "}, "report 2 Too gory for this channel."),
-    (("hide",), {"passage": 4}, "hide 4"),
-    (("unhide",), {"passage": 4}, "unhide 4"),
-    (("words",), {}, "words"),
-    (("words",), {"action": "ban", "entry": " dark  lord "}, "words ban dark lord"),
-    (("words",), {"action": "allow", "entry": "bloody"}, "words allow bloody"),
-    (("words",), {"action": "clear", "entry": "bloody"}, "words clear bloody"),
+    (("mod", "hide"), {"passage": 4}, "hide 4"),
+    (("mod", "unhide"), {"passage": 4}, "unhide 4"),
+    (("mod", "words"), {}, "words"),
+    (("mod", "words"), {"action": "ban", "entry": " dark  lord "}, "words ban dark lord"),
+    (("mod", "words"), {"action": "allow", "entry": "bloody"}, "words allow bloody"),
+    (("mod", "words"), {"action": "clear", "entry": "bloody"}, "words clear bloody"),
+    (("branch",), {}, "branch"),
+    (("branch",), {"passage": 12}, "branch 12"),
     (("settings",), {"rating": "teen"}, "settings rating:teen"),
     (("settings",), {"mode": "free", "rating": "mature"}, "settings mode:free rating:mature"),
     (("context",), {}, "context"),
@@ -129,10 +138,10 @@ async def test_typed_options_build_what_the_grammar_reads_from_the_words(
         (("export",), {"format": "md", "body": True}, "body:on is HTML to paste into AO3; use it with html."),
         (("lore", "add"), {"keys": " , ", "text": "Dragons sleep here."}, "Give the lore entry's keys and its text."),
         (("rate",), {"vote": "sideways"}, "Rate a passage up or down (got"),
-        (("words",), {"action": "ban"}, "Give the word or phrase to ban."),
-        (("words",), {"entry": "dragon"}, "Say ban, allow or clear (got 'dragon')."),
-        (("words",), {"action": "ban", "entry": "re:dr[a4]gon"}, "Patterns (re:…) are set in the config's"),
-        (("words",), {"action": "ban", "entry": "x" * 101}, "A word list entry is at most 100 characters."),
+        (("mod", "words"), {"action": "ban"}, "Give the word or phrase to ban."),
+        (("mod", "words"), {"entry": "dragon"}, "Say ban, allow or clear (got 'dragon')."),
+        (("mod", "words"), {"action": "ban", "entry": "re:dr[a4]gon"}, "Patterns (re:…) are set in the config's"),
+        (("mod", "words"), {"action": "ban", "entry": "x" * 101}, "A word list entry is at most 100 characters."),
     ],
 )
 async def test_a_refused_value_gets_the_one_line_error_and_runs_nothing(
@@ -162,20 +171,41 @@ def test_the_settings_options_are_the_grammars_keys_with_its_ranges_and_descript
 def test_the_passage_options_are_numbers_from_one_and_a_reason_fits_the_rules_limit() -> None:
     """Discord's picker refuses what the rules would: passage 0, a reason past the rules' limit."""
     group = StoryCommands()
-    for name in ("report", "hide", "unhide"):
-        command = group.get_command(name)
-        assert isinstance(command, app_commands.Command)
-        passage = next(parameter for parameter in command.parameters if parameter.name == "passage")
-        assert passage.type == discord.AppCommandOptionType.integer and passage.min_value == 1 and passage.required
-    report = group.get_command("report")
-    assert isinstance(report, app_commands.Command)
-    reason = next(parameter for parameter in report.parameters if parameter.name == "reason")
+    for path in (("report",), ("mod", "hide"), ("mod", "unhide"), ("branch",)):
+        passage = next(parameter for parameter in subcommand(group, *path).parameters if parameter.name == "passage")
+        assert passage.type == discord.AppCommandOptionType.integer and passage.min_value == 1
+        assert passage.required == (path != ("branch",))  # a branch shares the whole story by default
+    reason = next(parameter for parameter in subcommand(group, "report").parameters if parameter.name == "reason")
     assert not reason.required and reason.max_value == MAX_REASON_CHARS  # (max_length, to Discord)
-    pick = group.get_command("pick")
-    assert isinstance(pick, app_commands.Command)
-    [number] = pick.parameters
+    [number] = subcommand(group, "pick").parameters
     assert number.type == discord.AppCommandOptionType.integer and number.min_value == 1 and number.required
-    words = group.get_command("words")
-    assert isinstance(words, app_commands.Command)
-    action = next(parameter for parameter in words.parameters if parameter.name == "action")
+    action = next(parameter for parameter in subcommand(group, "mod", "words").parameters if parameter.name == "action")
     assert [choice.value for choice in action.choices] == ["ban", "allow", "clear"] and not action.required
+
+
+# The grammar's moderators' tools, which Discord has under ``/story mod``.
+UNDER_MOD = ("hide", "unhide", "words")
+
+
+def test_every_subcommand_of_the_grammar_is_under_story_in_help_order_with_the_moderators_tools_nested() -> None:
+    """Discord's menu holds 25 subcommands a group: every word of the help is one of them, in the
+    help's order, save the moderators' tools, which are under ``/story mod`` where ``hide`` was."""
+    group = StoryCommands()
+    grammar = list(dict.fromkeys(re.findall(r"^/story (\w+)", c.HELP_TEXT, re.MULTILINE)))
+    top = list(dict.fromkeys("mod" if word in UNDER_MOD else word for word in grammar))
+    assert [command.name for command in group.commands] == top and len(top) <= 25
+    mod = group.get_command("mod")
+    assert isinstance(mod, app_commands.Group) and [command.name for command in mod.commands] == list(UNDER_MOD)
+    for word in grammar:
+        assert (mod if word in UNDER_MOD else group).get_command(word) is not None, word
+
+
+def test_help_offers_each_command_named_as_discord_has_it() -> None:
+    """The help picker (at most 25 choices) names each command by its place on Discord, and asks
+    the grammar for its usage by the grammar's own word."""
+    [topic] = subcommand(StoryCommands(), "help").parameters
+    choices = {choice.name: choice.value for choice in topic.choices}
+    assert len(choices) <= 25
+    assert choices["mod hide"] == "hide" and choices["mod words"] == "words" and choices["branch"] == "branch"
+    grammar = set(re.findall(r"^/story (\w+)", c.HELP_TEXT, re.MULTILINE))
+    assert set(choices.values()) == grammar - {"help"}

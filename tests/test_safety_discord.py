@@ -148,14 +148,14 @@ async def test_the_channels_own_banned_words_are_set_by_its_moderators(
 ) -> None:
     async with running(settings, fake):
         await ask(fake, ALICE, "start", title="Tides", mode="free")
-        refused, private = await ask(fake, CAROL, "words", action="ban", entry="dark lord")
+        refused, private = await ask(fake, CAROL, "mod", "words", action="ban", entry="dark lord")
         assert private and refused == "⚠️ Only the channel's moderators can change its word list."
-        assert await ask(fake, DAVE, "words", action="ban", entry="dark lord", permissions=MODERATOR) == (
+        assert await ask(fake, DAVE, "mod", "words", action="ban", entry="dark lord", permissions=MODERATOR) == (
             "Dave banned a word in this channel's stories.",
             True,
         )
         assert refused_here(await ask(fake, BOB, "add", text="The Dark  Lord rose from the sea."))
-        assert await ask(fake, CAROL, "words") == ("Banned here: dark lord.", True)  # anyone may look
+        assert await ask(fake, CAROL, "mod", "words") == ("Banned here: dark lord.", True)  # anyone may look
     assert rows(tmp_path, "SELECT COUNT(*) FROM passages") == [(0,)]
 
 
@@ -165,22 +165,22 @@ async def test_a_channels_moderators_allow_a_shipped_word_there_and_take_it_back
     async with running(settings, fake):
         await ask(fake, ALICE, "start", title="Tides", mode="free")  # rated general: "shit" is refused
         assert refused_here(await ask(fake, BOB, "add", text="Well, shit."))
-        refused, private = await ask(fake, CAROL, "words", action="allow", entry="shit")
+        refused, private = await ask(fake, CAROL, "mod", "words", action="allow", entry="shit")
         assert private and refused == "⚠️ Only the channel's moderators can change its word list."
-        assert await ask(fake, DAVE, "words", action="allow", entry="shit", permissions=MODERATOR) == (
+        assert await ask(fake, DAVE, "mod", "words", action="allow", entry="shit", permissions=MODERATOR) == (
             "Dave allowed a word in this channel's stories.",
             True,
         )
         added, private = await ask(fake, BOB, "add", text="Well, shit.")
         assert not private and added.startswith("**Bob:** Well, shit.")
-        assert await ask(fake, CAROL, "words") == ("Allowed here: shit.", True)
+        assert await ask(fake, CAROL, "mod", "words") == ("Allowed here: shit.", True)
 
-        assert await ask(fake, DAVE, "words", action="clear", entry="shit", permissions=MODERATOR) == (
+        assert await ask(fake, DAVE, "mod", "words", action="clear", entry="shit", permissions=MODERATOR) == (
             "Dave took “shit” off this channel's word list.",
             True,
         )
         assert refused_here(await ask(fake, BOB, "add", text="Shit, the tide."))
-        assert await ask(fake, CAROL, "words") == (
+        assert await ask(fake, CAROL, "mod", "words") == (
             "This channel has no words of its own: only the built-in lists apply.",
             True,
         )
@@ -339,9 +339,9 @@ async def test_moderators_hide_and_unhide_passages_and_the_starter_sets_the_rati
         await ask(fake, ALICE, "start", title="Tides", mode="free", opening=OPENING)
         await ask(fake, BOB, "add", text=gull)
 
-        refused, private = await ask(fake, CAROL, "hide", passage=2)  # neither the starter nor a moderator
+        refused, private = await ask(fake, CAROL, "mod", "hide", passage=2)  # neither the starter nor a moderator
         assert private and refused == "⚠️ Only Alice (who started the story) or a moderator can hide a passage."
-        hid, private = await ask(fake, DAVE, "hide", passage=2, permissions=MODERATOR)
+        hid, private = await ask(fake, DAVE, "mod", "hide", passage=2, permissions=MODERATOR)
         assert not private and hid.startswith("Dave hid passage 2 (by Bob)")
         status, _ = await ask(fake, CAROL, "status")
         assert gull not in status and "2. (hidden by a moderator)" in status
@@ -349,8 +349,8 @@ async def test_moderators_hide_and_unhide_passages_and_the_starter_sets_the_rati
         await fake.answered(export)
         assert OPENING.encode() in exported(fake, export) and gull.encode() not in exported(fake, export)
 
-        assert (await ask(fake, CAROL, "unhide", passage=2))[0].startswith("⚠️ Only Alice")
-        assert await ask(fake, ALICE, "unhide", passage=2) == ("Alice put passage 2 back in the story.", False)
+        assert (await ask(fake, CAROL, "mod", "unhide", passage=2))[0].startswith("⚠️ Only Alice")
+        assert await ask(fake, ALICE, "mod", "unhide", passage=2) == ("Alice put passage 2 back in the story.", False)
         status, _ = await ask(fake, CAROL, "status")
         assert f"2. Bob: {gull}" in status
 

@@ -1,4 +1,5 @@
-"""``/story start thread:true``: a story in a thread of its own, the same flow on every platform.
+"""``/story start thread:true`` and ``/story branch``: a story in a thread of its own, the same
+flow on every platform.
 
 The platform opens the thread (a Discord thread, or the Slack message whose replies make one),
 the core starts the story there, stored with the delivery's event id, and the thread then shows
@@ -6,6 +7,10 @@ the story's first lines, or is taken back when the story did not start in it: th
 it, or the delivery was applied before (its story lives in the thread opened the first time).
 Slack tells the asker between the two steps (``start``, then ``finish`` after the
 acknowledgement); Discord does both before it answers.
+
+A branch's thread opens under the channel the story runs in: typed in a story's thread, under
+that thread's channel (neither platform nests threads). The command carries the story it copies
+(``Branch.from_story_id``, the one running where it was typed), since the thread holds none yet.
 """
 
 from __future__ import annotations
@@ -26,8 +31,8 @@ class StoryThread(ABC):
     def __init__(self, ref: ChannelRef) -> None:
         self.ref = ref
 
-    async def start(self, sessions: SessionManager, actor: Actor, command: c.Start, event_id: str) -> Result:
-        """Have the core start the story in this thread (and store it)."""
+    async def start(self, sessions: SessionManager, actor: Actor, command: c.Start | c.Branch, event_id: str) -> Result:
+        """Have the core start the story (or the branch) in this thread (and store it)."""
         return await sessions.handle(self.ref, actor, command, event_id=event_id)
 
     async def finish(self, result: Result) -> bool:

@@ -16,6 +16,7 @@ story's starter; one that cannot be sent is logged, and the report stays in the 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import io
 import logging
 from typing import Any
@@ -186,6 +187,8 @@ class StoryClient(discord.Client):
         try:
             if isinstance(command, c.Start) and command.thread:
                 return await self._start_in_thread(interaction, actor, command, event_id)
+            if isinstance(command, c.Branch):
+                return await self._branch_in_thread(interaction, actor, command, channel, event_id)
             return await self.app.sessions.handle(channel, actor, command, event_id=event_id, story_id=story_id)
         except Exception:
             log.exception("/story %s failed", command.name)
@@ -225,8 +228,35 @@ class StoryClient(discord.Client):
         refusal = await self.app.sessions.refusal(self._ref(interaction.guild_id, parent, parent.id), command)
         if refusal is not None:
             return Result.error(refusal)
-        name = (command.title or DEFAULT_TITLE)[:THREAD_NAME_LIMIT]
-        opened = await parent.create_thread(name=name, type=discord.ChannelType.public_thread)
+        return await self._in_new_thread(interaction, parent, command.title or DEFAULT_TITLE, actor, command, event_id)
+
+    async def _branch_in_thread(
+        self, interaction: discord.Interaction[Any], actor: Actor, command: c.Branch, here: ChannelRef, event_id: str
+    ) -> Result:
+        """``/story branch``: a new public thread under the story's channel (under a thread's
+        parent when typed in one: threads do not nest) holds the branch."""
+        source = await self.app.sessions.branch_source(here)
+        if source is None:  # the core says why (no story runs here)
+            return await self.app.sessions.handle(here, actor, command, event_id=event_id)
+        channel = interaction.channel
+        parent = channel.parent if isinstance(channel, discord.Thread) else channel
+        if not isinstance(parent, discord.TextChannel):
+            return Result.error("A branch's thread can only be made in a text channel.")
+        branch = dataclasses.replace(command, from_story_id=source.story_id)
+        return await self._in_new_thread(interaction, parent, source.title, actor, branch, event_id)
+
+    async def _in_new_thread(
+        self,
+        interaction: discord.Interaction[Any],
+        parent: discord.TextChannel,
+        name: str,
+        actor: Actor,
+        command: c.Start | c.Branch,
+        event_id: str,
+    ) -> Result:
+        """Open a public thread under ``parent`` and have the core put the story there; the thread
+        is taken back when it did not start there."""
+        opened = await parent.create_thread(name=name[:THREAD_NAME_LIMIT], type=discord.ChannelType.public_thread)
         thread = _Thread(self._ref(interaction.guild_id, opened, opened.id), opened)
         result = await thread.start(self.app.sessions, actor, command, event_id)
         if not await thread.finish(result):

@@ -1,12 +1,16 @@
 """The ``/story`` app-command group: every subcommand of the grammar, with typed options.
 
+Discord allows a group at most 25 subcommands, so the moderators' passage tools (``MOD_TOOLS``)
+sit one level down, as ``/story mod hide`` and so on, the way ``/story lore add`` does; the
+grammar (and so ``/story help``, and every other platform) keeps them as ``/story hide``.
+
 Discord hands over typed values (choices, numbers in range, flags), so each subcommand builds
 the core's command object from them directly; the option types carry the limits Discord checks
 (a genre's length, ids from 1 up), and the grammar's helpers convert what it owns (a mode, a
 setting's value and range). Three subcommands still hand their words to the grammar, because
 it owns a rule about them that it applies only while parsing, and the asker must get its error:
 ``add`` (an empty passage), ``export`` (``body`` is HTML, and refuses another format) and
-``words`` (an action needs an entry; no patterns; the entry's length).
+``mod words`` (an action needs an entry; no patterns; the entry's length).
 A value the rules refuse is answered with the one-line error, shown only to the asker.
 """
 
@@ -23,6 +27,15 @@ from bot.moderation import MAX_REASON_CHARS
 
 # The subcommand words, in help order, read from the grammar's own help text.
 SUBCOMMANDS: tuple[str, ...] = tuple(dict.fromkeys(re.findall(r"^/story (\w+)", c.HELP_TEXT, re.MULTILINE)))
+# The grammar's subcommands that Discord has under ``/story mod`` (the group is full without).
+MOD_GROUP = "mod"
+MOD_TOOLS: tuple[str, ...] = ("hide", "unhide", "words")
+
+
+def slash_path(word: str) -> tuple[str, ...]:
+    """Where the grammar's subcommand ``word`` is under ``/story`` on Discord."""
+    return (MOD_GROUP, word) if word in MOD_TOOLS else (word,)
+
 
 _MODES = [app_commands.Choice(name=mode.value, value=mode.value) for mode in c.Mode]
 # Who each rating is for (the fiction archives' scale), as the picker shows it.
@@ -40,7 +53,9 @@ _WORD_ACTIONS = [
     app_commands.Choice(name="clear: take back the channel's rule on it", value="clear"),
 ]
 _FORMATS = [app_commands.Choice(name=fmt, value=fmt) for fmt in c.EXPORT_FORMATS]
-_TOPICS = [app_commands.Choice(name=word, value=word) for word in SUBCOMMANDS]
+# Help on each subcommand, named as it is typed on Discord; not on ``help`` itself, which would
+# make one choice past Discord's 25.
+_TOPICS = [app_commands.Choice(name=" ".join(slash_path(word)), value=word) for word in SUBCOMMANDS if word != "help"]
 
 
 def _range(key: str) -> Any:
@@ -98,7 +113,9 @@ class StoryCommands(app_commands.Group):
     """``/story ...``: write a story together with the bot."""
 
     def __init__(self) -> None:
-        super().__init__(name="story", description="Write a story together with the bot")
+        super().__init__(
+            name="story", description="Write a story together with the bot (moderators' tools: /story mod)"
+        )
 
     @app_commands.command(name="start", description="Start a new story in this channel")
     @app_commands.describe(
@@ -141,6 +158,11 @@ class StoryCommands(app_commands.Group):
     async def pick(self, interaction: discord.Interaction, number: app_commands.Range[int, 1]) -> None:
         await _run(interaction, lambda: c.Pick(number))
 
+    @app_commands.command(name="branch", description="A new story, in a new thread, sharing this one up to a passage")
+    @app_commands.describe(passage="The last passage to share, from /story status (default: the latest)")
+    async def branch(self, interaction: discord.Interaction, passage: app_commands.Range[int, 1] | None = None) -> None:
+        await _run(interaction, lambda: c.Branch(passage))
+
     @app_commands.command(name="undo", description="Withdraw the last passage (its author or a moderator)")
     async def undo(self, interaction: discord.Interaction) -> None:
         await _run(interaction, c.Undo)
@@ -165,19 +187,23 @@ class StoryCommands(app_commands.Group):
     ) -> None:
         await _run(interaction, lambda: c.Report(passage, (reason or "").strip()))
 
-    @app_commands.command(
+    mod = app_commands.Group(
+        name=MOD_GROUP, description="Moderators' tools: hide or unhide a passage, this channel's word list"
+    )
+
+    @mod.command(
         name="hide", description="Take a passage out of the story, its exports and what the bot reads (moderators)"
     )
     @app_commands.describe(passage="The passage's number, from /story status")
     async def hide(self, interaction: discord.Interaction, passage: app_commands.Range[int, 1]) -> None:
         await _run(interaction, lambda: c.Hide(passage))
 
-    @app_commands.command(name="unhide", description="Put a hidden passage back (moderators)")
+    @mod.command(name="unhide", description="Put a hidden passage back (moderators)")
     @app_commands.describe(passage="The passage's number, from /story status")
     async def unhide(self, interaction: discord.Interaction, passage: app_commands.Range[int, 1]) -> None:
         await _run(interaction, lambda: c.Unhide(passage))
 
-    @app_commands.command(
+    @mod.command(
         name="words", description="This channel's own word list: show it, or ban, allow or clear a word (moderators)"
     )
     @app_commands.describe(action="What to do with the entry; leave empty to see the list", entry="A word or phrase")

@@ -281,6 +281,8 @@ class SlackStory:
             actor = await self.people.actor(delivery.ref.workspace, delivery.user_id, delivery.user_name)
             if isinstance(command, c.Start) and command.thread and not delivery.ref.thread:
                 return await self._start_in_thread(delivery, actor, command)
+            if isinstance(command, c.Branch):
+                return await self._branch_in_thread(delivery, actor, command)
             result = await self.core.sessions.handle(
                 delivery.ref, actor, command, event_id=delivery.event_id, story_id=story_id
             )
@@ -296,6 +298,23 @@ class SlackStory:
         if refusal is not None:
             return Reply(Result.error(refusal), delivery)
         opening = f"📖 {actor.name} is starting “{command.title or 'a story'}” in this thread…"
+        return await self._in_new_thread(delivery, opening, actor, command)
+
+    async def _branch_in_thread(self, delivery: Delivery, actor: Actor, command: c.Branch) -> Reply:
+        """``/story branch``: a message in the story's channel opens the branch's thread (under the
+        channel when typed in a story's thread: Slack threads do not nest)."""
+        source = await self.core.sessions.branch_source(delivery.ref)
+        if source is None:  # the core says why (no story runs here)
+            return Reply(await self.core.sessions.handle(delivery.ref, actor, command), delivery)
+        in_channel = dataclasses.replace(delivery, ref=dataclasses.replace(delivery.ref, thread=""))
+        opening = f"🌿 {actor.name} is branching “{source.title}” in this thread…"
+        branch = dataclasses.replace(command, from_story_id=source.story_id)
+        return await self._in_new_thread(in_channel, opening, actor, branch)
+
+    async def _in_new_thread(
+        self, delivery: Delivery, opening: str, actor: Actor, command: c.Start | c.Branch
+    ) -> Reply:
+        """Post ``opening`` in the channel; its replies are the thread the core puts the story in."""
         try:
             ts = await self.messages.post(delivery.ref, render.note_blocks(opening), opening)
         except SLACK_ERRORS as error:

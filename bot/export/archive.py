@@ -32,6 +32,7 @@ class StoryRow:
     rating: str
     passages: int
     words: int
+    depth: int = 0  # a branch's: one more than its parent's (``/story branch``)
 
 
 async def list_stories(db: Database) -> list[StoryRow]:
@@ -40,14 +41,31 @@ async def list_stories(db: Database) -> list[StoryRow]:
 
     stories, texts = await db.transaction(read, write=False)
     rows = []
-    for story in stories:
+    for story, depth in _family_order(stories):
         # Counted as the exports count them: chapter headings are not passages.
         passages = [t for t in texts.get(story.id, []) if chapter_title(t) is None]
         words = sum(word_count(t) for t in passages)
         rows.append(
-            StoryRow(story.id, story.channel_key, story.title, story.status, story.rating, len(passages), words)
+            StoryRow(story.id, story.channel_key, story.title, story.status, story.rating, len(passages), words, depth)
         )
     return rows
+
+
+def _family_order(stories: Sequence[Story]) -> list[tuple[Story, int]]:
+    """The stories in id order, each followed by its branches (and theirs), with their depth."""
+    ids = {story.id for story in stories}
+    children: dict[int | None, list[Story]] = {}
+    for story in stories:
+        children.setdefault(story.parent_id if story.parent_id in ids else None, []).append(story)
+    ordered: list[tuple[Story, int]] = []
+
+    def visit(parent: int | None, depth: int) -> None:
+        for story in children.get(parent, []):
+            ordered.append((story, depth))
+            visit(story.id, depth + 1)
+
+    visit(None, 0)
+    return ordered
 
 
 def parse_channel(text: str) -> ChannelRef:
@@ -112,18 +130,7 @@ async def import_story(db: Database, story: ExportStory, *, channel: ChannelRef 
         for passage, source in zip(passages, story.passages, strict=True):
             if source.replaces is not None:
                 passage.replaces_id = passages[source.replaces - 1].id
-        tx.add_all(
-            Participant(
-                story_id=row.id,
-                user_id=p.user_id,
-                name=p.name,
-                position=p.position,
-                active=p.active,
-                joined_at=p.joined_at,
-                left_at=p.left_at,
-            )
-            for p in story.participants
-        )
+        tx.add_all(Participant.like(row.id, p) for p in story.participants)
         tx.add_all(
             LoreEntry(
                 story_id=row.id,

@@ -12,6 +12,7 @@ import asyncio
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot import commands as c
+from bot.branches import branch_line
 from bot.config import ExportConfig
 from bot.export import ExportOptions, render
 from bot.export.snapshot import load_story
@@ -36,11 +37,12 @@ class Archive:
         stories = await q.finished_stories(tx, channel.key)
         if not stories:
             return Result("No finished stories in this channel yet.", private=True)
-        lines = [
-            f"#{s.id} “{s.title}” — rated {s.rating}, finished {s.finished_at:%Y-%m-%d}"
-            for s in stories
-            if s.finished_at
-        ]
+        branches = await q.branches(tx, [s.id for s in stories])
+        lines = []
+        for s in stories:
+            if s.finished_at:
+                lines.append(f"#{s.id} “{s.title}” — rated {s.rating}, finished {s.finished_at:%Y-%m-%d}")
+                lines += [_branch_entry(b) for b in branches if b.parent_id == s.id]
         hint = "/story show <id> shows a story's opening; /story export <format> <id> downloads it."
         return Result("Finished stories:\n" + "\n".join(lines) + "\n" + hint, private=True)
 
@@ -78,4 +80,11 @@ class Archive:
         if story.status != StoryStatus.FINISHED:
             raise UserError(f"“{story.title}” is still being written; /story status shows where it stands.")
         snapshot = await load_story(tx, story, language=self.config.language)
-        return Result(summary(snapshot, story.id), private=True, story_id=story.id)
+        parent = await q.story_by_id(tx, story.parent_id) if story.parent_id is not None else None
+        return Result(summary(snapshot, story.id, branch_line(story, parent)), private=True, story_id=story.id)
+
+
+def _branch_entry(branch: Story) -> str:
+    """A branch's line under its parent in ``/story list``."""
+    state = f"finished {branch.finished_at:%Y-%m-%d}" if branch.finished_at else "still being written"
+    return f"  ↳ #{branch.id} branched at passage {branch.branched_at} — {state}"

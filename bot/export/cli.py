@@ -15,7 +15,7 @@ from pathlib import Path
 from bot.app import migrated_database
 from bot.config import Config
 from bot.export import FORMATS, ExportOptions, render
-from bot.export.archive import import_story, list_stories, parse_channel
+from bot.export.archive import StoryRow, import_story, list_stories, parse_channel
 from bot.export.files import replace, save_in, write_new
 from bot.export.json_format import DocumentError, loads
 from bot.export.snapshot import load_story
@@ -91,6 +91,11 @@ async def export_command(config: Config, args: argparse.Namespace) -> None:
     print(f"Wrote {path} ({len(file.data):,} bytes).")
 
 
+def _indented(row: StoryRow) -> str:
+    """A story's id, a branch's under its parent's (``↳``)."""
+    return f"{'  ' * (row.depth - 1)}↳ {row.id}" if row.depth else str(row.id)
+
+
 async def list_command(config: Config, args: argparse.Namespace) -> None:
     async with migrated_database(config) as db:
         rows = await list_stories(db)
@@ -100,7 +105,7 @@ async def list_command(config: Config, args: argparse.Namespace) -> None:
     header = ("id", "channel", "title", "status", "rating", "passages", "words")
     table = [
         header,
-        *((str(r.id), r.channel, r.title, r.status, r.rating, str(r.passages), str(r.words)) for r in rows),
+        *((_indented(r), r.channel, r.title, r.status, r.rating, str(r.passages), str(r.words)) for r in rows),
     ]
     widths = [max(len(row[i]) for row in table) for i in range(len(header))]
     for row in table:

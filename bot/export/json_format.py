@@ -27,6 +27,7 @@ from bot.export.model import (
     STORY_STATUSES,
     ExportAuditEntry,
     ExportLore,
+    ExportParent,
     ExportParticipant,
     ExportPassage,
     ExportStory,
@@ -50,7 +51,8 @@ def _time(value: datetime | None) -> str | None:
 
 
 def document(story: ExportStory) -> dict[str, Any]:
-    """The story as a JSON-ready dict."""
+    """The story as a JSON-ready dict; a branch's also names its parent (``"parent"``, only there)."""
+    parent = {"parent": {"title": story.parent.title, "passage": story.parent.passage}} if story.parent else {}
     return {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -72,6 +74,7 @@ def document(story: ExportStory) -> dict[str, Any]:
         "memory": story.memory,
         "note": story.note,
         "settings": story.settings,
+        **parent,
         # Derived from the passages, for readers of the file; import ignores it.
         "contributors": [
             {"name": p.name, "kind": p.kind, "passages": p.passages, "words": p.words} for p in story.contributors
@@ -327,4 +330,12 @@ def loads(data: bytes | str) -> ExportStory:
         participants=participants,
         lore=lore,
         audit=r.items("audit", _audit_entry),
+        parent=_parent(r.child("parent")) if r.data.get("parent") is not None else None,
     )
+
+
+def _parent(r: _Reader) -> ExportParent:
+    passage = r.get("passage", int)
+    if passage < 1:
+        raise DocumentError(f"{r._name('passage')} must be 1 or more.")
+    return ExportParent(r.get("title", str), passage)

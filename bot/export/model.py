@@ -107,6 +107,15 @@ class ExportAuditEntry:
 
 
 @dataclass(frozen=True, slots=True)
+class ExportParent:
+    """What a branch (``/story branch``) was copied from: the parent's title, and the parent's
+    passage number it branched at (the parent's id is the database's, not the file's)."""
+
+    title: str
+    passage: int
+
+
+@dataclass(frozen=True, slots=True)
 class Contributor:
     """Someone who wrote canonical passages, with how much they wrote."""
 
@@ -148,6 +157,7 @@ class ExportStory:
     participants: tuple[ExportParticipant, ...] = ()
     lore: tuple[ExportLore, ...] = ()
     audit: tuple[ExportAuditEntry, ...] = ()
+    parent: ExportParent | None = None  # a branch's parent; None for a story started afresh
 
     @property
     def canonical(self) -> tuple[ExportPassage, ...]:

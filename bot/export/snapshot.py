@@ -6,7 +6,14 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.export.model import ExportAuditEntry, ExportLore, ExportParticipant, ExportPassage, ExportStory
+from bot.export.model import (
+    ExportAuditEntry,
+    ExportLore,
+    ExportParent,
+    ExportParticipant,
+    ExportPassage,
+    ExportStory,
+)
 from bot.identity import ChannelRef
 from storage import queries as q
 from storage.models import ModerationAction, ModerationEntry, PassageStatus, Story
@@ -58,6 +65,7 @@ async def load_story(tx: AsyncSession, story: Story, *, language: str) -> Export
         )
         for e in await _audit_log(tx, story)
     )
+    parent = await q.story_by_id(tx, story.parent_id) if story.parent_id is not None else None
     return ExportStory(
         title=story.title,
         genre=story.genre,
@@ -77,6 +85,7 @@ async def load_story(tx: AsyncSession, story: Story, *, language: str) -> Export
         participants=participants,
         lore=lore,
         audit=audit,
+        parent=ExportParent(parent.title, story.branched_at or 0) if parent is not None else None,
     )
 
 

@@ -23,13 +23,16 @@ def opening(story: ExportStory) -> list[str]:
     return lines
 
 
-def summary(story: ExportStory, story_id: int) -> str:
+def summary(story: ExportStory, story_id: int, branched: str | None = None) -> str:
+    """``branched``: the line naming a branch's parent (``bot.branches.branch_line``)."""
     passages = len([p for p in story.canonical if p.chapter_mark is None])
     people = ", ".join(contributor_label(p) for p in story.contributors) or "nobody yet"
     lines = [
         f"#{story_id} “{story.title}” — {date_line(story)} · rated {story.rating} · {story_size(passages, story.words)}.",
         f"Contributors: {people}.",
     ]
+    if branched:
+        lines.insert(1, branched)
     if start := opening(story):
         lines += ["Opening:", *start]
     lines.append(f"Download it with /story export <md|txt|html|epub|json> {story_id}.")
