@@ -54,6 +54,7 @@ __all__ = [
     "ParseError",
     "Pick",
     "Rate",
+    "Recap",
     "Report",
     "Retry",
     "SettingSpec",
@@ -430,6 +431,23 @@ class Note(Command):
 
 
 @dataclass(frozen=True, slots=True)
+class Recap(Command):
+    """The story so far (a summary of what no longer fits the bot's context): ``None`` shows it
+    with a catch-up of where the story stands, ``""`` clears it, a text replaces it."""
+
+    name: ClassVar[str] = "recap"
+    text: str | None = None
+
+    @property
+    def shows_privately(self) -> bool:
+        return self.text is None  # the catch-up is for the one who asked
+
+    @property
+    def written(self) -> tuple[str, ...]:
+        return (self.text,) if self.text else ()
+
+
+@dataclass(frozen=True, slots=True)
 class LoreAdd(Command):
     """A lore entry, put in the prompt when one of its ``keys`` appears in the recent story."""
 
@@ -638,6 +656,10 @@ _HELP: dict[str, tuple[str, str]] = {
         "show, set or clear the facts the bot always keeps in mind",
     ),
     "note": ("/story note [text|clear]", "show, set or clear the author's note (style, tone)"),
+    "recap": (
+        "/story recap [text|clear]",
+        "the story so far (what the bot no longer reads word for word) and where it stands; replace or clear it",
+    ),
     "lore": (
         "/story lore add <key,key> <text> | /story lore list | /story lore remove <id>",
         "world facts the bot recalls when a key comes up",
@@ -885,8 +907,8 @@ def _parse_continue(rest: str) -> Continue:
     return Continue(rest.strip() or None)
 
 
-def _parse_memo(kind: type[Memory] | type[Note], rest: str) -> Memory | Note:
-    """Memory and note share one form: nothing shows, ``clear`` clears, anything else sets."""
+def _parse_memo(kind: type[Memory] | type[Note] | type[Recap], rest: str) -> Memory | Note | Recap:
+    """Memory, note and recap share one form: nothing shows, ``clear`` clears, anything else sets."""
     text = rest.strip()
     if not text:
         return kind(None)
@@ -1123,6 +1145,7 @@ _PARSERS: dict[str, Callable[[str], Command]] = {
     "continue": _parse_continue,
     "memory": lambda rest: _parse_memo(Memory, rest),
     "note": lambda rest: _parse_memo(Note, rest),
+    "recap": lambda rest: _parse_memo(Recap, rest),
     "lore": _parse_lore,
     "settings": _parse_settings,
     "export": _parse_export,

@@ -270,6 +270,11 @@ class StoryConfig:
     )
     note_depth: int = _setting(3, "the author's note is inserted this many passages from the end", min=0)
     lore_max_tokens: int = _setting(256, "token budget for triggered lore", min=0)
+    recap_max_tokens: int = _setting(
+        200,
+        "token budget for the recap (the story so far: a summary of the passages that no longer fit); 0 turns it off",
+        min=0,
+    )
 
 
 SAFETY_CHECKERS = ("words", "classifier", "moderation")

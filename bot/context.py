@@ -1,9 +1,11 @@
 """Build the model's prompt from a story, under a token budget.
 
-Layout, top to bottom: a short preamble (title, genre), the memory, the triggered lore, the most
+Layout, top to bottom: a short preamble (title, genre), the memory, the recap ("the story so
+far": a summary of passages that no longer fit, ``bot.recaps``), the triggered lore, the most
 recent passages that fit, the author's note ``note_depth`` passages from the end, and the
-direction from ``/story continue``. The preamble and memory come first and change rarely, so the
-head of the prompt stays byte-stable from turn to turn and prefix caches can be reused.
+direction from ``/story continue``. The preamble, memory and recap come first and change rarely
+(the recap only when the window's cut moves, a step of passages at a time), so the head of the
+prompt stays byte-stable from turn to turn and prefix caches can be reused.
 
 Everything is deterministic: the same story and budget give the same prompt. ``compose_prompt``
 returns the text with the parts it chose (``Prompt``), so ``/story context`` reports exactly what
@@ -47,10 +49,12 @@ class PromptFrame:
     head: str = ""
     tail: str = ""
 
-    def around(self, story_prompt: str) -> str:
+    def around(self, story_prompt: str, request: str | None = None) -> str:
+        """The story in the frame, asking for ``request`` (default: the next passage)."""
         if not (self.head or self.tail):
             return story_prompt
-        return self.head + story_prompt.rstrip() + self.tail.replace(_REQUEST, next_passage_request(story_prompt))
+        asked = request if request is not None else next_passage_request(story_prompt)
+        return self.head + story_prompt.rstrip() + self.tail.replace(_REQUEST, asked)
 
     def overhead(self) -> str:
         """The frame's own text at its longest (the longest request): what a prompt budget keeps free."""
@@ -100,6 +104,8 @@ class StorySnapshot:
     # Each passage's number as /story status shows it (hidden ones keep theirs, so the numbers
     # may skip): for reports, never in the prompt. Empty: counted from 1.
     numbers: tuple[int, ...] = ()
+    recap: str = ""  # the story so far: what the passages before ``recap_covers`` told
+    recap_covers: int = 0  # how many of ``passages`` (from the first) the recap summarises
 
     def number(self, index: int) -> int:
         """The number people know ``passages[index]`` by."""
@@ -115,6 +121,7 @@ class PromptLimits:
     # When old passages must go, the window's start moves in steps of this many passages, so
     # the prompt's head stays the same for several turns and the channel's cache is reused.
     window_step: int = 8
+    recap_max_tokens: int = 256  # a longer recap (a person's) is cut to this, word by word
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,6 +142,7 @@ class Prompt:
     story: StorySnapshot
     preamble: str  # the title and genre lines (the title alone when the budget pushed the memory out)
     memory: str  # the memory as rendered, or "" when there is none or no room for it
+    recap: str  # the recap as rendered (cut to its budget), or "" when there is none or no room for it
     lore: tuple[LoreMatch, ...]  # every triggered entry, most recently mentioned first
     note: str  # the author's note as rendered, or "" when there is none or no room for it
     note_depth: int  # how many passages from the end the lore and the note sit
@@ -171,6 +179,7 @@ class ContextReport:
     budget: Budget
     preamble: int
     memory: int
+    recap: int
     lore: tuple[int, ...]  # each of ``prompt.lore``'s, in its order
     note: int
     passages: int
@@ -189,6 +198,7 @@ class ContextReport:
             budget=budget,
             preamble=count(prompt.preamble),
             memory=count(prompt.memory),
+            recap=count(prompt.recap),
             lore=tuple(count(_lore_line(match.item)) for match in prompt.lore),
             note=count(_passage_block(prompt.note)) if prompt.note else 0,
             passages=sum(count(_passage_block(passage)) for passage in prompt.passages),
@@ -205,7 +215,7 @@ def build_prompt(story: StorySnapshot, limits: PromptLimits, count_tokens: Calla
 def compose_prompt(story: StorySnapshot, limits: PromptLimits, count_tokens: Callable[[str], int]) -> Prompt:
     """The prompt for the bot's next passage, with its parts; never more than ``limits.budget_tokens`` tokens.
 
-    Layout: preamble and memory | older passages | triggered lore | author's note | the last
+    Layout: preamble, memory and recap | older passages | triggered lore | author's note | the last
     ``note_depth`` passages | direction. Lore and the note sit near the end, where they change
     nothing above them, so everything up to them is byte-stable from turn to turn.
     """
@@ -213,6 +223,7 @@ def compose_prompt(story: StorySnapshot, limits: PromptLimits, count_tokens: Cal
         story,
         preamble=_preamble(story),
         memory=_memory(story),
+        recap=_recap(story.recap, limits.recap_max_tokens, count_tokens),
         note=f"[Author's note: {story.note.strip()}]" if story.note.strip() else "",
         tail=_direction(story.direction),
         first=len(story.passages),
@@ -234,6 +245,7 @@ def compose_prompt(story: StorySnapshot, limits: PromptLimits, count_tokens: Cal
                 story=story,
                 preamble=parts.preamble,
                 memory=parts.memory,
+                recap=parts.recap,
                 lore=tuple(replace(match, included=id(match) in chosen) for match in matches),
                 note=parts.note,
                 note_depth=limits.note_depth,
@@ -249,6 +261,7 @@ class _Parts:
     story: StorySnapshot
     preamble: str
     memory: str
+    recap: str
     note: str
     tail: str
     first: int  # the index of the oldest passage in the prompt
@@ -265,7 +278,7 @@ class _Parts:
         inserts = [text for text in (self.lore_block().rstrip("\n"), self.note) if text]
         parts = list(self.story.passages[self.first :]) if with_passages else []
         parts[max(len(parts) - note_depth, 0) : max(len(parts) - note_depth, 0)] = inserts
-        return self.preamble + self.memory + "".join(_passage_block(part) for part in parts) + self.tail
+        return self.preamble + self.memory + self.recap + "".join(_passage_block(part) for part in parts) + self.tail
 
     def drop_one(self) -> bool:
         """Drop the oldest passage, else an optional part; False when nothing is left to drop."""
@@ -275,11 +288,14 @@ class _Parts:
         return self.drop_optional()
 
     def drop_optional(self) -> bool:
-        """Drop the least recent lore, else the note, else the memory (and genre); False when bare."""
+        """Drop the least recent lore, else the note, else the recap, else the memory (and genre);
+        False when bare."""
         if self.lore:
             self.lore.pop()
         elif self.note:
             self.note = ""
+        elif self.recap:
+            self.recap = ""
         elif self.preamble + self.memory != _title_line(self.story):
             self.preamble, self.memory = _title_line(self.story), ""
         else:
@@ -300,6 +316,26 @@ def _preamble(story: StorySnapshot) -> str:
 
 def _memory(story: StorySnapshot) -> str:
     return f"[Memory: {story.memory.strip()}]\n\n" if story.memory.strip() else ""
+
+
+def _recap(recap: str, max_tokens: int, count_tokens: Callable[[str], int]) -> str:
+    """The recap as rendered, its words cut from the end until it fits ``max_tokens`` (a person's
+    may run longer than the bot's, which is written within it)."""
+    words = recap.split()
+    if not words or max_tokens <= 0:
+        return ""
+    fits, longest = 0, len(words)
+    while fits < longest:  # the most words whose rendering fits, by bisection
+        middle = (fits + longest + 1) // 2
+        if count_tokens(_recap_block(words[:middle])) <= max_tokens:
+            fits = middle
+        else:
+            longest = middle - 1
+    return _recap_block(words[:fits]) if fits else ""
+
+
+def _recap_block(words: Sequence[str]) -> str:
+    return f"[The story so far: {' '.join(words)}]\n\n"
 
 
 def _direction(direction: str | None) -> str:

@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot import commands as c
-from bot.context import ContextReport, LoreMatch
+from bot.context import ContextReport, LoreMatch, StorySnapshot
 from bot.handlers import Handlers
 from bot.identity import Actor, ChannelRef
 from bot.jobs import JobSpec
@@ -70,7 +70,7 @@ def _describe(report: ContextReport, turn: str) -> str:
         f" − frame {budget.frame:,}).",
         f"Preamble: {_tokens(report.preamble)}.",
         _optional("Memory", story.memory, prompt.memory, report.memory),
-        # The recap ("the story so far", after the memory) goes here once it is built.
+        _optional("Recap (the story so far)", story.recap, prompt.recap, report.recap, _covers(story)),
         _lore_heading(matches, len(story.lore)),
     ]
     tail = [
@@ -95,6 +95,13 @@ def _optional(label: str, stored: str, shown: str, tokens: int, place: str = "")
     if not stored.strip():
         return f"{label}: none."
     return f"{label}{place}: {_tokens(tokens)}." if shown else f"{label}: left out (no room)."
+
+
+def _covers(story: StorySnapshot) -> str:
+    """Which passages the recap summarises, as people number them."""
+    if not story.recap_covers:
+        return ""
+    return f" (passages up to {story.number(story.recap_covers - 1):,})"
 
 
 def _place(depth: int) -> str:

@@ -35,6 +35,8 @@ from storage.models import (
     Passage,
     PassageStatus,
     Story,
+    StoryRecap,
+    StoryStatus,
     WordRule,
     utcnow,
 )
@@ -60,6 +62,7 @@ class JobSpec:
     speaker_names: tuple[str, ...]  # people in the story: the model must not write as them
     message_ref: str | None = None  # the platform message that shows this turn, once one was posted
     standard: Standard = field(default_factory=Standard)  # what the passage is checked against before it is shown
+    passage_seqs: tuple[int, ...] = ()  # each of ``story.passages``' ``seq``: what a recap says it covers
 
 
 class JobBook:
@@ -183,6 +186,8 @@ class JobBook:
         passages = [p for _, p in kept]
         lore = tuple(LoreItem(tuple(e.keys), e.text, e.number) for e in await q.lore_entries(tx, story.id))
         people = await q.participants(tx, story.id, active_only=False)
+        recap = await q.current_recap(tx, story.id)
+        covered = recap.covers_up_to if recap is not None and recap.text else 0
         snapshot = StorySnapshot(
             title=story.title,
             genre=story.genre,
@@ -192,6 +197,8 @@ class JobBook:
             lore=lore,
             direction=job.direction if job is not None else None,
             numbers=tuple(number for number, _ in kept),
+            recap=recap.text if recap is not None else "",
+            recap_covers=sum(1 for p in passages if p.seq <= covered),
         )
         channel = ChannelRef(story.platform, story.workspace, story.channel, story.thread)
         return JobSpec(
@@ -205,7 +212,63 @@ class JobBook:
             speaker_names=tuple(sorted({p.name for p in people} | {p.author_name for p in passages})),
             message_ref=job.message_ref if job is not None else None,
             standard=await self._standard(tx, channel, story.rating),
+            passage_seqs=tuple(p.seq for p in passages),
         )
+
+    async def queue_recap(self, story_id: int, up_to_seq: int) -> bool:
+        """Queue a recap of the story up to passage ``up_to_seq`` (a low-priority job: claimed only
+        when no turn waits), unless one is open or the current recap covers it; True if queued."""
+
+        async def add(tx: AsyncSession) -> bool:
+            story = await q.story_by_id(tx, story_id, lock=True)
+            if story is None or story.status != StoryStatus.ACTIVE or await q.open_recap_job(tx, story_id) is not None:
+                return False
+            recap = await q.current_recap(tx, story_id)
+            if recap is not None and recap.text and recap.covers_up_to >= up_to_seq:
+                return False
+            tx.add(
+                GenerationJob(
+                    story_id=story_id,
+                    channel_key=ChannelRef(story.platform, story.workspace, story.channel, story.thread).key,
+                    kind=JobKind.RECAP,
+                    requested_by_id=BOT_ID,
+                    requested_by_name=BOT_NAME,
+                    created_at=self.clock(),
+                )
+            )
+            return True
+
+        queued = await self.db.transaction(add)
+        if queued:
+            self._notify_jobs()
+        return queued
+
+    async def finish_recap(self, job_id: int, text: str | None, covers_up_to: int) -> bool:
+        """End a recap job, storing ``text`` as the story's new recap (None: nothing to store, or
+        the checks stopped it). A recap is never shown in the channel, so it is owed no showing.
+        False when the job was cancelled meanwhile (an undo, the story's end): nothing is stored."""
+
+        async def store(tx: AsyncSession) -> bool:
+            job = await q.job_by_id(tx, job_id, lock=True)
+            if job is None or job.status != JobStatus.RUNNING:
+                return False
+            now = self.clock()
+            job.status, job.finished_at, job.shown_at = (JobStatus.DONE if text else JobStatus.FAILED), now, now
+            if text:
+                tx.add(
+                    StoryRecap(
+                        story_id=job.story_id,
+                        text=text,
+                        covers_up_to=covers_up_to,
+                        author_kind=AuthorKind.BOT,
+                        author_id=BOT_ID,
+                        author_name=BOT_NAME,
+                        created_at=now,
+                    )
+                )
+            return bool(text)
+
+        return await self.db.transaction(store)
 
     async def _standard(self, tx: AsyncSession, channel: ChannelRef, rating: str) -> Standard:
         """What a story's texts are checked against: its rating and its channel's word list."""

@@ -33,6 +33,12 @@ class StoryRules(JobBook):
         if not self._is_moderator(story, actor):
             raise UserError(f"Only {story.starter_name} (who started the story) or a moderator can {action}.")
 
+    def _check_length(self, text: str, limit: int, what: str) -> str:
+        text = text.strip()
+        if len(text) > limit:
+            raise UserError(f"{what} is {len(text)} characters; the limit is {limit}. Shorten it and try again.")
+        return text
+
     async def _numbered_passage(self, tx: AsyncSession, story: Story, number: int) -> Passage:
         """Passage ``number`` as ``/story status`` numbers them (hidden ones keep their numbers)."""
         passages = await q.numbered_passages(tx, story.id)

@@ -35,6 +35,7 @@ from bot.export.chat import ARCHIVE, Archive
 from bot.handlers import Handlers
 from bot.identity import Actor, ChannelRef
 from bot.moderation import MODERATION, ModerationRules
+from bot.recaps import RECAPS, RecapRules
 from bot.results import DEFAULT_TITLE, BusyError, Result, UserError, Votes
 from bot.safety.checker import Standard
 from bot.safety.checks import Checks
@@ -68,7 +69,7 @@ RULES: Handlers[SessionManager] = Handlers()
 _STRICTNESS = (ContentRating.GENERAL, ContentRating.TEEN, ContentRating.MATURE)  # strictest first
 
 
-class SessionManager(BranchRules, ContextRules, TurnRules, AlternativeRules, ModerationRules):
+class SessionManager(RecapRules, BranchRules, ContextRules, TurnRules, AlternativeRules, ModerationRules):
     """The rule book: answers every command, in one transaction each (see the module docstring).
 
     The archive commands (list, show, export) are answered by ``Archive``, the moderators' by
@@ -101,6 +102,7 @@ class SessionManager(BranchRules, ContextRules, TurnRules, AlternativeRules, Mod
             | MODERATION.bind(self)
             | ALTERNATIVES.bind(self)
             | BRANCHES.bind(self)
+            | RECAPS.bind(self)
             | TURNS.bind(self)
             | CONTEXT.bind(self)
             | ARCHIVE.bind(Archive(config.export))
@@ -229,12 +231,6 @@ class SessionManager(BranchRules, ContextRules, TurnRules, AlternativeRules, Mod
                 f"“{story.title}” is rated mature and this channel is no longer for adults, so the story is "
                 "paused: mark the channel age-restricted again to go on, or finish it with /story end."
             )
-
-    def _check_length(self, text: str, limit: int, what: str) -> str:
-        text = text.strip()
-        if len(text) > limit:
-            raise UserError(f"{what} is {len(text)} characters; the limit is {limit}. Shorten it and try again.")
-        return text
 
     async def _check_rate(self, tx: AsyncSession, story: Story, actor: Actor) -> None:
         limit = self.config.story.passages_per_minute

@@ -107,6 +107,9 @@ class JobKind(StrEnum):
 
     CONTINUE = "continue"
     RETRY = "retry"
+    # "The story so far": a summary of what fell out of the prompt, written between turns. Claimed
+    # only when no turn waits, never shown in the channel, never counted as the story's open turn.
+    RECAP = "recap"
 
 
 class JobStatus(StrEnum):
@@ -375,6 +378,25 @@ class GenerationJob(Base):
         Index("ix_generation_jobs_status", "status", "id"),
         Index("ix_generation_jobs_show_after", "show_after"),
     )
+
+
+class StoryRecap(Base):
+    """One version of a story's recap ("the story so far"); the story's current recap is its latest.
+
+    Nothing is overwritten, so a recap keeps its history: the bot's, a person's replacement, a
+    clearing (``text`` empty). ``covers_up_to`` is the ``seq`` of the last passage it summarises.
+    """
+
+    __tablename__ = "story_recaps"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    story_id: Mapped[int] = mapped_column(ForeignKey("stories.id"), index=True)
+    text: Mapped[str] = mapped_column(Text)
+    covers_up_to: Mapped[int] = mapped_column(Integer)
+    author_kind: Mapped[str] = mapped_column(String(10))  # an AuthorKind
+    author_id: Mapped[str] = mapped_column(String(100))
+    author_name: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class ProcessedEvent(Base):

@@ -15,6 +15,7 @@ from storage.models import (
     AuthorKind,
     ChannelWord,
     GenerationJob,
+    JobKind,
     JobStatus,
     LoreEntry,
     ModerationEntry,
@@ -24,6 +25,7 @@ from storage.models import (
     PassageVote,
     ProcessedEvent,
     Story,
+    StoryRecap,
     StoryStatus,
 )
 
@@ -163,9 +165,14 @@ async def next_lore_number(tx: AsyncSession, story_id: int) -> int:
 
 
 async def open_job(tx: AsyncSession, story_id: int) -> GenerationJob | None:
+    """The story's open bot turn (a recap being written between turns is none)."""
     query = (
         select(GenerationJob)
-        .where(GenerationJob.story_id == story_id, GenerationJob.status.in_(OPEN_JOB_STATUSES))
+        .where(
+            GenerationJob.story_id == story_id,
+            GenerationJob.status.in_(OPEN_JOB_STATUSES),
+            GenerationJob.kind != JobKind.RECAP,
+        )
         .order_by(GenerationJob.id)
         .limit(1)
     )
@@ -202,16 +209,16 @@ async def cancel_open_jobs(tx: AsyncSession, story_id: int, now: datetime, show_
 
 
 async def claim_pending_jobs(tx: AsyncSession, limit: int, now: datetime) -> Sequence[GenerationJob]:
-    """Take the oldest pending jobs and mark them running.
+    """Take the oldest pending jobs and mark them running, every waiting turn before any recap.
 
-    A story has at most one open job (the rules refuse a second), so this never hands out two
-    jobs of one channel. ``SKIP LOCKED`` lets several worker processes share one PostgreSQL job
+    A story has at most one open turn (the rules refuse a second) and one open recap, so this
+    never hands out two turns of one channel. ``SKIP LOCKED`` lets several worker processes share one PostgreSQL job
     table without taking the same job; SQLite ignores it (its writers are already serialised).
     """
     query = (
         select(GenerationJob)
         .where(GenerationJob.status == JobStatus.PENDING)
-        .order_by(GenerationJob.id)
+        .order_by(case((GenerationJob.kind == JobKind.RECAP, 1), else_=0), GenerationJob.id)
         .limit(limit)
         .with_for_update(skip_locked=True)
     )
@@ -431,3 +438,18 @@ async def moderation_log(
     if story_id is not None:
         query = query.where(ModerationEntry.story_id == story_id)
     return (await tx.execute(query)).scalars().all()
+
+
+async def current_recap(tx: AsyncSession, story_id: int) -> StoryRecap | None:
+    """The story's latest recap version (its text empty when it was cleared); None: never one."""
+    query = select(StoryRecap).where(StoryRecap.story_id == story_id).order_by(StoryRecap.id.desc()).limit(1)
+    return (await tx.execute(query)).scalar_one_or_none()
+
+
+async def open_recap_job(tx: AsyncSession, story_id: int) -> GenerationJob | None:
+    query = select(GenerationJob).where(
+        GenerationJob.story_id == story_id,
+        GenerationJob.status.in_(OPEN_JOB_STATUSES),
+        GenerationJob.kind == JobKind.RECAP,
+    )
+    return (await tx.execute(query.limit(1))).scalar_one_or_none()

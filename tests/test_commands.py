@@ -33,6 +33,7 @@ from bot.commands import (
     Note,
     ParseError,
     Rate,
+    Recap,
     Retry,
     Settings,
     Show,
@@ -48,7 +49,7 @@ from bot.printable import printable
 
 SUBCOMMANDS = (
     "start", "add", "continue", "retry", "pick", "branch", "undo", "rate", "report", "hide", "unhide", "words", "join",
-    "leave", "turn", "memory", "note", "lore", "settings", "status", "context", "end", "export", "list", "show",
+    "leave", "turn", "memory", "note", "recap", "lore", "settings", "status", "context", "end", "export", "list", "show",
     "help",
 )  # fmt: skip
 NO_TEXT = {"retry": Retry, "undo": Undo, "join": Join, "leave": Leave, "turn": Turn,
@@ -248,7 +249,7 @@ def test_continue(text: str, expected: Continue) -> None:
     assert parse(text) == expected
 
 
-@pytest.mark.parametrize("kind", [Memory, Note])
+@pytest.mark.parametrize("kind", [Memory, Note, Recap])
 @pytest.mark.parametrize(
     ("rest", "text"),
     [
@@ -260,8 +261,9 @@ def test_continue(text: str, expected: Continue) -> None:
         ("Mira lies.\nThe ship is *The Wren*.", "Mira lies.\nThe ship is *The Wren*."),
     ],
 )
-def test_memory_and_note(kind: type[Memory] | type[Note], rest: str, text: str | None) -> None:
+def test_memory_note_and_recap(kind: type[Memory] | type[Note] | type[Recap], rest: str, text: str | None) -> None:
     assert parse(f"/story {kind.name} {rest}") == kind(text)
+    assert kind(text).shows_privately == (text is None)
 
 
 # --- commands without text ------------------------------------------------------------------
@@ -521,7 +523,7 @@ def test_branch_refuses_anything_but_one_passage_number(text: str) -> None:
 
 def test_every_command_class_names_a_help_topic() -> None:
     classes = [Start, Add, Branch, Continue, Retry, Undo, Join, Leave, Status, End, ListStories,
-               Memory, Note, LoreAdd, LoreList, LoreRemove, Settings, Export, Show, Help]  # fmt: skip
+               Memory, Note, Recap, LoreAdd, LoreList, LoreRemove, Settings, Export, Show, Help]  # fmt: skip
     for cls in classes:
         assert issubclass(cls, Command)
         assert cls.name in SUBCOMMANDS

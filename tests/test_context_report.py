@@ -88,7 +88,9 @@ async def test_the_answer_is_private_and_goes_part_by_part_in_the_prompts_order(
     lines = result.text.splitlines()
     assert lines[0] == "What the model would read for the next /story continue (without a direction):"
     labels = [line.split(":")[0].split(" (")[0] for line in lines[1:]]
-    assert labels == ["Budget", "Preamble", "Memory", "Lore", "• #1", "Author's note", "Passages", "Direction", "Total"]
+    assert labels == [
+        "Budget", "Preamble", "Memory", "Recap", "Lore", "• #1", "Author's note", "Passages", "Direction", "Total"
+    ]  # fmt: skip
     assert re.fullmatch(r"Budget: [\d,]+ tokens \(context [\d,]+ − passage 16 − frame 0\)\.", lines[1])
     assert line_of(result.text, "Lore:").startswith("Lore: 1 of 2 entries triggered; 1 fits, ")
     assert line_of(result.text, "• #1").startswith("• #1 (key “wyrm” in passage 2): ")  # #2 (castle) did not

@@ -12,7 +12,7 @@ import discord
 import pytest
 from discord import app_commands
 
-from adapters.discord_bot.slash import StoryCommands
+from adapters.discord_bot.slash import StoryCommands, help_topics
 from bot import commands as c
 from bot.moderation import MAX_REASON_CHARS
 
@@ -80,6 +80,9 @@ SAME_AS_TYPED: list[tuple[tuple[str, ...], dict[str, Any], str]] = [
     (("note",), {}, "note"),
     (("note",), {"text": "Clear"}, "note Clear"),
     (("note",), {"text": "Keep it tense."}, "note Keep it tense."),
+    (("recap",), {}, "recap"),
+    (("recap",), {"text": "clear"}, "recap clear"),
+    (("recap",), {"text": " The keeper lit the lamp. "}, "recap The keeper lit the lamp."),
     (
         ("lore", "add"),
         {"keys": "dragon, wyrm", "text": " Dragons sleep here. "},
@@ -201,11 +204,12 @@ def test_every_subcommand_of_the_grammar_is_under_story_in_help_order_with_the_m
 
 
 def test_help_offers_each_command_named_as_discord_has_it() -> None:
-    """The help picker (at most 25 choices) names each command by its place on Discord, and asks
-    the grammar for its usage by the grammar's own word."""
-    [topic] = subcommand(StoryCommands(), "help").parameters
-    choices = {choice.name: choice.value for choice in topic.choices}
-    assert len(choices) <= 25
+    """The help picker (at most 25 choices, offered as one types) names each command by its place
+    on Discord, and asks the grammar for its usage by the grammar's own word."""
+    grammar_words = re.findall(r"^/story (\w+)", c.HELP_TEXT, re.MULTILINE)
+    assert len(help_topics("")) == 25
+    choices = {choice.name: choice.value for word in grammar_words for choice in help_topics(word)}
+    assert help_topics("recap") == [app_commands.Choice(name="recap", value="recap")]
     assert choices["mod hide"] == "hide" and choices["mod words"] == "words" and choices["branch"] == "branch"
     grammar = set(re.findall(r"^/story (\w+)", c.HELP_TEXT, re.MULTILINE))
     assert set(choices.values()) == grammar - {"help"}

@@ -53,9 +53,15 @@ _WORD_ACTIONS = [
     app_commands.Choice(name="clear: take back the channel's rule on it", value="clear"),
 ]
 _FORMATS = [app_commands.Choice(name=fmt, value=fmt) for fmt in c.EXPORT_FORMATS]
-# Help on each subcommand, named as it is typed on Discord; not on ``help`` itself, which would
-# make one choice past Discord's 25.
+# Help on each subcommand, named as it is typed on Discord; not on ``help`` itself. There are more
+# than Discord's 25 fixed choices, so they are offered as the person types (``help_topics``).
 _TOPICS = [app_commands.Choice(name=" ".join(slash_path(word)), value=word) for word in SUBCOMMANDS if word != "help"]
+MAX_CHOICES = 25  # what Discord shows of a list of choices
+
+
+def help_topics(typed: str) -> list[app_commands.Choice[str]]:
+    """The help topics whose Discord name holds what was typed so far, at most 25, in help order."""
+    return [topic for topic in _TOPICS if typed.strip().lower() in topic.name][:MAX_CHOICES]
 
 
 def _range(key: str) -> Any:
@@ -94,7 +100,7 @@ def _lore_add(keys: str, text: str) -> c.LoreAdd:
     return c.LoreAdd(names, text.strip())
 
 
-def _memo(kind: type[c.Memory] | type[c.Note], text: str | None) -> c.Memory | c.Note:
+def _memo(kind: type[c.Memory] | type[c.Note] | type[c.Recap], text: str | None) -> c.Memory | c.Note | c.Recap:
     """The text option as its description reads: left empty shows, ``clear`` clears, else sets."""
     text = (text or "").strip()
     if not text:
@@ -235,6 +241,11 @@ class StoryCommands(app_commands.Group):
     async def note(self, interaction: discord.Interaction, text: str | None = None) -> None:
         await _run(interaction, lambda: _memo(c.Note, text))
 
+    @app_commands.command(name="recap", description="The story so far and where it stands; replace or clear it")
+    @app_commands.describe(text="The new recap; 'clear' clears it; leave empty to see it (only you see it)")
+    async def recap(self, interaction: discord.Interaction, text: str | None = None) -> None:
+        await _run(interaction, lambda: _memo(c.Recap, text))
+
     lore = app_commands.Group(name="lore", description="World facts the bot recalls when a key comes up")
 
     @lore.command(name="add", description="Add a lore entry")
@@ -325,6 +336,9 @@ class StoryCommands(app_commands.Group):
 
     @app_commands.command(name="help", description="The commands, or how to use one")
     @app_commands.describe(command="The command to explain")
-    @app_commands.choices(command=_TOPICS)
     async def help(self, interaction: discord.Interaction, command: str | None = None) -> None:
         await _run(interaction, lambda: c.Help(command))
+
+    @help.autocomplete("command")
+    async def _help_topics(self, interaction: discord.Interaction, typed: str) -> list[app_commands.Choice[str]]:
+        return help_topics(typed)

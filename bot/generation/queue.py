@@ -28,6 +28,7 @@ goes, for whoever watches the process (and, later, a health endpoint).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 import time
@@ -41,8 +42,9 @@ from bot.generation.backend import Backend, GenerationRequest, ModelUnavailable,
 from bot.generation.batcher import Batcher
 from bot.generation.heavy import run_heavy
 from bot.generation.text import clean_passage, speaker_stops, talks_as_assistant, visible_text
-from bot.jobs import JobBook, JobSpec
+from bot.jobs import JobBook, JobKind, JobSpec
 from bot.language import language_of, written_in_another
+from bot.recaps import LONGEST_SUMMARY_REQUEST, recap_prompt, recap_source
 from bot.results import BOT_NAME, Result
 from bot.safety.checker import Verdict
 from bot.safety.checks import Checks
@@ -145,6 +147,7 @@ class _Running:
     # Words the checks found in an attempt the bot writes again: banned for the rest of the turn.
     banned: tuple[str, ...] = ()
     attempt: int = 0  # how many times the passage was begun: the stream gate starts over each time
+    first_passage: int = 0  # where the turn's prompt window starts: passages before it fell out
 
     def time_out(self) -> None:
         self.timed_out = True
@@ -422,6 +425,9 @@ class GenerationQueue:
 
     async def _turn(self, run: _Running) -> None:
         """Write one job's passage and store it (or its error); then make room for the next job."""
+        if run.spec.kind == JobKind.RECAP:
+            await self._recap(run)
+            return
         # Shown beside the writing, so a slow platform never holds up the model.
         started = asyncio.create_task(self._show_start(run), name=f"show-start-{run.spec.job_id}")
         pump = asyncio.create_task(self._pump(run))
@@ -454,6 +460,70 @@ class GenerationQueue:
             # (A turn cut short by a stop is not "withdrawn": it runs again at the next start.)
             await self._show_end(replace(run.spec, message_ref=run.message_ref), result)
         self._showing.discard(run.spec.job_id)
+        if result is not None and result.passage is not None and run.first_passage > run.spec.story.recap_covers:
+            await self._ask_for_recap(run)  # after the showing: the channel never waits for it
+
+    async def _ask_for_recap(self, run: _Running) -> None:
+        """Passages fell out of the turn's prompt that the recap does not cover: queue a recap."""
+        if not self.config.story.recap_max_tokens:
+            return
+        try:
+            await self.jobs.queue_recap(run.spec.story_id, run.spec.passage_seqs[run.first_passage - 1])
+        except Exception as error:  # the next turn asks again
+            log.warning("could not queue a recap of story %d: %s", run.spec.story_id, error)
+
+    async def _recap(self, run: _Running) -> None:
+        """Write and store a recap job's summary: never shown in the channel, so no listener hears
+        of it; one the checks stop, or that comes out empty, is dropped (the next turn asks again)."""
+        spec, timer = run.spec, None
+        try:
+            writer = self._writer(spec)
+            batcher = await self._batcher(writer.base)
+            await batcher.load(writer.adapter)
+            timer = asyncio.get_running_loop().call_later(self.config.generation.job_timeout_s, run.time_out)
+            made = await asyncio.to_thread(self._recap_request, batcher.backend, run)
+            text, covers_up_to = "", 0
+            if made is not None:
+                request, covers_up_to = made
+                text = clean_passage(await batcher.generate(request), request.stop_texts)
+            if text and not run.cancelled.is_set():
+                verdict = await self.checks.judge(text, spec.standard)
+                if not verdict.passed:
+                    log.info("the recap of story %d did not pass the %s check", spec.story_id, verdict.checker)
+                    text = ""
+            await self.jobs.finish_recap(spec.job_id, text if not run.cancelled.is_set() else None, covers_up_to)
+        except Exception:
+            log.exception("the recap of story %d failed", spec.story_id)
+            with contextlib.suppress(Exception):  # else it runs again once its lease runs out
+                await self.jobs.finish_recap(spec.job_id, None, 0)
+        finally:
+            if timer is not None:
+                timer.cancel()
+            self._running.pop(spec.job_id, None)
+            run.stream.close()
+            self._wake.set()
+
+    def _recap_request(self, backend: Backend, run: _Running) -> tuple[GenerationRequest, int] | None:
+        """The request for a recap of the passages the turn's prompt now leaves out (as many as fit
+        beside the summary), and the ``seq`` of the last one; None when there is none to summarise."""
+        spec = run.spec
+        sampling = self._fitted_sampling(spec, backend)
+        first = self._prompt(backend, spec, sampling)[0].first_passage
+        sampling = replace(sampling, max_new_tokens=min(self.config.story.recap_max_tokens, sampling.max_new_tokens))
+        frame = backend.prompt_frame
+        overhead = backend.count_tokens(frame.overhead() + "\n\n" + LONGEST_SUMMARY_REQUEST)
+        budget = backend.context_length - sampling.max_new_tokens - overhead
+        source, taken = recap_source(spec.story, first, budget, backend.count_tokens)
+        if not taken:
+            return None
+        request = GenerationRequest(
+            prompt=recap_prompt(frame, source),
+            sampling=sampling,
+            stop_texts=speaker_stops((*spec.speaker_names, BOT_NAME)),
+            cancelled=run.cancelled,
+            adapter=self._writer(spec).adapter,  # (no cache key: the channel's cache holds its story's prompt)
+        )
+        return request, spec.passage_seqs[spec.story.recap_covers + taken - 1]
 
     async def _show_start(self, run: _Running) -> None:
         await self._remember(run, await self._tell("turn_started", run.spec))
@@ -616,7 +686,8 @@ class GenerationQueue:
             if shown:
                 loop.call_soon_threadsafe(run.stream.put, (run.attempt, shown))
 
-        story_prompt = self._prompt(backend, spec, sampling)[0].text
+        prompt = self._prompt(backend, spec, sampling)[0]
+        story_prompt, run.first_passage = prompt.text, prompt.first_passage
         request = GenerationRequest(
             prompt=backend.prompt_frame.around(story_prompt),
             sampling=sampling,
@@ -644,6 +715,7 @@ class GenerationQueue:
             budget_tokens=budget.tokens,
             lore_max_tokens=self.config.story.lore_max_tokens,
             note_depth=self.config.story.note_depth,
+            recap_max_tokens=self.config.story.recap_max_tokens,
         )
         return compose_prompt(spec.story, limits, backend.count_tokens), budget
 
