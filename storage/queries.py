@@ -180,7 +180,9 @@ async def open_job(tx: AsyncSession, story_id: int) -> GenerationJob | None:
 
 
 async def count_pending_jobs(tx: AsyncSession) -> int:
-    query = select(func.count()).where(GenerationJob.status == JobStatus.PENDING)
+    """Bot turns waiting to be written (recaps wait behind them and are not counted: they never
+    make a person's turn "busy")."""
+    query = select(func.count()).where(GenerationJob.status == JobStatus.PENDING, GenerationJob.kind != JobKind.RECAP)
     return int((await tx.execute(query)).scalar_one())
 
 

@@ -6,6 +6,7 @@ book and the job order on both databases; end to end through the fake OpenAI-com
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -137,6 +138,15 @@ async def test_a_waiting_turn_is_claimed_before_an_older_recap(rules: SessionMan
     assert first.job_id == turn.job_id and first.kind == JobKind.CONTINUE
     [second] = await rules.claim_jobs(limit=1)
     assert second.kind == JobKind.RECAP
+
+
+async def test_a_waiting_recap_never_makes_the_bot_busy(rules: SessionManager) -> None:
+    busy = dataclasses.replace(rules.config, generation=dataclasses.replace(rules.config.generation, max_pending=1))
+    strict = SessionManager(rules.db, busy, clock=rules.clock)
+    started = await run(strict, '/story start "Tides" mode:free')
+    await run(strict, f"/story add {passage(1)}")
+    assert started.story_id is not None and await strict.queue_recap(started.story_id, up_to_seq=1)
+    assert (await run(strict, "/story continue")).job_id is not None  # the one pending turn allowed
 
 
 # --- end to end through the fake OpenAI-compatible server -----------------------------------
