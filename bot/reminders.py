@@ -25,6 +25,7 @@ from functools import partial
 from typing import Protocol
 
 from bot.config import StoryConfig
+from bot.failures import FIRST_BACKOFF_S, MAX_BACKOFF_S, FailureRun
 from bot.generation.queue import TurnGone
 from bot.jobs import JobSpec
 from bot.results import Result
@@ -33,8 +34,6 @@ from bot.turns import TurnNotice, TurnRules, duration
 log = logging.getLogger(__name__)
 
 MAX_EVERY_S = 5.0  # the longest wait between looks at the stories
-FIRST_BACKOFF_S = 0.5  # the wait after a failure of the task itself, doubled per failure in a row...
-MAX_BACKOFF_S = 30.0  # ...up to this
 MAX_RETRY_S = 300.0  # a story whose notice the platform refused is tried again after at most this
 STOP_GRACE_S = 5.0  # how long stop() lets notices being said finish
 
@@ -82,7 +81,7 @@ class Reminders:
         self._worker: asyncio.Task[None] | None = None
         self._saying: dict[int, asyncio.Task[None]] = {}  # story id -> its notice being said
         self._retry: dict[int, tuple[float, float]] = {}  # story id -> (when to try again, the wait after that)
-        self._failing_since: float | None = None
+        self._failures = FailureRun("the turn reminders task", log)
         rules.on_turns_changed(self.wake)
 
     def add_listener(self, platform: str, listener: TurnNotices) -> None:
@@ -155,22 +154,12 @@ class Reminders:
             try:
                 await self._call_turns()
             except Exception as error:
-                self._record_failure(error)
+                self._failures.failed(error)
                 await self._pause(backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF_S)
                 continue
-            if self._failing_since is not None:
-                log.info("the turn reminders work again after %.0f s", time.time() - self._failing_since)
-                self._failing_since = None
+            self._failures.succeeded()
             backoff = FIRST_BACKOFF_S
-
-    def _record_failure(self, error: Exception) -> None:
-        """Log the first failure of a run with its traceback; the rest of the run quietly."""
-        if self._failing_since is None:
-            self._failing_since = time.time()
-            log.error("the turn reminders failed; they keep retrying, with backoff", exc_info=error)
-        else:
-            log.debug("the turn reminders failed again: %s", error)
 
     async def _pause(self, seconds: float) -> None:
         """Sleep, but wake at once when stopping."""

@@ -38,6 +38,7 @@ from typing import Generic, Protocol, TypeVar
 
 from bot.config import Config, Writer
 from bot.context import Budget, ContextReport, Prompt, PromptLimits, compose_prompt
+from bot.failures import FIRST_BACKOFF_S, MAX_BACKOFF_S, FailureRun
 from bot.generation.backend import Backend, GenerationRequest, ModelUnavailable, Sampling, longest_passage
 from bot.generation.batcher import Batcher
 from bot.generation.heavy import run_heavy
@@ -58,8 +59,6 @@ T = TypeVar("T")
 # many tries in all; the last non-empty one is kept if none fits.
 PASSAGE_ATTEMPTS = 3
 STOP_GRACE_S = 10.0  # how long stop() lets the worker and the turns wind down before cancelling
-FIRST_BACKOFF_S = 0.5  # the worker's wait after a failure, doubled per failure in a row...
-MAX_BACKOFF_S = 30.0  # ...up to this
 NOT_STORED = "The bot's passage could not be saved just now; it will be written again shortly."
 INTERNAL_ERROR = "The bot hit an internal error; try again."
 # What the channel sees instead of a passage the content checks stopped (kept, withheld, for moderators).
@@ -181,9 +180,7 @@ class GenerationQueue:
         self._watchers: set[asyncio.Task[None]] = set()
         self._warming: asyncio.Task[None] | None = None
         self._restarts = 0
-        self._errors = 0
-        self._failing_since: float | None = None
-        self._last_error: str | None = None
+        self._failures = FailureRun("the generation worker", log)
         jobs.on_jobs_changed(self.wake)
 
     def add_listener(self, listener: TurnListener, *, shows: str | None = None) -> None:
@@ -244,9 +241,9 @@ class GenerationQueue:
             model_ready=default is not None and default.backend.loaded,
             worker_running=self._worker is not None and not self._worker.done(),
             restarts=self._restarts,
-            errors=self._errors,
-            failing_since=self._failing_since,
-            last_error=self._last_error,
+            errors=self._failures.errors,
+            failing_since=self._failures.failing_since,
+            last_error=self._failures.last_error,
             turns_running=len(self._running),
         )
 
@@ -352,25 +349,13 @@ class GenerationQueue:
                 if beating or self._sweep_everything:
                     await self._show_owed()
             except Exception as error:
-                self._record_failure(error)
+                self._failures.failed(error)
                 await self._pause(backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF_S)
                 self._wake.set()  # look again after the pause: jobs may be waiting
                 continue
-            if self._failing_since is not None:
-                log.info("the generation worker is working again after %.0f s", time.time() - self._failing_since)
-                self._failing_since = None
+            self._failures.succeeded()
             backoff = FIRST_BACKOFF_S
-
-    def _record_failure(self, error: Exception) -> None:
-        """Log the first failure of a run with its traceback; the rest of the run quietly."""
-        self._errors += 1
-        self._last_error = f"{type(error).__name__}: {error}".splitlines()[0]
-        if self._failing_since is None:
-            self._failing_since = time.time()
-            log.error("the generation worker failed; it keeps retrying, with backoff", exc_info=error)
-        else:
-            log.debug("the generation worker failed again: %s", self._last_error)
 
     async def _pause(self, seconds: float) -> None:
         """Sleep, but wake at once when the queue is stopping."""
@@ -606,7 +591,7 @@ class GenerationQueue:
         try:
             return await outcome
         except Exception as error:
-            self._record_failure(error)
+            self._failures.failed(error)
             log.warning("bot turn %s could not be stored; it will run again after its lease", run.spec.job_id)
             return UNSURE
 
