@@ -27,11 +27,18 @@ $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 run: $(VENV)/.installed-run
 	$(BIN)/storybot console
 
-# Best effort: Debian's epubcheck lets the suite validate EPUB exports; without it that one
-# test is skipped. Installing it never fails the target.
+# Best effort: Debian's epubcheck lets the suite validate EPUB exports, its chromium runs the
+# web archive's browser tests (through Playwright, from the dev extras), and where docker is but no
+# Compose, its docker-compose checks compose.yaml (without the Docker daemon it recommends); without
+# them those tests are skipped. Installing them never fails the target.
 test: check
 	-@command -v epubcheck >/dev/null 2>&1 || { command -v apt-get >/dev/null 2>&1 && \
 		{ apt-get install -y -qq epubcheck || sudo -n apt-get install -y -qq epubcheck; } >/dev/null 2>&1; } || true
+	-@command -v chromium >/dev/null 2>&1 || { command -v apt-get >/dev/null 2>&1 && \
+		{ apt-get install -y -qq chromium || sudo -n apt-get install -y -qq chromium; } >/dev/null 2>&1; } || true
+	-@! command -v docker >/dev/null 2>&1 || docker compose version >/dev/null 2>&1 || command -v docker-compose >/dev/null 2>&1 || \
+		{ command -v apt-get >/dev/null 2>&1 && { apt-get install -y -qq --no-install-recommends docker-compose || \
+		sudo -n apt-get install -y -qq --no-install-recommends docker-compose; } >/dev/null 2>&1; } || true
 	$(BIN)/python -m pytest -q
 
 # The static checks: lint, formatting, types (settings in pyproject.toml). The import contract

@@ -1,4 +1,4 @@
-"""The ``storybot`` command: ``storybot [--config FILE] console|migrate|discord|slack|export|list|import|stats|export-dataset|audit|finetune|bench``.
+"""The ``storybot`` command: ``storybot [--config FILE] console|migrate|discord|slack|worker|web|export|list|import|stats|export-dataset|audit|finetune|bench``.
 
 The command line is one more way in, so it lives with the adapters: it is the one module that
 knows every platform and the benchmarks (each imported only when its command runs, so
@@ -13,7 +13,7 @@ import sys
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
-from bot.app import DatabaseBusy, DatabaseUnavailable
+from bot.app import DatabaseBusy, DatabaseUnavailable, Role
 from bot.audit import add_parser as add_audit_parser
 from bot.audit import audit_command
 from bot.config import Config, ConfigError, load_config
@@ -24,6 +24,8 @@ from bot.feedback.cli import export_dataset_command, stats_command
 from bot.results import UserError
 from bot.tuning.cli import add_parser as add_finetune_parser
 from bot.tuning.cli import finetune_command
+
+_NO_WORKER_HELP = "the chat side only: `storybot worker` processes write the bot's turns (PostgreSQL)"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -36,6 +38,7 @@ def _parser() -> argparse.ArgumentParser:
     discord_parser.add_argument(
         "--sync", action="store_true", help="register /story with Discord (discord.guild_ids, else globally) first"
     )
+    discord_parser.add_argument("--no-worker", action="store_true", help=_NO_WORKER_HELP)
     slack_parser = sub.add_parser(
         "slack", help="run the Slack app: Socket Mode (STORYBOT_SLACK_APP_TOKEN), or HTTP with --http"
     )
@@ -44,6 +47,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     slack_parser.add_argument("--host", default="0.0.0.0", help="address to listen on with --http (default: 0.0.0.0)")
     slack_parser.add_argument("--port", type=int, default=3000, help="port to listen on with --http (default: 3000)")
+    slack_parser.add_argument("--no-worker", action="store_true", help=_NO_WORKER_HELP)
+    sub.add_parser(
+        "worker", help="write bot turns only, for `--no-worker` chat processes (PostgreSQL; several may run)"
+    )
+    web_parser = sub.add_parser("web", help="serve the web archive of published stories (settings: [web])")
+    web_parser.add_argument("--host", help="address to listen on (default: web.host)")
+    web_parser.add_argument("--port", type=int, help="port to listen on (default: web.port)")
     add_archive_parsers(sub)
     add_feedback_parsers(sub)
     add_audit_parser(sub)
@@ -53,7 +63,8 @@ def _parser() -> argparse.ArgumentParser:
         "bench",
         help="measure generation speed (`storybot bench --help`); `storybot bench quality` for the passages, "
         "`storybot bench peers` against transformers and llama.cpp, `storybot bench finetune` for fine-tuning, "
-        "`storybot bench checks` for the content checkers",
+        "`storybot bench checks` for the content checkers, `storybot bench web` for the web archive's pages, "
+        "`storybot bench load` for chat processes and workers under a burst",
     )
     return parser
 
@@ -78,16 +89,32 @@ async def _console(config: Config) -> None:
         await ConsoleChannel(app).run()
 
 
-async def _discord(config: Config, *, sync: bool) -> None:
+def _role(no_worker: bool) -> Role:
+    return Role.CHAT if no_worker else Role.ALL
+
+
+async def _discord(config: Config, *, sync: bool, role: Role) -> None:
     from adapters.discord_bot import run_discord
 
-    await run_discord(config, sync=sync)
+    await run_discord(config, sync=sync, role=role)
 
 
-async def _slack(config: Config, *, http: bool, host: str, port: int) -> None:
+async def _slack(config: Config, *, http: bool, host: str, port: int, role: Role) -> None:
     from adapters.slack_app import run_slack
 
-    await run_slack(config, http=http, host=host, port=port)
+    await run_slack(config, http=http, host=host, port=port, role=role)
+
+
+async def _worker(config: Config) -> None:
+    from adapters.worker import run_worker
+
+    await run_worker(config)
+
+
+async def _web(config: Config, *, host: str | None, port: int | None) -> None:
+    from adapters.web.server import run_web
+
+    await run_web(config, host=host, port=port)
 
 
 async def _migrate(config: Config) -> None:
@@ -123,6 +150,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         checks_main(argv[2:])
         return 0
+    if argv[:2] == ["bench", "load"]:  # chat processes and workers on PostgreSQL under a burst, a worker killed
+        from bench.load import main as load_main
+
+        load_main(argv[2:])
+        return 0
+    if argv[:2] == ["bench", "web"]:  # the web archive's pages per second, on SQLite and PostgreSQL
+        from bench.web import main as web_main
+
+        web_main(argv[2:])
+        return 0
     if argv[:1] == ["bench"]:  # its own options; it builds its own model and database
         from bench.generation import main as bench_main
 
@@ -144,8 +181,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "audit": lambda config: audit_command(config, args),
         "console": _console,
         "migrate": _migrate,
-        "discord": lambda config: _discord(config, sync=args.sync),
-        "slack": lambda config: _slack(config, http=args.http, host=args.host, port=args.port),
+        "discord": lambda config: _discord(config, sync=args.sync, role=_role(args.no_worker)),
+        "slack": lambda config: _slack(
+            config, http=args.http, host=args.host, port=args.port, role=_role(args.no_worker)
+        ),
+        "worker": _worker,
+        "web": lambda config: _web(config, host=args.host, port=args.port),
     }
     try:
         if args.command == "finetune":

@@ -23,14 +23,14 @@ import sys
 from pathlib import Path
 from typing import TextIO
 
-from adapters.common.wording import WITHDRAWN, WRITING
+from adapters.common.wording import WITHDRAWN, WRITING, ballot_heading, candidate_label
 from bot import commands as c
 from bot.app import App
 from bot.export.files import save_in
 from bot.identity import Actor, ChannelRef
 from bot.jobs import JobSpec
-from bot.results import BOT_NAME, PassageView, Result
-from bot.turns import TurnNotice
+from bot.results import BOT_NAME, Ballot, PassageView, Result
+from bot.turns import TurnNotice, duration
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +62,8 @@ class ConsoleChannel:
             "console", "local", app.config.console.channel, age_restricted=app.config.console.mature
         )
         self.actor = self._actor(default_user(app.config.console.user))
-        self._turns: dict[int, asyncio.Future[None]] = {}
+        self._turns: dict[int, asyncio.Future[None]] = {}  # a turn's first showing (its passage, or its ballot)
+        self._endings: dict[int, asyncio.Future[None]] = {}  # a voted turn's last one: its winner
         self._streamed: dict[int, str] = {}
         app.queue.add_listener(self, shows=self.channel.platform)
         app.reminders.add_listener(self.channel.platform, self)
@@ -145,8 +146,11 @@ class ConsoleChannel:
         else:
             result = await self.app.sessions.handle(self.channel, self.actor, command)
         self._show(result)
-        if result.job_id is not None and not self.interactive:
-            await self._turn(result.job_id)
+        if not self.interactive:
+            if result.job_id is not None:
+                await self._turn(result.job_id)
+            if result.turn_ended is not None and isinstance(command, c.VoteFor):  # the winner shows next
+                await self._ending(result.turn_ended)
         return True
 
     async def _branch(self, command: c.Branch) -> Result:
@@ -171,8 +175,19 @@ class ConsoleChannel:
     def _turn(self, job_id: int) -> asyncio.Future[None]:
         return self._turns.setdefault(job_id, asyncio.get_running_loop().create_future())
 
+    def _ending(self, job_id: int) -> asyncio.Future[None]:
+        return self._endings.setdefault(job_id, asyncio.get_running_loop().create_future())
+
     def _print_passage(self, passage: PassageView) -> None:
         self._print(f"\n{BOT_NAME} ▸ {passage.text}\n")
+
+    def _print_ballot(self, ballot: Ballot) -> None:
+        """The bot's candidates, numbered; people vote with ``/story vote <n>`` (``/as NAME`` first)."""
+        left = (ballot.closes_at - self.app.sessions.clock()).total_seconds()
+        self._print(f"\n{ballot_heading(ballot, f'in {duration(left)}')}")
+        for candidate in ballot.candidates:
+            self._print(f"\n[{candidate_label(candidate.number)}] {candidate.text}")
+        self._print()
 
     def _show(self, result: Result) -> None:
         if not result.ok:
@@ -215,11 +230,15 @@ class ConsoleChannel:
             self._print(f"({WITHDRAWN})")
         elif not result.ok:
             self._print(f"! {result.text}")
+        elif result.ballot is not None:
+            self._print_ballot(result.ballot)
         elif result.passage is not None:
+            if result.passage.elected is not None:
+                self._print(f"🗳️ The vote is closed: {result.passage.elected}.")
             self._print_passage(result.passage)
-        future = self._turn(job.job_id)
-        if not future.done():
-            future.set_result(None)
+        _settle(self._turn(job.job_id))
+        if result is None or result.ballot is None:  # a ballot's turn ends again, with its winner
+            _settle(self._ending(job.job_id))
 
     # ------------------------------------------------------------------ round-robin turn notices
 
@@ -228,3 +247,8 @@ class ConsoleChannel:
         console channel, from an earlier run with another ``console.channel``, is not shown here)."""
         if notice.channel == self.channel:
             self._print(f"→ {notice.to.name}, {notice.text}" if notice.to is not None else notice.text)
+
+
+def _settle(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)

@@ -65,6 +65,7 @@ class AlternativeRules(StoryRules):
         becomes the story's, and the one it replaces is kept beside it."""
         story = await self._story(tx, channel)
         last = await self._latest_bot_passage(tx, story.id, cmd.passage_id)
+        await self._refuse_while_voting(tx, story, "pick")
         if await q.open_job(tx, story.id) is not None:
             raise UserError("The bot is writing a passage for this story; wait for it, then pick.")
         found = await q.alternatives(tx, last)

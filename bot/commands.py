@@ -53,18 +53,21 @@ __all__ = [
     "Note",
     "ParseError",
     "Pick",
+    "Publish",
     "Rate",
     "Recap",
     "Report",
     "Retry",
     "SettingSpec",
     "Settings",
+    "Share",
     "Show",
     "Start",
     "Status",
     "Turn",
     "Undo",
     "Unhide",
+    "Unpublish",
     "Vote",
     "WordRule",
     "Words",
@@ -256,6 +259,18 @@ class Pick(Command):
     private: ClassVar[bool] = True
     number: int
     passage_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class VoteFor(Command):
+    """A vote for candidate ``number`` of the bot's turn (``/story settings candidates``); voting
+    again changes the vote. The buttons under the candidates name their turn (``job_id``): once
+    that vote has closed, they change nothing. The answer is the voter's alone."""
+
+    name: ClassVar[str] = "vote"
+    private: ClassVar[bool] = True
+    number: int
+    job_id: int | None = None
 
 
 class Vote(enum.StrEnum):
@@ -515,6 +530,37 @@ class Show(Command):
 
 
 @dataclass(frozen=True, slots=True)
+class Publish(Command):
+    """List a story in the web archive, where anyone can read it: story ``story_id`` of this
+    channel, else the running one, else the latest finished. ``authors`` False shows its passages
+    without their authors (the starter or a moderator)."""
+
+    name: ClassVar[str] = "publish"
+    story_id: int | None = None
+    authors: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Unpublish(Command):
+    """Take a story (picked as ``Publish`` picks it) out of the web archive (the starter or a moderator)."""
+
+    name: ClassVar[str] = "unpublish"
+    story_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Share(Command):
+    """A signed link that opens one story (picked as ``Publish`` picks it) to whoever has it,
+    published or not (anyone may ask); ``revoke`` stops every link made so far (the starter or a
+    moderator)."""
+
+    name: ClassVar[str] = "share"
+    private: ClassVar[bool] = True
+    story_id: int | None = None
+    revoke: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class Help(Command):
     """The full help, or the usage of one subcommand (``topic``)."""
 
@@ -629,6 +675,10 @@ _HELP: dict[str, tuple[str, str]] = {
         "/story pick <alternative number>",
         "make one of the bot's alternatives for its latest passage the story's (◀ ▶ under it do the same)",
     ),
+    "vote": (
+        "/story vote <candidate number>",
+        "choose among the bot's candidates for its next passage (with /story settings candidates:2 or more)",
+    ),
     "branch": (
         "/story branch [passage number]",
         "a new story (in a new thread) sharing this one up to that passage (default: the latest)",
@@ -677,6 +727,17 @@ _HELP: dict[str, tuple[str, str]] = {
     ),
     "list": ("/story list", "finished stories of this channel"),
     "show": ("/story show <story id>", "a finished story's summary and opening"),
+    "publish": (
+        "/story publish [story id] [without-authors]",
+        "list this story, or a finished one by its id, in the web archive for anyone to read; without-authors: "
+        "no name over each passage, as an export with authors:off (starter or moderators)",
+    ),
+    "unpublish": ("/story unpublish [story id]", "take a story out of the web archive (starter or moderators)"),
+    "share": (
+        "/story share [story id] [revoke]",
+        "a link that opens one story, published or not, to whoever has it; revoke ends every link made "
+        "so far (starter or moderators)",
+    ),
     "help": ("/story help [command]", "this list, or how to use one command"),
 }
 
@@ -1024,6 +1085,46 @@ def _parse_show(rest: str) -> Show:
     return Show(story_id)
 
 
+def _story_and_switch(name: str, switch: str, rest: str) -> tuple[int | None, bool]:
+    """An optional story id and an optional ``switch`` word, in either order (``publish 12
+    without-authors``, ``share revoke #12``): the id, and whether the switch was given."""
+    story_id: int | None = None
+    switched = False
+    for word in rest.split():
+        if word.lower() == switch:
+            if switched:
+                raise _usage_error(name, f"{switch} is given twice.")
+            switched = True
+        elif _SIGNED_ID.fullmatch(word):
+            if story_id is not None:
+                raise _usage_error(name, "Give at most one story id.")
+            story_id = _positive_int(word)
+            if story_id is None:
+                raise _usage_error(name, f"A story id is a whole number from 1 up, like 12 (got {_show(word)}).")
+        else:
+            hint = f" Did you mean {switch}?" if _suggest(word.lower(), (switch,)) else ""
+            raise _usage_error(name, f"Unexpected {_show(word)}.{hint}")
+    return story_id, switched
+
+
+def _parse_publish(rest: str) -> Publish:
+    story_id, without = _story_and_switch("publish", "without-authors", rest)
+    return Publish(story_id, authors=not without)
+
+
+def _parse_unpublish(rest: str) -> Unpublish:
+    words = rest.split()
+    story_id = _positive_int(words[0]) if len(words) == 1 else None
+    if words and story_id is None:
+        raise _usage_error("unpublish", "Give one story id, a number like 12 (see /story list), or none.")
+    return Unpublish(story_id)
+
+
+def _parse_share(rest: str) -> Share:
+    story_id, revoke = _story_and_switch("share", "revoke", rest)
+    return Share(story_id, revoke=revoke)
+
+
 def _export_item(word: str) -> str | int:
     """One export word: a format (`epub`, `format:epub`) or an id (`12`, `#12`, `id:12`)."""
     key, colon, value = word.strip().lower().partition(":")
@@ -1111,6 +1212,14 @@ def _parse_pick(rest: str) -> Pick:
     return Pick(number)
 
 
+def _parse_vote(rest: str) -> VoteFor:
+    words = rest.split()
+    number = _positive_int(words[0]) if len(words) == 1 else None
+    if number is None:
+        raise _usage_error("vote", "Give one candidate's number, like 2 (the bot numbers its candidates).")
+    return VoteFor(number)
+
+
 def _parse_branch(rest: str) -> Branch:
     words = rest.split()
     if not words:
@@ -1150,12 +1259,16 @@ _PARSERS: dict[str, Callable[[str], Command]] = {
     "settings": _parse_settings,
     "export": _parse_export,
     "show": _parse_show,
+    "publish": _parse_publish,
+    "unpublish": _parse_unpublish,
+    "share": _parse_share,
     "rate": _parse_rate,
     "report": _parse_report,
     "hide": lambda rest: _parse_number(Hide, rest),
     "unhide": lambda rest: _parse_number(Unhide, rest),
     "words": _parse_words,
     "pick": _parse_pick,
+    "vote": _parse_vote,
     "branch": _parse_branch,
     "help": _parse_help,
     **{kind.name: _no_text(kind) for kind in (Retry, Undo, Join, Leave, Turn, Status, Context, End, ListStories)},

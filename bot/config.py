@@ -36,6 +36,7 @@ __all__ = [
     "ExportConfig",
     "GenerationConfig",
     "LoggingConfig",
+    "MetricsConfig",
     "ModelConfig",
     "NamedModel",
     "OpenAIConfig",
@@ -43,6 +44,7 @@ __all__ = [
     "Setting",
     "SlackConfig",
     "StoryConfig",
+    "WebConfig",
     "Writer",
     "env_var_name",
     "iter_settings",
@@ -146,6 +148,7 @@ class ModelConfig:
     top_k: int = _story_setting("top_k")
     top_p: float = _story_setting("top_p")
     repetition_penalty: float = _story_setting("repetition_penalty")
+    candidates: int = _story_setting("candidates")
     no_repeat_ngram_size: int = _setting(0, "never repeat an n-gram of this size; 0 = off", min=0, max=10)
     bad_words: tuple[str, ...] = _setting((), "words or phrases the model must not write")
     allowed: tuple[str, ...] = _setting((), "other model names `/story settings model:` may choose; empty = only name")
@@ -268,6 +271,12 @@ class StoryConfig:
         "(nor when it is round_robin_timeout_s or more: the skip comes first)",
         min=0,
     )
+    vote_timeout_s: float = _setting(
+        180.0,
+        "seconds a vote on the bot's candidates stays open (/story settings candidates); it closes sooner "
+        "once every participant has voted",
+        min=5,
+    )
     note_depth: int = _setting(3, "the author's note is inserted this many passages from the end", min=0)
     lore_max_tokens: int = _setting(256, "token budget for triggered lore", min=0)
     recap_max_tokens: int = _setting(
@@ -387,6 +396,20 @@ class SlackConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class MetricsConfig:
+    """GET /healthz and /metrics from `storybot discord` and `storybot slack` (the web archive and Slack's
+    HTTP mode serve them on their own port too)."""
+
+    port: int = _setting(
+        0,
+        "the port where `storybot discord` and `storybot slack` serve /healthz and /metrics; 0 = none",
+        min=0,
+        max=65535,
+    )
+    host: str = _setting("127.0.0.1", "the address that port listens on (0.0.0.0: every interface)")
+
+
+@dataclasses.dataclass(frozen=True)
 class ExportConfig:
     """How stories are exported as files (/story export, storybot export)."""
 
@@ -396,6 +419,20 @@ class ExportConfig:
     chapter_passages: int = _setting(
         10, "EPUB: passages per chapter, where participants marked no chapters", min=1, max=1000
     )
+
+
+@dataclasses.dataclass(frozen=True)
+class WebConfig:
+    """The web archive (``storybot web``) and the links the bot gives to it."""
+
+    public_url: str = _setting(
+        "",
+        "the archive's address as people reach it, e.g. https://stories.example.org; empty = the bot gives "
+        "paths, not links",
+    )
+    secret: str = _setting("", "signs share links; empty = a random secret the bot keeps in the database", secret=True)
+    host: str = _setting("127.0.0.1", "the address `storybot web` listens on")
+    port: int = _setting(8080, "the port `storybot web` listens on", min=1, max=65535)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -418,7 +455,9 @@ class Config:
     console: ConsoleConfig = dataclasses.field(default_factory=ConsoleConfig)
     discord: DiscordConfig = dataclasses.field(default_factory=DiscordConfig)
     slack: SlackConfig = dataclasses.field(default_factory=SlackConfig)
+    metrics: MetricsConfig = dataclasses.field(default_factory=MetricsConfig)
     export: ExportConfig = dataclasses.field(default_factory=ExportConfig)
+    web: WebConfig = dataclasses.field(default_factory=WebConfig)
     logging: LoggingConfig = dataclasses.field(default_factory=LoggingConfig)
     # The [models.NAME] tables, by NAME (not a section of settings: ``_section_classes`` skips it).
     models: Mapping[str, NamedModel] = dataclasses.field(

@@ -57,6 +57,8 @@ def _which_turn(job: GenerationJob | None) -> str:
     if job is None:
         return "the next /story continue (without a direction)"
     turn = "rewrite" if job.kind == JobKind.RETRY else "turn"
+    if job.status == JobStatus.VOTING:
+        return f"the bot's {turn} whose candidates the channel is voting on"
     return f"the bot's {turn} being written now" if job.status == JobStatus.RUNNING else f"the bot's queued {turn}"
 
 

@@ -13,7 +13,9 @@ MAX_BACKOFF_S = 30.0  # ...up to this
 
 class FailureRun:
     """The failures in a row of one loop (``what``: "the generation worker"), logged to ``log``
-    (the loop's own logger). ``errors``, ``failing_since`` and ``last_error`` are for health checks."""
+    (the loop's own logger). ``errors``, ``failing_since`` and ``last_error`` are for health checks,
+    which may face the internet: ``last_error`` is the exception's type alone (a driver's message
+    can name hosts, users and SQL); the log has the rest."""
 
     def __init__(self, what: str, log: logging.Logger) -> None:
         self.what = what
@@ -25,12 +27,12 @@ class FailureRun:
     def failed(self, error: Exception) -> None:
         """Count and remember ``error``; log it with its traceback when it opens a run of failures."""
         self.errors += 1
-        self.last_error = f"{type(error).__name__}: {error}".splitlines()[0]
+        self.last_error = type(error).__name__
         if self.failing_since is None:
             self.failing_since = time.time()
             self.log.error("%s failed; it keeps retrying, with backoff", self.what, exc_info=error)
         else:
-            self.log.debug("%s failed again: %s", self.what, self.last_error)
+            self.log.debug("%s failed again: %s", self.what, f"{error!r}".splitlines()[0])
 
     def succeeded(self) -> None:
         """The loop did its work: a run of failures, if there was one, is over, and said so."""

@@ -6,11 +6,20 @@ short transaction per step: claim (a ``JobSpec`` snapshot of what the prompt nee
 finish or fail (each at most once, and only while the job still runs), requeue what a dead
 process left running, and the outbox: recording and marking the message that shows a turn, and
 handing out the turns no live process showed.
+
+On PostgreSQL several processes share the table, and a commit that queues or cancels jobs says so
+on ``JOBS_CHANNEL`` (``storage.notify``) for the workers; a worker's turns reach the chat process
+that shows them through the row (its text so far, who shows it) and ``TURNS_CHANNEL``
+(``bot.generation.relay``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import json
+import os
+import socket
+import uuid
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -19,7 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.config import Config
 from bot.context import LoreItem, StorySnapshot
 from bot.identity import Actor, ChannelRef
-from bot.results import BOT_NAME, Alternatives, PassageView, Result, Votes
+from bot.results import BOT_NAME, Alternatives, Ballot, Candidate, Election, PassageView, Result, Votes
 from bot.safety.checker import Standard, Verdict
 from bot.story_settings import StorySettings
 from storage import queries as q
@@ -27,6 +36,7 @@ from storage.database import Database
 from storage.models import (
     OPEN_JOB_STATUSES,
     AuthorKind,
+    CandidateVote,
     ContentRating,
     GenerationJob,
     JobStatus,
@@ -43,9 +53,56 @@ from storage.models import (
 
 # Re-exported: adapters compare JobSpec.kind with it, and adapters never import storage.
 from storage.models import JobKind as JobKind
+from storage.notify import JOBS_CHANNEL, TURNS_CHANNEL, notify
 
 BOT_ID = "bot"
 OWED_FOR = timedelta(days=1)  # a turn no process could show for this long is given up
+TURN_STARTED, TURN_PROGRESS, TURN_ENDED = "started", "progress", "ended"
+
+
+def jobs_news(cancelled: Sequence[int]) -> str:
+    """A ``JOBS_CHANNEL`` payload: jobs to claim, and the ids of those cancelled (to stop)."""
+    return json.dumps({"cancelled": list(cancelled)})
+
+
+def cancelled_in(payload: str) -> tuple[int, ...] | None:
+    """The jobs a ``JOBS_CHANNEL`` payload says were cancelled; None when it cannot be read
+    (then every running turn is checked)."""
+    try:
+        return tuple(int(job_id) for job_id in json.loads(payload)["cancelled"])
+    except (ValueError, TypeError, KeyError):
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class TurnNews:
+    """A ``TURNS_CHANNEL`` payload: which turn, what happened (started, progress, ended), and its
+    platform, so that only the processes that show that platform look at the row."""
+
+    job_id: int
+    event: str
+    platform: str
+
+    def payload(self) -> str:
+        return json.dumps({"job": self.job_id, "event": self.event, "platform": self.platform})
+
+    @classmethod
+    def parse(cls, payload: str) -> TurnNews | None:
+        try:
+            found = json.loads(payload)
+            return cls(int(found["job"]), str(found["event"]), str(found["platform"]))
+        except (ValueError, TypeError, KeyError):
+            return None
+
+
+@dataclass(frozen=True, slots=True)
+class StreamClaim:
+    """A running turn this chat process shows (``JobBook.claim_turn_stream``): its text so far
+    and recorded message ref, and its ``JobSpec`` when asked for."""
+
+    text: str | None
+    message_ref: str | None
+    spec: JobSpec | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +120,18 @@ class JobSpec:
     message_ref: str | None = None  # the platform message that shows this turn, once one was posted
     standard: Standard = field(default_factory=Standard)  # what the passage is checked against before it is shown
     passage_seqs: tuple[int, ...] = ()  # each of ``story.passages``' ``seq``: what a recap says it covers
+    candidates: int = 1  # passages to write for the channel's vote (1: the turn's passage, no vote)
+
+
+def count_votes(candidates: Sequence[Passage], votes: Sequence[CandidateVote]) -> tuple[Passage, Election]:
+    """The candidate that wins a vote, and its count: the most votes; of those tied, the earliest
+    (``candidates`` in their order). With no votes at all, the first candidate stands."""
+    counts = {p.id: 0 for p in candidates}
+    for vote in votes:
+        if vote.passage_id in counts:
+            counts[vote.passage_id] += 1
+    winner = max(candidates, key=lambda p: counts[p.id])  # (max keeps the first of equals)
+    return winner, Election(counts[winner.id], sum(counts.values()))
 
 
 class JobBook:
@@ -73,15 +142,32 @@ class JobBook:
         self.db = db
         self.config = config
         self.clock = clock
+        # Who this process is, in the rows it claims to show (``streamed_by``): for operators too.
+        self.holder = f"{socket.gethostname()[:60]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._job_listeners: list[Callable[[], None]] = []
+        self._showing_listeners: list[Callable[[], None]] = []
 
     def on_jobs_changed(self, callback: Callable[[], None]) -> None:
         """Register a callback run after a commit that created or cancelled a bot turn."""
         self._job_listeners.append(callback)
 
+    def on_showings_owed(self, callback: Callable[[], None]) -> None:
+        """Register a callback run after a commit that ended a turn outside the queue (a vote
+        closed): its last showing is owed now, by whichever process shows its platform."""
+        self._showing_listeners.append(callback)
+
     def _notify_jobs(self) -> None:
         for callback in self._job_listeners:
             callback()
+
+    def _notify_showings(self) -> None:
+        for callback in self._showing_listeners:
+            callback()
+
+    async def _announce_jobs(self, tx: AsyncSession, cancelled: Sequence[int] = ()) -> None:
+        """Tell the other processes' workers, when ``tx`` commits, that jobs wait or were cancelled
+        (PostgreSQL; this process's own queue is woken by ``_notify_jobs``)."""
+        await notify(tx, JOBS_CHANNEL, jobs_news(cancelled))
 
     def story_settings(self, story: Story) -> StorySettings:
         """The story's generation settings: the config's defaults, overridden per story."""
@@ -107,7 +193,18 @@ class JobBook:
             asked_by=job.requested_by_name if job is not None else None,
             rewrite=job is not None and job.kind == JobKind.RETRY,
             alternatives=await self._alternatives(tx, passage),
+            elected=await self._election(tx, passage, job),
         )
+
+    async def _election(self, tx: AsyncSession, passage: Passage, job: GenerationJob | None) -> Election | None:
+        """The count that made ``passage`` its turn's winner; None unless it won a closed vote."""
+        if job is None or job.candidates < 2 or job.status != JobStatus.DONE:
+            return None
+        passages = await q.passages_of_job(tx, job.id)
+        if len(passages) < 2:
+            return None
+        winner, election = count_votes(passages, await q.candidate_votes(tx, job.id))
+        return election if winner.id == passage.id else None
 
     async def _alternatives(self, tx: AsyncSession, passage: Passage) -> Alternatives | None:
         """Where a bot passage stands among its alternatives; None for a person's, or one with none."""
@@ -151,7 +248,14 @@ class JobBook:
         """
         everything = at_start and self.db.is_sqlite
         stale_before = None if everything else self.clock() - timedelta(seconds=self.config.generation.job_lease_s)
-        return await self.db.transaction(lambda tx: q.requeue_running_jobs(tx, stale_before))
+
+        async def requeue(tx: AsyncSession) -> int:
+            count = await q.requeue_running_jobs(tx, stale_before)
+            if count:
+                await self._announce_jobs(tx)
+            return count
+
+        return await self.db.transaction(requeue)
 
     async def keep_jobs_alive(self, job_ids: list[int]) -> None:
         """Refresh the heartbeat of the jobs this process is writing."""
@@ -213,6 +317,7 @@ class JobBook:
             message_ref=job.message_ref if job is not None else None,
             standard=await self._standard(tx, channel, story.rating),
             passage_seqs=tuple(p.seq for p in passages),
+            candidates=job.candidates if job is not None else 1,
         )
 
     async def queue_recap(self, story_id: int, up_to_seq: int) -> bool:
@@ -236,6 +341,7 @@ class JobBook:
                     created_at=self.clock(),
                 )
             )
+            await self._announce_jobs(tx)
             return True
 
         queued = await self.db.transaction(add)
@@ -319,6 +425,65 @@ class JobBook:
             return Result("", story_id=story.id, passage=await self._view(tx, passage))
 
         return await self.db.transaction(store)
+
+    async def open_vote(self, job_id: int, texts: Sequence[str], generation: dict[str, object]) -> Result | None:
+        """Store the candidates a running job wrote and open the channel's vote on them, until
+        ``story.vote_timeout_s`` from now or every participant has voted (``bot.votes``).
+
+        The candidates take their places in the story's order now, so nothing can come between
+        them and the story (a person's passage waits for the vote); none is numbered or read by
+        the model until one wins. The first rewrites what the job rewrites, the others link to it
+        (``replaces_id``): after the vote they are the winner's alternatives. A retry's old
+        passage stays the story's while the vote runs. None when the job was cancelled meanwhile.
+        """
+
+        async def store(tx: AsyncSession) -> Result | None:
+            job = await q.job_by_id(tx, job_id, lock=True)
+            if job is None or job.status != JobStatus.RUNNING:
+                return None
+            story = await q.story_by_id(tx, job.story_id, lock=True)
+            assert story is not None
+            now = self.clock()
+            seq = await q.next_seq(tx, story.id)
+            stored: list[Passage] = []
+            for index, text in enumerate(texts):
+                passage = Passage(
+                    story_id=story.id,
+                    seq=seq + index,
+                    author_kind=AuthorKind.BOT,
+                    author_id=BOT_ID,
+                    author_name=BOT_NAME,
+                    text=text,
+                    status=PassageStatus.CANDIDATE,
+                    replaces_id=stored[0].id if stored else job.replaces_passage_id,
+                    job_id=job.id,
+                    requested_by_id=job.requested_by_id,
+                    direction=job.direction,
+                    generation=generation,
+                    created_at=now,
+                )
+                tx.add(passage)
+                await tx.flush()
+                stored.append(passage)
+            job.status = JobStatus.VOTING
+            job.vote_closes_at = now + timedelta(seconds=self.config.story.vote_timeout_s)
+            # Owed until shown, as an ended turn is: a process that dies first, or a platform that
+            # refuses it, leaves the ballot to the next sweep (``mark_ballot_shown`` settles it).
+            job.show_after = self._owed_from(now)
+            return Result("", story_id=story.id, ballot=await self._ballot(tx, job))
+
+        return await self.db.transaction(store)
+
+    async def _ballot(self, tx: AsyncSession, job: GenerationJob) -> Ballot:
+        """The open vote on a turn's candidates, as the channel is shown it."""
+        assert job.vote_closes_at is not None
+        return Ballot(
+            job_id=job.id,
+            story_id=job.story_id,
+            candidates=tuple(Candidate(n, p.id, p.text) for n, p in enumerate(await q.candidates(tx, job.id), 1)),
+            closes_at=job.vote_closes_at,
+            electorate=len(await q.participants(tx, job.story_id)),
+        )
 
     def _audit(
         self,
@@ -409,16 +574,21 @@ class JobBook:
 
     # ------------------------------------------------------------------ showing turns (the outbox)
 
-    async def record_turn_message(self, job_id: int, message_ref: str) -> None:
-        """Remember which platform message shows the turn, for whoever shows it next."""
-        await self.db.transaction(lambda tx: q.record_message(tx, job_id, message_ref))
+    async def record_turn_message(self, job_id: int, message_ref: str) -> bool:
+        """Remember which platform message shows the turn, for whoever shows it next. True when the
+        turn was withdrawn while that message was being posted: its "withdrawn" is owed now."""
+        return await self.db.transaction(lambda tx: q.record_message(tx, job_id, message_ref, self.clock()))
 
     async def mark_turn_shown(self, job_id: int) -> None:
         """The ended turn is shown on its platform (a turn still open is not: it will end later)."""
         await self.db.transaction(lambda tx: q.mark_shown(tx, job_id, self.clock()))
 
+    async def mark_ballot_shown(self, job_id: int) -> None:
+        """The turn's candidates are shown for the vote; its winner is owed once the vote closes."""
+        await self.db.transaction(lambda tx: q.mark_ballot_shown(tx, job_id, self.clock()))
+
     async def claim_owed_showings(
-        self, platforms: Sequence[str], limit: int, *, at_start: bool = False
+        self, platforms: Sequence[str], limit: int, *, at_start: bool = False, skip: Collection[int] = ()
     ) -> list[tuple[JobSpec, Result | None]]:
         """Ended turns of ``platforms`` that no process has shown: each with what to show.
 
@@ -428,10 +598,18 @@ class JobBook:
         """
 
         async def claim(tx: AsyncSession) -> list[tuple[JobSpec, Result | None]]:
-            now = self.clock()
-            everything = at_start and self.db.is_sqlite
+            now, everything = self.clock(), at_start and self.db.is_sqlite
+            lease_until, ended_after = self._owed_from(now), now - OWED_FOR
             jobs = await q.claim_owed_showings(
-                tx, platforms, limit, now, self._owed_from(now), now - OWED_FOR, everything=everything
+                tx,
+                platforms,
+                limit,
+                now,
+                lease_until,
+                ended_after,
+                everything=everything,
+                holder=self.holder,
+                skip=skip,
             )
             return [(await self._job_spec(tx, job), await self._ending(tx, job)) for job in jobs]
 
@@ -440,7 +618,10 @@ class JobBook:
     async def _ending(self, tx: AsyncSession, job: GenerationJob) -> Result | None:
         """What an ended job shows: as ``finish_job`` and ``fail_job`` returned it, except that a
         passage undone or rewritten since (through another process) shows as withdrawn, and the
-        newest of several alternatives shows the one picked since (its message carries ◀ ▶)."""
+        newest of several alternatives shows the one picked since (its message carries ◀ ▶). A turn
+        out for a vote (a worker wrote it: ``owe_showing_now``) shows its ballot."""
+        if job.status == JobStatus.VOTING:
+            return Result("", story_id=job.story_id, ballot=await self._ballot(tx, job))
         if job.status == JobStatus.FAILED:
             return Result(job.error or "The bot could not write its passage.", ok=False, story_id=job.story_id)
         passage = await q.passage_of_job(tx, job.id) if job.status == JobStatus.DONE else None
@@ -451,6 +632,56 @@ class JobBook:
         if passage is None or passage.status != PassageStatus.CANONICAL:
             return None
         return Result("", story_id=job.story_id, passage=await self._view(tx, passage))
+
+    # ------------------------------------------------------------------ turns across processes
+
+    async def relay_turn(self, job: JobSpec, event: str, text: str | None) -> None:
+        """A turn this worker writes for a chat process to show began or grew: the text so far
+        (if any) goes into its row, and the news to the chat processes."""
+
+        async def relay(tx: AsyncSession) -> None:
+            if text is not None:
+                await q.relay_text(tx, job.job_id, text)
+            await notify(tx, TURNS_CHANNEL, TurnNews(job.job_id, event, job.channel.platform).payload())
+
+        await self.db.transaction(relay)
+
+    async def owe_showing_now(self, job: JobSpec) -> None:
+        """A turn this worker wrote ended (or is out for a vote), and no process of its own shows
+        its platform: its showing is owed now, and the chat processes are told to look."""
+
+        async def owe(tx: AsyncSession) -> None:
+            if await q.owe_showing_now(tx, job.job_id, self.clock()):
+                await notify(tx, TURNS_CHANNEL, TurnNews(job.job_id, TURN_ENDED, job.channel.platform).payload())
+
+        await self.db.transaction(owe)
+
+    def _stream_lease(self) -> datetime:
+        return self._owed_from(self.clock())
+
+    async def claim_turn_stream(self, job_id: int, *, with_spec: bool) -> StreamClaim | None:
+        """Claim (or renew) the showing of a running turn that a worker writes, for this process
+        until ``generation.job_lease_s`` from now; None when it is not running or another chat
+        process shows it. ``with_spec``: read its ``JobSpec`` too (the first time)."""
+
+        async def claim(tx: AsyncSession) -> StreamClaim | None:
+            found = await q.claim_stream(tx, job_id, self.holder, self.clock(), self._stream_lease())
+            if found is None:
+                return None
+            job = await q.job_by_id(tx, job_id) if with_spec else None
+            return StreamClaim(*found, spec=await self._job_spec(tx, job) if job is not None else None)
+
+        return await self.db.transaction(claim)
+
+    async def keep_streams_alive(self, job_ids: list[int]) -> None:
+        """Renew this process's claims on the turns it shows while they are written."""
+        if job_ids:
+            await self.db.transaction(lambda tx: q.keep_streams(tx, job_ids, self.holder, self._stream_lease()))
+
+    async def release_streams(self, job_ids: list[int]) -> None:
+        """This process stops: another may show these turns from their next news."""
+        if job_ids:
+            await self.db.transaction(lambda tx: q.release_streams(tx, job_ids, self.holder))
 
     async def job_is_open(self, job_id: int) -> bool:
         async def is_open(tx: AsyncSession) -> bool:

@@ -1,5 +1,7 @@
-"""Calling round-robin turns: the background task that tells each story's channel whose turn it is,
-reminds them once, and says when they were skipped. What is owed, and when, is ``bot.turns``.
+"""The stories' clocks: the background task that tells each round-robin story's channel whose turn
+it is, reminds them once, and says when they were skipped (what is owed, and when, is
+``bot.turns``), and that closes the votes on the bot's candidates whose time is up (``bot.votes``:
+the winner is then shown through the queue's outbox).
 
 It runs beside the generation queue in every bot process (``open_app`` starts and stops it) and
 keeps nothing a crash could lose: what was said is on the story rows, claimed in the transaction
@@ -29,7 +31,8 @@ from bot.failures import FIRST_BACKOFF_S, MAX_BACKOFF_S, FailureRun
 from bot.generation.queue import TurnGone
 from bot.jobs import JobSpec
 from bot.results import Result
-from bot.turns import TurnNotice, TurnRules, duration
+from bot.sessions import SessionManager
+from bot.turns import TurnNotice, duration
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +62,11 @@ async def _wait(event: asyncio.Event, seconds: float) -> None:
 
 def _every(story: StoryConfig) -> float:
     """How often to look: a tenth of the shortest time a notice waits for, at most ``MAX_EVERY_S``."""
-    waits = [story.round_robin_timeout_s, *([story.remind_after_s] if story.remind_after_s > 0 else [])]
+    waits = [
+        story.round_robin_timeout_s,
+        story.vote_timeout_s,
+        *([story.remind_after_s] if story.remind_after_s > 0 else []),
+    ]
     return min(MAX_EVERY_S, min(waits) / 10)
 
 
@@ -70,7 +77,7 @@ class Reminders:
     round-robin story's next round, whose first turn is called at once.
     """
 
-    def __init__(self, rules: TurnRules, *, every_s: float | None = None) -> None:
+    def __init__(self, rules: SessionManager, *, every_s: float | None = None) -> None:
         self.rules = rules
         self.every_s = every_s if every_s is not None else _every(rules.config.story)
         self.restarts = 0  # times the supervisor had to start the task again
@@ -152,6 +159,7 @@ class Reminders:
             if self._stopping:
                 break
             try:
+                await self.rules.close_expired_votes()
                 await self._call_turns()
             except Exception as error:
                 self._failures.failed(error)

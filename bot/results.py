@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from storage.models import AuthorKind
 
@@ -55,6 +56,39 @@ class Alternatives:
 
 
 @dataclass(frozen=True, slots=True)
+class Election:
+    """How the channel chose a bot passage among its candidates: the votes it won, of all cast
+    (none cast: the vote timed out, and the first candidate stands)."""
+
+    won: int
+    cast: int
+
+    def __str__(self) -> str:
+        return f"chosen by {self.won} of {self.cast} votes" if self.cast else "no votes: the first candidate stands"
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """One passage the bot wrote for the channel's vote, numbered as people vote for it."""
+
+    number: int
+    passage_id: int
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Ballot:
+    """A bot turn's candidates, open for the channel's vote (``/story vote``) until ``closes_at``,
+    or until all ``electorate`` participants of the story have voted."""
+
+    job_id: int
+    story_id: int
+    candidates: tuple[Candidate, ...]
+    closes_at: datetime
+    electorate: int
+
+
+@dataclass(frozen=True, slots=True)
 class PassageView:
     """One passage as people see it."""
 
@@ -70,6 +104,7 @@ class PassageView:
     asked_by: str | None = None
     rewrite: bool = False
     alternatives: Alternatives | None = None  # a bot passage with more than one alternative: where it stands
+    elected: Election | None = None  # a bot passage the channel chose among candidates: the count
 
     @property
     def by_bot(self) -> bool:
@@ -103,6 +138,7 @@ class Result:
     recorded them), for the adapter to show the new counts there; or when a pick made ``passage``
     the story's in place of the alternative that message showed (``picked``: show it at once, not
     at a rating's pace). ``alert`` is for the story's moderators, not the channel (a report).
+    ``ballot``: the end of a bot turn that wrote several candidates, for the channel to vote on.
     """
 
     text: str
@@ -117,6 +153,8 @@ class Result:
     message_ref: str | None = None
     picked: bool = False
     alert: ModeratorAlert | None = None
+    ballot: Ballot | None = None  # a bot turn that wrote candidates: what the channel votes on
+    turn_ended: int | None = None  # a bot turn (job id) this command ended (its vote closed): owed its showing
 
     @classmethod
     def error(cls, text: str) -> Result:

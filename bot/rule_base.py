@@ -11,7 +11,7 @@ from bot.jobs import JobBook
 from bot.results import UserError
 from bot.safety.checks import Checks
 from storage import queries as q
-from storage.models import Passage, Story
+from storage.models import GenerationJob, JobStatus, Passage, Story
 
 
 class StoryRules(JobBook):
@@ -45,6 +45,18 @@ class StoryRules(JobBook):
         if number > len(passages):
             raise UserError(f"The story has {len(passages)} passages; there is no passage {number}.")
         return passages[number - 1]
+
+    async def _open_vote(self, tx: AsyncSession, story: Story) -> GenerationJob | None:
+        """The story's bot turn whose candidates are out for the channel's vote, if one is
+        (``bot.votes``): while it runs, nothing may come between them and the story."""
+        job = await q.open_job(tx, story.id)
+        return job if job is not None and job.status == JobStatus.VOTING else None
+
+    async def _refuse_while_voting(self, tx: AsyncSession, story: Story, what: str) -> None:
+        if await self._open_vote(tx, story) is not None:
+            raise UserError(
+                f"The channel is voting on the bot's candidates; {what} once the vote closes (/story vote <n>)."
+            )
 
     async def _cancel_open_jobs(self, tx: AsyncSession, story_id: int) -> tuple[int, ...]:
         now = self.clock()

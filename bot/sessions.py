@@ -9,7 +9,8 @@ locked waits its turn and runs again, and only past ``database.write_deadline_s`
 told that the bot is busy (with nothing changed).
 
 The manager never talks to a platform and never runs the model: when the bot must write it
-records a ``GenerationJob`` row and tells the queue (``on_jobs_changed``) after the commit.
+records a ``GenerationJob`` row and tells the queue (``on_jobs_changed``) after the commit (on
+PostgreSQL the other processes' workers too, with the commit: ``JobBook._announce_jobs``).
 It never renders a file either: ``/story list``, ``show`` and ``export`` are answered by the
 archive (``bot.export.chat``). What the queue does with a job afterwards is ``bot.jobs``.
 Each handler is registered with its command class (``@RULES.handles(c.Start)``); a command's
@@ -35,11 +36,14 @@ from bot.export.chat import ARCHIVE, Archive
 from bot.handlers import Handlers
 from bot.identity import Actor, ChannelRef
 from bot.moderation import MODERATION, ModerationRules
+from bot.publishing import PUBLISHING, PublishingRules
 from bot.recaps import RECAPS, RecapRules
 from bot.results import DEFAULT_TITLE, BusyError, Result, UserError, Votes
 from bot.safety.checker import Standard
 from bot.safety.checks import Checks
+from bot.share_links import archive_note
 from bot.turns import TURNS, TurnRules
+from bot.votes import VOTES, VoteRules
 from bot.words import story_size, word_count
 from storage import queries as q
 from storage.database import Database, DatabaseBusy
@@ -69,7 +73,9 @@ RULES: Handlers[SessionManager] = Handlers()
 _STRICTNESS = (ContentRating.GENERAL, ContentRating.TEEN, ContentRating.MATURE)  # strictest first
 
 
-class SessionManager(RecapRules, BranchRules, ContextRules, TurnRules, AlternativeRules, ModerationRules):
+class SessionManager(
+    PublishingRules, VoteRules, RecapRules, BranchRules, ContextRules, TurnRules, AlternativeRules, ModerationRules
+):
     """The rule book: answers every command, in one transaction each (see the module docstring).
 
     The archive commands (list, show, export) are answered by ``Archive``, the moderators' by
@@ -101,11 +107,13 @@ class SessionManager(RecapRules, BranchRules, ContextRules, TurnRules, Alternati
             RULES.bind(self)
             | MODERATION.bind(self)
             | ALTERNATIVES.bind(self)
+            | VOTES.bind(self)
             | BRANCHES.bind(self)
             | RECAPS.bind(self)
+            | PUBLISHING.bind(self)
             | TURNS.bind(self)
             | CONTEXT.bind(self)
-            | ARCHIVE.bind(Archive(config.export))
+            | ARCHIVE.bind(Archive(config.export, config.web.public_url))
         )
 
     def limit_passage_length(self, longest: Callable[[str], int | None]) -> None:
@@ -149,7 +157,10 @@ class SessionManager(RecapRules, BranchRules, ContextRules, TurnRules, Alternati
                 await self._require_running(tx, channel, story_id)
             if not (command.read_only or isinstance(command, c.End)):
                 await self._require_not_paused(tx, channel)
-            return await handler(tx, channel, actor, command)
+            result = await handler(tx, channel, actor, command)
+            if result.job_id is not None or result.cancelled_job_ids:  # (the other processes' workers)
+                await self._announce_jobs(tx, result.cancelled_job_ids)
+            return result
 
         try:
             result = await self.db.transaction(apply, write=not reads_only)
@@ -163,6 +174,8 @@ class SessionManager(RecapRules, BranchRules, ContextRules, TurnRules, Alternati
             return Result.error(DATABASE_BUSY)
         if result.job_id is not None or result.cancelled_job_ids:
             self._notify_jobs()
+        if result.turn_ended is not None:
+            self._notify_showings()
         if not reads_only:
             self._turns_changed()
         return result
@@ -290,6 +303,7 @@ class SessionManager(RecapRules, BranchRules, ContextRules, TurnRules, Alternati
             requested_by_id=actor.user_id,
             requested_by_name=actor.name,
             created_at=self.clock(),
+            candidates=self.story_settings(story).candidates,
         )
         tx.add(job)
         await tx.flush()
@@ -359,6 +373,7 @@ class SessionManager(RecapRules, BranchRules, ContextRules, TurnRules, Alternati
         if not text:
             raise UserError("Your passage is empty. Type /story add <text>.")
         await self._check_rate(tx, story, actor)
+        await self._refuse_while_voting(tx, story, "write your passage")
         job: GenerationJob | Literal[False] | None = None
         if story.mode == c.Mode.ROUND_ROBIN.value:
             if await self._take_round_robin_turn(tx, story, actor):
@@ -389,6 +404,7 @@ class SessionManager(RecapRules, BranchRules, ContextRules, TurnRules, Alternati
     async def _continue(self, tx: AsyncSession, channel: ChannelRef, actor: Actor, cmd: c.Continue) -> Result:
         story = await self._story(tx, channel)
         direction = self._check_length(cmd.direction or "", self.config.story.max_note_chars, "The direction")
+        await self._refuse_while_voting(tx, story, "ask for the next passage")
         if await q.open_job(tx, story.id) is not None:
             raise UserError("The bot is already writing; its passage is on the way.")
         await self._check_rate(tx, story, actor)
@@ -398,6 +414,7 @@ class SessionManager(RecapRules, BranchRules, ContextRules, TurnRules, Alternati
     @RULES.handles(c.Retry)
     async def _retry(self, tx: AsyncSession, channel: ChannelRef, actor: Actor, cmd: c.Retry) -> Result:
         story = await self._story(tx, channel)
+        await self._refuse_while_voting(tx, story, "retry")
         last = await q.last_canonical_passage(tx, story.id)
         if last is None or last.author_kind != AuthorKind.BOT:
             whose = f"{last.author_name}'s" if last else "nobody's"
@@ -415,6 +432,8 @@ class SessionManager(RecapRules, BranchRules, ContextRules, TurnRules, Alternati
     @RULES.handles(c.Undo)
     async def _undo(self, tx: AsyncSession, channel: ChannelRef, actor: Actor, cmd: c.Undo) -> Result:
         story = await self._story(tx, channel)
+        if (voting := await self._open_vote(tx, story)) is not None:
+            return await self._withdraw_vote(tx, story, voting, actor)
         last = await q.last_canonical_passage(tx, story.id)
         if last is None:
             raise UserError("There is nothing to undo yet.")
@@ -689,8 +708,8 @@ class SessionManager(RecapRules, BranchRules, ContextRules, TurnRules, Alternati
         lines.append(f"Written by {self.config.writer(self.story_settings(story).model)}.")
         if turn := self._turn_text(story, people):
             lines.append(turn)
-        if await q.open_job(tx, story.id) is not None:
-            lines.append("The bot is writing.")
+        if (job := await q.open_job(tx, story.id)) is not None:
+            lines.append(await self._open_turn_line(tx, job))
         recent = numbered[-STATUS_RECENT_PASSAGES:]
         votes = await q.vote_counts(tx, [p.id for p in recent])
         for number, passage in enumerate(recent, start=len(numbered) - len(recent) + 1):
@@ -714,7 +733,7 @@ class SessionManager(RecapRules, BranchRules, ContextRules, TurnRules, Alternati
         words = sum(word_count(p.text) for p in passages)
         return Result(
             f"The End. “{story.title}” (story #{story.id}) is finished: {story_size(len(passages), words)}. "
-            "See it again with /story list.",
+            "See it again with /story list." + archive_note(self.config.web.public_url, story),
             story_id=story.id,
             cancelled_job_ids=cancelled,
         )

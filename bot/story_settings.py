@@ -64,6 +64,9 @@ class StorySettings:
     top_k: int = _declare("sample from the k likeliest tokens; 0 = no limit", minimum=0, maximum=500, default=50)
     repetition_penalty: float = _declare("discourage repeats; 1 = none", minimum=1, maximum=2, default=1.1)
     model: str = _declare("the model that writes the bot's passages", minimum=1, maximum=200, config_key="name")
+    candidates: int = _declare(
+        "passages the bot writes per turn for the channel to vote on; 1 = no vote", minimum=1, maximum=4, default=1
+    )
 
     @classmethod
     def of(cls, model: "ModelConfig", overrides: Mapping[str, object]) -> "StorySettings":

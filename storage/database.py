@@ -29,7 +29,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import event, text
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 log = logging.getLogger(__name__)
@@ -114,6 +114,18 @@ class Database:
         self._writes = async_sessionmaker(
             self.engine.execution_options(**{_WRITE_OPTION: True}), expire_on_commit=False
         )
+        self._failure_listeners: list[Callable[[str], None]] = []
+
+    def on_failure(self, callback: Callable[[str], None]) -> None:
+        """Call ``callback(kind)`` each time a ``transaction`` fails for the database's sake, once per
+        transaction: ``"busy"`` (contended past ``deadline_s``: ``DatabaseBusy``), ``"conflict"`` (a
+        unique constraint: two writers raced) or ``"error"`` (any other database or connection error).
+        For whoever counts them (the metrics); a rule that says no is no failure."""
+        self._failure_listeners.append(callback)
+
+    def _failed(self, kind: str) -> None:
+        for callback in self._failure_listeners:
+            callback(kind)
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncSession]:
@@ -144,14 +156,19 @@ class Database:
                     return await work(tx)
             except DBAPIError as error:
                 if not is_contention(error):
+                    self._failed("conflict" if isinstance(error, IntegrityError) else "error")
                     raise
                 wait = backoff * random.uniform(0.5, 1.5)
                 if time.monotonic() + wait > give_up_at:
                     log.warning("database still busy after %d attempts in %.1f s; giving up", attempts, self.deadline_s)
+                    self._failed("busy")
                     raise DatabaseBusy(f"the database stayed busy for {self.deadline_s:g} s") from error
                 log.debug("database busy (attempt %d): %s; retrying in %.2f s", attempts, error.orig, wait)
                 await asyncio.sleep(wait)
                 backoff = min(backoff * 2, _MAX_BACKOFF_S)
+            except (OSError, SQLAlchemyError):  # no connection (a server down, a folder gone), a pool timeout
+                self._failed("error")
+                raise
 
     @contextmanager
     def process_lock(self) -> Iterator[None]:

@@ -22,6 +22,7 @@ from sqlalchemy import (
     TypeDecorator,
     UniqueConstraint,
     text,
+    true,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeEngine
@@ -88,6 +89,10 @@ class PassageStatus(StrEnum):
     # A bot passage the content checks stopped: never shown, exported or sent to the model; kept
     # for moderators (``generation["check"]`` says which checker and why).
     WITHHELD = "withheld"
+    # One of several passages the bot wrote for its turn (``/story settings candidates``), waiting for
+    # the channel's vote: not numbered, not shown as the story's nor read by the model. The vote
+    # makes the winner ``canonical`` and the rest ``superseded`` (kept as its alternatives).
+    CANDIDATE = "candidate"
 
 
 # The passages a story numbers (``/story status``, ``rate``, ``hide``): those in it, and those
@@ -120,10 +125,12 @@ class JobStatus(StrEnum):
     DONE = "done"
     FAILED = "failed"
     CANCELLED = "cancelled"
+    VOTING = "voting"  # its candidates are written; the channel is voting on them (``vote_closes_at``)
 
 
-# A job still waiting to be written or being written.
-OPEN_JOB_STATUSES = (JobStatus.PENDING, JobStatus.RUNNING)
+# A job still waiting to be written, being written, or waiting for the channel's vote: the story's
+# bot turn is not over yet.
+OPEN_JOB_STATUSES = (JobStatus.PENDING, JobStatus.RUNNING, JobStatus.VOTING)
 
 
 class TurnCall(StrEnum):
@@ -168,6 +175,13 @@ class Story(Base):
     # it branched at (as the parent numbers them). Both None for a story started afresh.
     parent_id: Mapped[int | None] = mapped_column(ForeignKey("stories.id"), index=True)
     branched_at: Mapped[int | None] = mapped_column(Integer)
+    # The web archive (``bot.publishing``): set = listed and readable there, by whom; whether it
+    # shows who wrote each passage; the random part of its share links (None: never shared, or
+    # revoked, so that every link made before stops working).
+    published_at: Mapped[datetime | None] = mapped_column(index=True)
+    published_by_id: Mapped[str | None] = mapped_column(String(100))
+    publish_authors: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+    share_key: Mapped[str | None] = mapped_column(String(64))
 
     __table_args__ = (
         # One active story per channel, enforced by the database so that two processes
@@ -226,6 +240,23 @@ class PassageVote(Base):
     __table_args__ = (UniqueConstraint("passage_id", "voter_id", name="uq_passage_votes_voter"),)
 
 
+class CandidateVote(Base):
+    """One person's vote among a bot turn's candidates; voting again changes the row, so nobody
+    votes twice. Kept after the vote: the winner's credit line counts them, the exports keep them."""
+
+    __tablename__ = "candidate_votes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("generation_jobs.id"), index=True)
+    passage_id: Mapped[int] = mapped_column(ForeignKey("passages.id"))
+    voter_id: Mapped[str] = mapped_column(String(100))
+    voter_name: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    changed_at: Mapped[datetime | None]
+
+    __table_args__ = (UniqueConstraint("job_id", "voter_id", name="uq_candidate_votes_voter"),)
+
+
 class ModerationAction(StrEnum):
     """``moderation_log.action``: what a moderator (or the content checks) did."""
 
@@ -238,6 +269,10 @@ class ModerationAction(StrEnum):
     CLEAR_WORD = "clear-word"  # ... took their ban or allowance back
     REPORT = "report"  # someone flagged a passage to the moderators
     WITHHELD = "withheld"  # the checks stopped a bot passage (actor: the bot)
+    PUBLISHED = "published"  # listed in the web archive (detail: "without authors" when so)
+    UNPUBLISHED = "unpublished"  # taken out of it
+    SHARED = "shared"  # its share links were made (a new share key)
+    UNSHARED = "unshared"  # its share links were revoked
 
 
 class ModerationEntry(Base):
@@ -373,6 +408,16 @@ class GenerationJob(Base):
     message_ref: Mapped[str | None] = mapped_column(String(400))
     show_after: Mapped[datetime | None]
     shown_at: Mapped[datetime | None]
+    # How many passages the turn writes for the channel to vote on (1: no vote), fixed when it is
+    # asked for; and, once they are written, when the vote closes at the latest.
+    candidates: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    vote_closes_at: Mapped[datetime | None]
+    # A turn a worker process writes for a chat process to show (``bot/generation/relay.py``): the
+    # text so far, and the chat process that shows it meanwhile, its claim good until renewed or
+    # ``streamed_until`` (so that two chat processes never both post "writing…").
+    partial_text: Mapped[str | None] = mapped_column(Text)
+    streamed_by: Mapped[str | None] = mapped_column(String(100))
+    streamed_until: Mapped[datetime | None]
 
     __table_args__ = (
         Index("ix_generation_jobs_status", "status", "id"),
@@ -397,6 +442,17 @@ class StoryRecap(Base):
     author_id: Mapped[str] = mapped_column(String(100))
     author_name: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class SiteSecret(Base):
+    """A secret the bot makes for itself on first use (``name``: what it is for), e.g. the key
+    that signs share links when the config sets none: kept here so that every process, and the
+    web archive, signs with the same one."""
+
+    __tablename__ = "site_secrets"
+
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    value: Mapped[str] = mapped_column(String(200))
 
 
 class ProcessedEvent(Base):

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime
 
 from sqlalchemy import case, func, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -13,6 +14,7 @@ from storage.models import (
     NUMBERED_PASSAGE_STATUSES,
     OPEN_JOB_STATUSES,
     AuthorKind,
+    CandidateVote,
     ChannelWord,
     GenerationJob,
     JobKind,
@@ -24,6 +26,7 @@ from storage.models import (
     PassageStatus,
     PassageVote,
     ProcessedEvent,
+    SiteSecret,
     Story,
     StoryRecap,
     StoryStatus,
@@ -186,16 +189,31 @@ async def count_pending_jobs(tx: AsyncSession) -> int:
     return int((await tx.execute(query)).scalar_one())
 
 
+async def open_job_counts(tx: AsyncSession) -> dict[str, int]:
+    """How many jobs (recaps too) are open, by status: every open status, 0 when none is, for the
+    health check and the metrics (the index on ``status`` answers it)."""
+    query = (
+        select(GenerationJob.status, func.count())
+        .where(GenerationJob.status.in_(OPEN_JOB_STATUSES))
+        .group_by(GenerationJob.status)
+    )
+    counts = {str(status): int(count) for status, count in (await tx.execute(query)).all()}
+    return {str(status): counts.get(str(status), 0) for status in OPEN_JOB_STATUSES}
+
+
 async def cancel_open_jobs(tx: AsyncSession, story_id: int, now: datetime, show_after: datetime) -> tuple[int, ...]:
-    """Mark the story's pending or running jobs cancelled; returns their ids.
+    """Mark the story's open jobs (pending, running, voting) cancelled; returns their ids.
 
     A cancelled turn whose message was posted is owed a last showing ("withdrawn") from
     ``show_after``; one never shown anywhere owes nothing.
     """
-    query = select(GenerationJob.id).where(
+    query = select(GenerationJob.id, GenerationJob.status).where(
         GenerationJob.story_id == story_id, GenerationJob.status.in_(OPEN_JOB_STATUSES)
     )
-    ids = tuple((await tx.execute(query)).scalars().all())
+    found = (await tx.execute(query)).all()
+    ids = tuple(job_id for job_id, _ in found)
+    # Nobody is writing a turn whose candidates are out for a vote: its showing is owed at once.
+    voting = [job_id for job_id, status in found if status == JobStatus.VOTING]
     if ids:
         await tx.execute(
             update(GenerationJob)
@@ -207,7 +225,41 @@ async def cancel_open_jobs(tx: AsyncSession, story_id: int, now: datetime, show_
             .where(GenerationJob.id.in_(ids), GenerationJob.message_ref.is_(None))
             .values(shown_at=now, show_after=None)
         )
+        if voting:
+            owed_now = GenerationJob.id.in_(voting) & GenerationJob.shown_at.is_(None)
+            await tx.execute(update(GenerationJob).where(owed_now).values(show_after=now))
+        # A vote taken back with its turn: its candidates go with it (kept, as undone passages are).
+        await tx.execute(
+            update(Passage)
+            .where(Passage.job_id.in_(ids), Passage.status == PassageStatus.CANDIDATE)
+            .values(status=PassageStatus.UNDONE, changed_at=now)
+        )
     return ids
+
+
+async def candidates(tx: AsyncSession, job_id: int) -> Sequence[Passage]:
+    """The passages a turn wrote for the channel's vote, as numbered in it (oldest first); none
+    once the vote closed."""
+    query = (
+        select(Passage).where(Passage.job_id == job_id, Passage.status == PassageStatus.CANDIDATE).order_by(Passage.seq)
+    )
+    return (await tx.execute(query)).scalars().all()
+
+
+async def candidate_votes(tx: AsyncSession, job_id: int) -> Sequence[CandidateVote]:
+    """Everyone's vote in a turn's vote, in the order they were first cast."""
+    query = select(CandidateVote).where(CandidateVote.job_id == job_id).order_by(CandidateVote.id)
+    return (await tx.execute(query)).scalars().all()
+
+
+async def votes_past_deadline(tx: AsyncSession, now: datetime) -> Sequence[int]:
+    """The jobs whose vote is still open at ``now`` though its time is up (oldest first)."""
+    query = (
+        select(GenerationJob.id)
+        .where(GenerationJob.status == JobStatus.VOTING, GenerationJob.vote_closes_at <= now)
+        .order_by(GenerationJob.id)
+    )
+    return (await tx.execute(query)).scalars().all()
 
 
 async def claim_pending_jobs(tx: AsyncSession, limit: int, now: datetime) -> Sequence[GenerationJob]:
@@ -261,13 +313,19 @@ async def claim_owed_showings(
     ended_after: datetime,
     *,
     everything: bool,
+    holder: str | None = None,
+    skip: Collection[int] = (),
 ) -> Sequence[GenerationJob]:
-    """Take jobs of ``platforms`` that ended after ``ended_after`` and whose last showing is owed.
+    """Take jobs of ``platforms`` that ended after ``ended_after`` and whose last showing is owed
+    (but those in ``skip``: the caller is showing them now, and claiming would delay them a lease).
 
     Owed from their ``show_after`` (from the start when ``everything``: a process alone on its
     database knows every owed showing is a dead process's). A claimed job's ``show_after``
     moves to ``lease_until``, so no other process shows it meanwhile, and a showing that fails
-    is tried again then; one that ended before ``ended_after`` is given up.
+    is tried again then; one that ended before ``ended_after`` is given up. A turn that another
+    live chat process streamed (``claim_stream``) is left to it: only ``holder``'s own, or one
+    whose streamer's claim ran out. A turn out for a vote is owed its ballot when a worker wrote it
+    (``owe_showing_now``).
     """
     query = (
         select(GenerationJob)
@@ -275,14 +333,21 @@ async def claim_owed_showings(
         .where(
             GenerationJob.shown_at.is_(None),
             GenerationJob.show_after.is_not(None),
-            GenerationJob.status.not_in(OPEN_JOB_STATUSES),
-            GenerationJob.finished_at >= ended_after,
+            or_(GenerationJob.status.not_in(OPEN_JOB_STATUSES), GenerationJob.status == JobStatus.VOTING),
+            or_(GenerationJob.finished_at >= ended_after, GenerationJob.status == JobStatus.VOTING),
+            or_(
+                GenerationJob.streamed_by.is_(None),
+                GenerationJob.streamed_by == holder,
+                GenerationJob.streamed_until < now,
+            ),
             Story.platform.in_(platforms),
         )
         .order_by(GenerationJob.id)
         .limit(limit)
         .with_for_update(skip_locked=True, of=GenerationJob)
     )
+    if skip:
+        query = query.where(GenerationJob.id.not_in(skip))
     if not everything:
         query = query.where(GenerationJob.show_after <= now)
     jobs = (await tx.execute(query)).scalars().all()
@@ -302,8 +367,118 @@ async def mark_shown(tx: AsyncSession, job_id: int, now: datetime) -> None:
     )
 
 
-async def record_message(tx: AsyncSession, job_id: int, message_ref: str) -> None:
+async def mark_ballot_shown(tx: AsyncSession, job_id: int, now: datetime) -> None:
+    """The turn's candidates are shown for the vote: nothing is owed until the vote closes. If it
+    closed while they were being shown, its winner may have been drawn before the ballot landed
+    over it: the winner is owed again, now."""
+    await tx.execute(
+        update(GenerationJob)
+        .where(GenerationJob.id == job_id, GenerationJob.status == JobStatus.VOTING)
+        .values(show_after=None)
+    )
+    await tx.execute(
+        update(GenerationJob)
+        .where(GenerationJob.id == job_id, GenerationJob.status != JobStatus.VOTING)
+        .values(shown_at=None, show_after=now)
+    )
+
+
+async def record_message(tx: AsyncSession, job_id: int, message_ref: str, now: datetime) -> bool:
+    """The message(s) that show the turn. A turn withdrawn before any was posted was owed nothing
+    (``cancel_open_jobs``); one posted since (it was being posted then) is owed its "withdrawn" now:
+    True then."""
+    reowed = await tx.execute(
+        update(GenerationJob)
+        .where(
+            GenerationJob.id == job_id,
+            GenerationJob.status == JobStatus.CANCELLED,
+            GenerationJob.message_ref.is_(None),
+            GenerationJob.shown_at.is_not(None),
+        )
+        .values(shown_at=None, show_after=now)
+        .returning(GenerationJob.id)
+    )
+    owed = reowed.first() is not None
     await tx.execute(update(GenerationJob).where(GenerationJob.id == job_id).values(message_ref=message_ref))
+    return owed
+
+
+# ---------------------------------------------------------------------- turns across processes
+# A worker process writes a turn, a chat process shows it (bot/generation/relay.py).
+
+
+async def relay_text(tx: AsyncSession, job_id: int, text: str) -> None:
+    """The running turn's text so far, for the chat processes that show it."""
+    await tx.execute(
+        update(GenerationJob)
+        .where(GenerationJob.id == job_id, GenerationJob.status == JobStatus.RUNNING)
+        .values(partial_text=text)
+    )
+
+
+async def owe_showing_now(tx: AsyncSession, job_id: int, now: datetime) -> bool:
+    """A worker's turn ended (or its candidates are out for a vote) and no process of its own can
+    show it: its showing is owed now, not once the writer's lease ran out. False if nothing is owed
+    (shown already, or still running: its outcome was not stored)."""
+    query = (
+        update(GenerationJob)
+        .where(
+            GenerationJob.id == job_id,
+            GenerationJob.status.not_in((JobStatus.PENDING, JobStatus.RUNNING)),
+            GenerationJob.shown_at.is_(None),
+        )
+        .values(show_after=now, partial_text=None)
+        .returning(GenerationJob.id)
+    )
+    return (await tx.execute(query)).first() is not None
+
+
+async def claim_stream(
+    tx: AsyncSession, job_id: int, holder: str, now: datetime, until: datetime
+) -> tuple[str | None, str | None] | None:
+    """Claim (or renew) the showing of a running turn for ``holder`` until ``until``; its text so
+    far and message ref, or None when it is not running or another chat process's claim holds.
+    Two claimants of one row queue on its lock: the second sees the first's claim."""
+    query = (
+        update(GenerationJob)
+        .where(
+            GenerationJob.id == job_id,
+            GenerationJob.status == JobStatus.RUNNING,
+            or_(
+                GenerationJob.streamed_by.is_(None),
+                GenerationJob.streamed_by == holder,
+                GenerationJob.streamed_until < now,
+            ),
+        )
+        .values(streamed_by=holder, streamed_until=until)
+        .returning(GenerationJob.partial_text, GenerationJob.message_ref)
+    )
+    row = (await tx.execute(query)).first()
+    return (row[0], row[1]) if row is not None else None
+
+
+async def keep_streams(tx: AsyncSession, job_ids: Sequence[int], holder: str, until: datetime) -> None:
+    """``holder`` still shows these turns: its claims hold until ``until``."""
+    await tx.execute(
+        update(GenerationJob)
+        .where(GenerationJob.id.in_(job_ids), GenerationJob.streamed_by == holder)
+        .values(streamed_until=until)
+    )
+
+
+async def release_streams(tx: AsyncSession, job_ids: Sequence[int], holder: str) -> None:
+    """``holder`` stops showing these turns: they are anyone's to show from their next news."""
+    await tx.execute(
+        update(GenerationJob)
+        .where(GenerationJob.id.in_(job_ids), GenerationJob.streamed_by == holder)
+        .values(streamed_by=None, streamed_until=None)
+    )
+
+
+async def passages_of_job(tx: AsyncSession, job_id: int) -> Sequence[Passage]:
+    """Every passage a job wrote (several for a vote's candidates), in story order."""
+    query = select(Passage).where(Passage.job_id == job_id).order_by(Passage.seq)
+    return (await tx.execute(query)).scalars().all()
 
 
 async def passage_of_job(tx: AsyncSession, job_id: int) -> Passage | None:
@@ -455,3 +630,24 @@ async def open_recap_job(tx: AsyncSession, story_id: int) -> GenerationJob | Non
         GenerationJob.kind == JobKind.RECAP,
     )
     return (await tx.execute(query.limit(1))).scalar_one_or_none()
+
+
+async def site_secret(tx: AsyncSession, name: str, fresh: str) -> str:
+    """Site secret ``name``, stored as ``fresh`` when there is none yet. Of processes racing to make
+    it, the first to commit wins and each of them reads that one (the others' inserts do nothing)."""
+    query = select(SiteSecret.value).where(SiteSecret.name == name)
+    value = (await tx.execute(query)).scalar_one_or_none()
+    if value is None:
+        insert = postgresql.insert if tx.get_bind().dialect.name == "postgresql" else sqlite.insert
+        await tx.execute(insert(SiteSecret).values(name=name, value=fresh).on_conflict_do_nothing())
+        value = (await tx.execute(query)).scalar_one()
+    return value
+
+
+async def share_key(tx: AsyncSession, story_id: int, fresh: str) -> str:
+    """The story's share key, stored as ``fresh`` when it has none (never shared, or revoked). Of
+    two asking at once, the first to commit wins and both read its key, so no link given out dies."""
+    await tx.execute(update(Story).where(Story.id == story_id, Story.share_key.is_(None)).values(share_key=fresh))
+    key = (await tx.execute(select(Story.share_key).where(Story.id == story_id))).scalar_one()
+    assert key is not None, f"story {story_id} has no share key after one was stored"
+    return key

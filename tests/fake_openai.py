@@ -37,7 +37,8 @@ class FakeOpenAI:
 
     pieces: Callable[[dict[str, Any]], list[str]] = lambda body: PIECES
     answers: list[Answer] = field(default_factory=list)
-    delay_s: float = 0.0
+    delay_s: float = 0.0  # between two pieces of a stream
+    first_token_s: float = 0.0  # before the first piece, unless an Answer says otherwise (a busy server)
     max_model_len: int = 2048
     requests: list[dict[str, Any]] = field(default_factory=list)
     in_flight: int = 0
@@ -64,7 +65,7 @@ class FakeOpenAI:
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
         try:
-            await self._stall(request, answer.stall_s)
+            await self._stall(request, answer.stall_s or self.first_token_s)
             for index, piece in enumerate(self.pieces(body)):
                 if answer.drop_after == index:
                     assert request.transport is not None

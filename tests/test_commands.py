@@ -48,9 +48,9 @@ from bot.commands import (
 from bot.printable import printable
 
 SUBCOMMANDS = (
-    "start", "add", "continue", "retry", "pick", "branch", "undo", "rate", "report", "hide", "unhide", "words", "join",
+    "start", "add", "continue", "retry", "pick", "vote", "branch", "undo", "rate", "report", "hide", "unhide", "words", "join",
     "leave", "turn", "memory", "note", "recap", "lore", "settings", "status", "context", "end", "export", "list", "show",
-    "help",
+    "publish", "unpublish", "share", "help",
 )  # fmt: skip
 NO_TEXT = {"retry": Retry, "undo": Undo, "join": Join, "leave": Leave, "turn": Turn,
            "status": Status, "context": Context, "end": End, "list": ListStories}  # fmt: skip
@@ -337,11 +337,11 @@ def test_lore_errors(text: str, fragment: str) -> None:
 
 def test_setting_keys_describe_types_and_ranges() -> None:
     assert list(SETTING_KEYS) == [
-        "temperature", "length", "top_p", "top_k", "repetition_penalty", "mode", "rating", "model",
+        "temperature", "length", "top_p", "top_k", "repetition_penalty", "candidates", "mode", "rating", "model",
     ]  # fmt: skip
     assert {key: spec.type for key, spec in SETTING_KEYS.items()} == {
         "temperature": float, "length": int, "top_p": float, "top_k": int,
-        "repetition_penalty": float, "mode": Mode, "rating": ContentRating, "model": str,
+        "repetition_penalty": float, "candidates": int, "mode": Mode, "rating": ContentRating, "model": str,
     }  # fmt: skip
     assert (SETTING_KEYS["length"].minimum, SETTING_KEYS["length"].maximum) == (16, 1024)
     assert (SETTING_KEYS["top_p"].minimum, SETTING_KEYS["top_p"].maximum) == (0.01, 1.0)  # the config's range
@@ -407,7 +407,7 @@ def test_settings(text: str, changes: tuple[tuple[str, object], ...]) -> None:
         (
             "settings temp:1",
             "Unknown setting 'temp'. Did you mean temperature? Settings: "
-            "temperature, length, top_p, top_k, repetition_penalty, mode, rating, model.",
+            "temperature, length, top_p, top_k, repetition_penalty, candidates, mode, rating, model.",
         ),
         ("settings lenght:100", "Did you mean length?"),
         ("settings colour:red", "Unknown setting 'colour'. Settings: temperature"),

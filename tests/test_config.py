@@ -204,6 +204,7 @@ def test_secrets_are_not_in_repr(empty_dir):
         "STORYBOT_SLACK_BOT_TOKEN": "xoxb-secret",
         "STORYBOT_SLACK_APP_TOKEN": "xapp-secret",
         "STORYBOT_SLACK_SIGNING_SECRET": "signing-secret",
+        "STORYBOT_WEB_SECRET": "web-secret",
     }
     config = load_config(env=env)
     assert config.slack.signing_secret == "signing-secret"
@@ -228,6 +229,7 @@ def test_every_setting_has_help_and_a_valid_default():
         "slack.signing_secret",
         "openai.api_key",
         "safety.moderation_api_key",
+        "web.secret",
     }
     assert env_var_name("slack", "bot_token") == "STORYBOT_SLACK_BOT_TOKEN"
 

@@ -99,7 +99,13 @@ SAME_AS_TYPED: list[tuple[tuple[str, ...], dict[str, Any], str]] = [
     (("export",), {}, "export"),
     (("export",), {"format": "epub", "story_id": 12, "authors": False}, "export epub 12 authors:off"),
     (("export",), {"body": True}, "export body:on"),
-    (("show",), {"story_id": 12}, "show 12"),
+    (("archive", "show"), {"story_id": 12}, "show 12"),
+    (("archive", "list"), {}, "list"),
+    (("archive", "publish"), {}, "publish"),
+    (("archive", "publish"), {"story_id": 12, "authors": False}, "publish 12 without-authors"),
+    (("archive", "unpublish"), {"story_id": 12}, "unpublish 12"),
+    (("archive", "share"), {}, "share"),
+    (("archive", "share"), {"story_id": 12, "revoke": True}, "share 12 revoke"),
     (("help",), {}, "help"),
     (("help",), {"command": "retry"}, "help retry"),
     (("retry",), {}, "retry"),
@@ -186,21 +192,28 @@ def test_the_passage_options_are_numbers_from_one_and_a_reason_fits_the_rules_li
     assert [choice.value for choice in action.choices] == ["ban", "allow", "clear"] and not action.required
 
 
-# The grammar's moderators' tools, which Discord has under ``/story mod``.
-UNDER_MOD = ("hide", "unhide", "words")
+# The grammar's words that Discord has one level down: the moderators' tools, and the archive's.
+NESTED = {"mod": ("hide", "unhide", "words"), "archive": ("list", "show", "publish", "unpublish", "share")}
 
 
-def test_every_subcommand_of_the_grammar_is_under_story_in_help_order_with_the_moderators_tools_nested() -> None:
+def nested_group(word: str) -> str | None:
+    return next((group for group, words in NESTED.items() if word in words), None)
+
+
+def test_every_subcommand_of_the_grammar_is_under_story_in_help_order_with_the_nested_groups() -> None:
     """Discord's menu holds 25 subcommands a group: every word of the help is one of them, in the
-    help's order, save the moderators' tools, which are under ``/story mod`` where ``hide`` was."""
+    help's order, save the moderators' tools and the archive's, which are under ``/story mod`` and
+    ``/story archive`` where their first word was."""
     group = StoryCommands()
     grammar = list(dict.fromkeys(re.findall(r"^/story (\w+)", c.HELP_TEXT, re.MULTILINE)))
-    top = list(dict.fromkeys("mod" if word in UNDER_MOD else word for word in grammar))
+    top = list(dict.fromkeys(nested_group(word) or word for word in grammar))
     assert [command.name for command in group.commands] == top and len(top) <= 25
-    mod = group.get_command("mod")
-    assert isinstance(mod, app_commands.Group) and [command.name for command in mod.commands] == list(UNDER_MOD)
+    for name, words in NESTED.items():
+        nested = group.get_command(name)
+        assert isinstance(nested, app_commands.Group) and [command.name for command in nested.commands] == list(words)
     for word in grammar:
-        assert (mod if word in UNDER_MOD else group).get_command(word) is not None, word
+        parent = group.get_command(nested) if (nested := nested_group(word)) else group
+        assert isinstance(parent, app_commands.Group) and parent.get_command(word) is not None, word
 
 
 def test_help_offers_each_command_named_as_discord_has_it() -> None:
@@ -211,5 +224,6 @@ def test_help_offers_each_command_named_as_discord_has_it() -> None:
     choices = {choice.name: choice.value for word in grammar_words for choice in help_topics(word)}
     assert help_topics("recap") == [app_commands.Choice(name="recap", value="recap")]
     assert choices["mod hide"] == "hide" and choices["mod words"] == "words" and choices["branch"] == "branch"
+    assert choices["archive list"] == "list" and choices["archive share"] == "share"
     grammar = set(re.findall(r"^/story (\w+)", c.HELP_TEXT, re.MULTILINE))
     assert set(choices.values()) == grammar - {"help"}

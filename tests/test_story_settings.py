@@ -18,13 +18,16 @@ from bot.sessions import SessionManager
 from bot.story_settings import STORY_SETTINGS, StorySetting, StorySettings
 from storage.models import Story
 
-NUMBERS = [s for s in STORY_SETTINGS.values() if s.type is not str]
+# The settings that shape the sampling (``candidates`` says how many passages, not how each is written).
+NUMBERS = [s for s in STORY_SETTINGS.values() if s.type is not str and s.key != "candidates"]
 CONFIG_DECLARED = [s for s in STORY_SETTINGS.values() if s.config_declared]
 
 
 def test_the_declarations_are_the_fields_of_story_settings() -> None:
     assert list(STORY_SETTINGS) == [f.name for f in dataclasses.fields(StorySettings)]
-    assert list(STORY_SETTINGS) == ["temperature", "length", "top_p", "top_k", "repetition_penalty", "model"]
+    assert list(STORY_SETTINGS) == [
+        "temperature", "length", "top_p", "top_k", "repetition_penalty", "model", "candidates",
+    ]  # fmt: skip
     assert STORY_SETTINGS["length"].config_key == "max_new_tokens"
     assert STORY_SETTINGS["model"].config_key == "name" and not STORY_SETTINGS["model"].config_declared
     for setting in STORY_SETTINGS.values():
@@ -86,10 +89,13 @@ def test_without_overrides_a_story_has_the_configs_values() -> None:
 
 
 def test_a_storys_overrides_win_and_keep_their_types() -> None:
-    stored = {"temperature": 1, "length": 200, "top_p": 0.5, "top_k": 0, "repetition_penalty": 2, "model": "gpt2"}
+    stored = {
+        "temperature": 1, "length": 200, "top_p": 0.5, "top_k": 0, "repetition_penalty": 2, "model": "gpt2",
+        "candidates": 3,
+    }  # fmt: skip
     settings = StorySettings.of(ModelConfig(), stored)
     assert settings.as_dict() == stored
-    assert [type(value) for value in settings.as_dict().values()] == [float, int, float, int, float, str]
+    assert [type(value) for value in settings.as_dict().values()] == [float, int, float, int, float, str, int]
 
 
 @pytest.mark.parametrize(

@@ -37,9 +37,10 @@ class LiveTurn(Protocol):
         """Show the text so far; returns the ref of the messages that show the turn. A platform
         failure is logged, not raised: the next text, or the end, shows newer text anyway."""
 
-    async def end(self, result: Result | None) -> None:
-        """Show the end: ``result`` with the stored passage or an error, None when withdrawn.
-        Raises ``TurnGone`` when it can never be shown, anything else to be shown again later."""
+    async def end(self, result: Result | None) -> str | None:
+        """Show the end: ``result`` with the stored passage, the candidates for a vote, or an
+        error; None when withdrawn. Returns the ref of the messages that show it. Raises
+        ``TurnGone`` when it can never be shown, anything else to be shown again later."""
 
 
 class _Turn:
@@ -86,11 +87,11 @@ class TurnStreamer(ABC):
         await turn.begin()
         return await turn.live.progress(text)
 
-    async def turn_finished(self, job: JobSpec, result: Result | None) -> None:
+    async def turn_finished(self, job: JobSpec, result: Result | None) -> str | None:
         """Show the end; raises if the platform would not take it (the queue shows it again later)."""
         if job.channel.platform != self.platform:
-            return
+            return None
         # A turn that started in another process, or before a restart, shows only its end here.
         turn = self._turns.pop(job.job_id, None)
         live = turn.live if turn is not None else self.live_turn(job)
-        await live.end(result)
+        return await live.end(result)

@@ -16,7 +16,8 @@ from discord.gateway import DiscordWebSocket
 from discord.http import Route
 
 from adapters.discord_bot.client import StoryClient, client_class
-from bot.app import open_app
+from adapters.web.ops import ops_server
+from bot.app import Role, open_app
 from bot.config import Config, ConfigError, DiscordConfig
 
 __all__ = ["StoryClient", "configure_endpoints", "run_discord"]
@@ -43,12 +44,14 @@ def _check(settings: DiscordConfig) -> None:
         raise ConfigError(f"discord.guild_ids = {bad!r}: guild ids are numbers (Developer Mode → Copy Server ID).")
 
 
-async def run_discord(config: Config, *, sync: bool = False) -> None:
-    """Connect and serve until cancelled; ``sync`` registers /story with Discord first."""
+async def run_discord(config: Config, *, sync: bool = False, role: Role = Role.ALL) -> None:
+    """Connect and serve until cancelled; ``sync`` registers /story with Discord first (and, with
+    ``metrics.port``, /healthz and /metrics). ``Role.CHAT``: `storybot worker` processes write
+    the bot's turns (``--no-worker``)."""
     settings = config.discord
     _check(settings)
     configure_endpoints(settings)
-    async with open_app(config) as app:
+    async with open_app(config, role=role) as app, ops_server(app):
         client = client_class(settings.sharding)(app, sync=sync)
         async with client:
             try:

@@ -10,7 +10,8 @@ still on screen, not only the last one. ◀ and ▶ name the passage their messa
 alternative they pick (``story:pick:12:345:1``: alternative 1); once that message shows a
 passage no longer the story's, they change nothing. At the first or last alternative the one
 with nowhere to go is greyed out. Discord fits five buttons in a row, so ◀ ▶ and the two
-ratings take a second row.
+ratings take a second row. Under the bot's candidates for a vote, one button per candidate names
+the turn and the candidate (``story:ballot:12:77:2``); once that vote closed, it changes nothing.
 """
 
 from __future__ import annotations
@@ -20,9 +21,10 @@ from typing import Any, cast
 
 import discord
 
+from adapters.common.wording import candidate_label
 from adapters.discord_bot.runner import CommandRunner
 from bot import commands as c
-from bot.results import PassageView
+from bot.results import Ballot, PassageView
 
 ACTIONS: dict[str, tuple[str, discord.ButtonStyle, type[c.Command]]] = {
     "continue": ("Continue", discord.ButtonStyle.primary, c.Continue),
@@ -33,6 +35,7 @@ ACTIONS: dict[str, tuple[str, discord.ButtonStyle, type[c.Command]]] = {
 CUSTOM_ID = r"story:(?P<action>[a-z]+):(?P<story_id>[0-9]{1,18})"
 RATING_ID = r"story:(?P<vote>up|down):(?P<story_id>[0-9]{1,18}):(?P<passage_id>[0-9]{1,18})"
 PICK_ID = r"story:pick:(?P<story_id>[0-9]{1,18}):(?P<passage_id>[0-9]{1,18}):(?P<number>[0-9]{1,9})"
+BALLOT_ID = r"story:ballot:(?P<story_id>[0-9]{1,18}):(?P<job_id>[0-9]{1,18}):(?P<number>[0-9]{1,9})"
 RATING_ROW = 1  # under the row of actions (◀ ▶ go there too)
 
 
@@ -109,6 +112,39 @@ class PickButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=PICK_I
     async def callback(self, interaction: discord.Interaction[Any]) -> None:
         runner = cast(CommandRunner, interaction.client)
         await runner.run_command(interaction, c.Pick(self.number, passage_id=self.passage_id), story_id=self.story_id)
+
+
+class BallotButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=BALLOT_ID):
+    """A vote for one of the bot's candidates (``story:ballot:12:77:2``: story 12, turn 77,
+    candidate 2). The answer is the voter's alone; once that vote closed, it changes nothing."""
+
+    def __init__(self, story_id: int, job_id: int, number: int) -> None:
+        custom_id = f"story:ballot:{story_id}:{job_id}:{number}"
+        button: discord.ui.Button[Any] = discord.ui.Button(
+            label=candidate_label(number), style=discord.ButtonStyle.primary, custom_id=custom_id
+        )
+        super().__init__(button)
+        self.story_id = story_id
+        self.job_id = job_id
+        self.number = number
+
+    @classmethod
+    async def from_custom_id(
+        cls, interaction: discord.Interaction[Any], item: discord.ui.Item[Any], match: re.Match[str], /
+    ) -> BallotButton:
+        return cls(int(match["story_id"]), int(match["job_id"]), int(match["number"]))
+
+    async def callback(self, interaction: discord.Interaction[Any]) -> None:
+        runner = cast(CommandRunner, interaction.client)
+        await runner.run_command(interaction, c.VoteFor(self.number, job_id=self.job_id), story_id=self.story_id)
+
+
+def ballot_buttons(ballot: Ballot) -> discord.ui.View:
+    """A vote button per candidate, under the last of the messages that show them."""
+    view = discord.ui.View(timeout=None)
+    for candidate in ballot.candidates:
+        view.add_item(BallotButton(ballot.story_id, ballot.job_id, candidate.number))
+    return view
 
 
 def passage_buttons(passage: PassageView) -> discord.ui.View:

@@ -28,7 +28,7 @@ from discord import app_commands
 from adapters.common.ratings import CountEdits
 from adapters.common.threads import StoryThread
 from adapters.common.wording import PROBLEM, problem
-from adapters.discord_bot.buttons import PickButton, RatingButton, StoryButton
+from adapters.discord_bot.buttons import BallotButton, PickButton, RatingButton, StoryButton
 from adapters.discord_bot.notices import DiscordTurnNotices
 from adapters.discord_bot.render import MESSAGE_LIMIT, NO_PINGS, passage_messages, split_message
 from adapters.discord_bot.slash import StoryCommands
@@ -36,6 +36,7 @@ from adapters.discord_bot.streaming import PLATFORM, DiscordStreamer
 from bot import commands as c
 from bot.app import App
 from bot.identity import Actor, ChannelRef
+from bot.metrics import Acknowledgement
 from bot.results import DEFAULT_TITLE, ModeratorAlert, Result
 
 log = logging.getLogger(__name__)
@@ -98,7 +99,7 @@ class StoryClient(discord.Client):
     # ------------------------------------------------------------------ start-up
 
     async def setup_hook(self) -> None:
-        self.add_dynamic_items(StoryButton, RatingButton, PickButton)
+        self.add_dynamic_items(StoryButton, RatingButton, PickButton, BallotButton)
         # Logged in by now: the round-robin turn calls can be sent from here on.
         self.app.reminders.add_listener(PLATFORM, DiscordTurnNotices(self))
         if self.sync_commands:
@@ -147,20 +148,22 @@ class StoryClient(discord.Client):
     async def run_command(
         self, interaction: discord.Interaction[Any], command: c.Command, *, story_id: int | None = None
     ) -> None:
+        acknowledgement = self.app.metrics.interaction(PLATFORM)
         deciding = asyncio.ensure_future(self._decide(interaction, command, story_id))
         finished, _ = await asyncio.wait({deciding}, timeout=ACK_MARGIN_S)
         if not finished:
             private = command.shows_privately
             await interaction.response.defer(ephemeral=private, thinking=True)
+            acknowledgement.told()
         result = await deciding
         # A rating's new counts, on the passage's message: an interval from now (after the answer),
         # whatever becomes of the answer.
         self.counts.show(self._ref(interaction.guild_id, interaction.channel, interaction.channel_id), result)
         try:
             if finished:
-                await self._answer(interaction, result)
+                await self._answer(interaction, result, acknowledgement)
             else:
-                await self._answer(interaction, result, deferred_private=command.shows_privately)
+                await self._answer(interaction, result, acknowledgement, deferred_private=command.shows_privately)
         finally:  # the report is stored: its moderators hear of it even if the answer could not be shown
             if result.alert is not None:
                 await self._alert(result.alert)
@@ -195,9 +198,15 @@ class StoryClient(discord.Client):
             return Result.error(PROBLEM)
 
     async def _answer(
-        self, interaction: discord.Interaction[Any], result: Result, *, deferred_private: bool | None = None
+        self,
+        interaction: discord.Interaction[Any],
+        result: Result,
+        acknowledgement: Acknowledgement,
+        *,
+        deferred_private: bool | None = None,
     ) -> None:
-        """Respond with the result, or replace the deferred reply with it; extra messages follow it."""
+        """Respond with the result (the ``acknowledgement``), or replace the deferred reply with it;
+        extra messages follow it."""
         private = result.private or not result.ok
         contents = _contents(result)
         files = (
@@ -207,6 +216,7 @@ class StoryClient(discord.Client):
         extra: dict[str, Any] = {"files": files} if files else {}
         if deferred_private is None:
             await interaction.response.send_message(first, ephemeral=private, allowed_mentions=NO_PINGS, **extra)
+            acknowledgement.told()
         elif private == deferred_private:
             edit: dict[str, Any] = {"attachments": files} if files else {}
             await interaction.edit_original_response(content=first, allowed_mentions=NO_PINGS, **edit)

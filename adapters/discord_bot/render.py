@@ -12,12 +12,13 @@ import discord
 
 from adapters.common import wording
 from adapters.common.split import split_text
-from bot.results import BOT_NAME, PassageView
+from bot.results import BOT_NAME, Ballot, PassageView
 
 MESSAGE_LIMIT = 2000
 # Room kept free in every message for the small footer line under a passage: its longest is a
-# 4-digit passage number, a rewrite credit with a 32-character name escaped (64) and 3-digit counts.
-FOOTER_ROOM = 160
+# 4-digit passage number, "12 / 12" alternatives, a rewrite credit with a 32-character name escaped
+# (64), "chosen by 999 of 999 votes" and 3-digit counts.
+FOOTER_ROOM = 200
 BODY_LIMIT = MESSAGE_LIMIT - FOOTER_ROOM
 
 # Nothing the bot sends may ping anyone: not model output, not a person's passage, not names.
@@ -65,3 +66,21 @@ def bot_footer(passage: PassageView) -> str:
 def streaming_messages(text: str) -> list[str]:
     """The bot's passage while it is being written (the queue has made the text printable)."""
     return with_footer(split_message(_byline(BOT_NAME, text)), wording.WRITING)
+
+
+def ballot_messages(ballot: Ballot) -> list[str]:
+    """The bot's candidates for a vote: the heading (the deadline in Discord's relative time, which
+    every reader sees in their own clock), then each candidate, as few messages as hold them (the
+    winner is drawn in these messages: fewer leave fewer spare ones), a candidate split only when
+    it alone is too long for one."""
+    closes = f"<t:{int(ballot.closes_at.timestamp())}:R>"
+    pieces = [wording.ballot_heading(ballot, closes)]
+    for candidate in ballot.candidates:
+        pieces.extend(split_message(f"**{wording.candidate_label(candidate.number)}:** {candidate.text}"))
+    messages: list[str] = []
+    for piece in pieces:
+        if messages and len(messages[-1]) + 2 + len(piece) <= BODY_LIMIT:
+            messages[-1] += f"\n\n{piece}"
+        else:
+            messages.append(piece)
+    return messages

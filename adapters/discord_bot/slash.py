@@ -1,8 +1,9 @@
 """The ``/story`` app-command group: every subcommand of the grammar, with typed options.
 
 Discord allows a group at most 25 subcommands, so the moderators' passage tools (``MOD_TOOLS``)
-sit one level down, as ``/story mod hide`` and so on, the way ``/story lore add`` does; the
-grammar (and so ``/story help``, and every other platform) keeps them as ``/story hide``.
+sit one level down, as ``/story mod hide`` and so on, the way ``/story lore add`` does, and the
+finished stories and the web archive (``ARCHIVE_TOOLS``) as ``/story archive list`` and so on;
+the grammar (and so ``/story help``, and every other platform) keeps them as ``/story hide``.
 
 Discord hands over typed values (choices, numbers in range, flags), so each subcommand builds
 the core's command object from them directly; the option types carry the limits Discord checks
@@ -27,14 +28,19 @@ from bot.moderation import MAX_REASON_CHARS
 
 # The subcommand words, in help order, read from the grammar's own help text.
 SUBCOMMANDS: tuple[str, ...] = tuple(dict.fromkeys(re.findall(r"^/story (\w+)", c.HELP_TEXT, re.MULTILINE)))
-# The grammar's subcommands that Discord has under ``/story mod`` (the group is full without).
+# The grammar's subcommands that Discord has one level down (the group is full without): under
+# ``/story mod`` and under ``/story archive``.
 MOD_GROUP = "mod"
 MOD_TOOLS: tuple[str, ...] = ("hide", "unhide", "words")
+ARCHIVE_GROUP = "archive"
+ARCHIVE_TOOLS: tuple[str, ...] = ("list", "show", "publish", "unpublish", "share")
+_NESTED = {MOD_GROUP: MOD_TOOLS, ARCHIVE_GROUP: ARCHIVE_TOOLS}
 
 
 def slash_path(word: str) -> tuple[str, ...]:
     """Where the grammar's subcommand ``word`` is under ``/story`` on Discord."""
-    return (MOD_GROUP, word) if word in MOD_TOOLS else (word,)
+    group = next((name for name, words in _NESTED.items() if word in words), None)
+    return (word,) if group is None else (group, word)
 
 
 _MODES = [app_commands.Choice(name=mode.value, value=mode.value) for mode in c.Mode]
@@ -53,6 +59,8 @@ _WORD_ACTIONS = [
     app_commands.Choice(name="clear: take back the channel's rule on it", value="clear"),
 ]
 _FORMATS = [app_commands.Choice(name=fmt, value=fmt) for fmt in c.EXPORT_FORMATS]
+# The story the archive's commands act on, as the grammar picks it when no id is given.
+_STORY_ID = "A story's id from /story archive list (default: the running story, else the latest)"
 # Help on each subcommand, named as it is typed on Discord; not on ``help`` itself. There are more
 # than Discord's 25 fixed choices, so they are offered as the person types (``help_topics``).
 _TOPICS = [app_commands.Choice(name=" ".join(slash_path(word)), value=word) for word in SUBCOMMANDS if word != "help"]
@@ -120,7 +128,8 @@ class StoryCommands(app_commands.Group):
 
     def __init__(self) -> None:
         super().__init__(
-            name="story", description="Write a story together with the bot (moderators' tools: /story mod)"
+            name="story",
+            description="Write a story together with the bot (moderators' tools: /story mod; stories: /story archive)",
         )
 
     @app_commands.command(name="start", description="Start a new story in this channel")
@@ -163,6 +172,11 @@ class StoryCommands(app_commands.Group):
     @app_commands.describe(number="The alternative's number, oldest first (its message shows them, e.g. 2 / 3)")
     async def pick(self, interaction: discord.Interaction, number: app_commands.Range[int, 1]) -> None:
         await _run(interaction, lambda: c.Pick(number))
+
+    @app_commands.command(name="vote", description="Vote for one of the bot's candidates for its next passage")
+    @app_commands.describe(number="The candidate's number, as the bot's candidates show it")
+    async def vote(self, interaction: discord.Interaction, number: app_commands.Range[int, 1]) -> None:
+        await _run(interaction, lambda: c.VoteFor(number))
 
     @app_commands.command(name="branch", description="A new story, in a new thread, sharing this one up to a passage")
     @app_commands.describe(passage="The last passage to share, from /story status (default: the latest)")
@@ -273,6 +287,7 @@ class StoryCommands(app_commands.Group):
         top_p: _range("top_p") | None = None,  # type: ignore[valid-type]  # a Range made at run time: a type to discord.py, not to mypy
         top_k: _range("top_k") | None = None,  # type: ignore[valid-type]  # a Range made at run time: a type to discord.py, not to mypy
         repetition_penalty: _range("repetition_penalty") | None = None,  # type: ignore[valid-type]  # a Range made at run time: a type to discord.py, not to mypy
+        candidates: _range("candidates") | None = None,  # type: ignore[valid-type]  # a Range made at run time: a type to discord.py, not to mypy
         mode: str | None = None,
         rating: str | None = None,
         model: str | None = None,
@@ -283,6 +298,7 @@ class StoryCommands(app_commands.Group):
             "top_p": top_p,
             "top_k": top_k,
             "repetition_penalty": repetition_penalty,
+            "candidates": candidates,
             "mode": mode,
             "rating": rating,
             "model": model,
@@ -304,7 +320,7 @@ class StoryCommands(app_commands.Group):
     @app_commands.command(name="export", description="Download this story, or a finished one by its id")
     @app_commands.describe(
         format="File format (default md)",
-        story_id="A finished story's id, from /story list",
+        story_id="A finished story's id, from /story archive list",
         authors="Name each passage's author (default on)",
         body="HTML to paste into AO3's work body",
     )
@@ -325,14 +341,53 @@ class StoryCommands(app_commands.Group):
         ]
         await _run(interaction, lambda: c.parse("export " + " ".join(words)))
 
-    @app_commands.command(name="list", description="Finished stories of this channel")
+    archive = app_commands.Group(
+        name=ARCHIVE_GROUP, description="Finished stories of this channel, and the web archive where people read them"
+    )
+
+    @archive.command(name="list", description="Finished stories of this channel")
     async def list_(self, interaction: discord.Interaction) -> None:
         await _run(interaction, c.ListStories)
 
-    @app_commands.command(name="show", description="A finished story's summary and opening")
-    @app_commands.describe(story_id="The story's id, from /story list")
+    @archive.command(name="show", description="A finished story's summary and opening")
+    @app_commands.describe(story_id="The story's id, from /story archive list")
     async def show(self, interaction: discord.Interaction, story_id: app_commands.Range[int, 1]) -> None:
         await _run(interaction, lambda: c.Show(story_id))
+
+    @archive.command(
+        name="publish", description="List a story in the web archive for anyone to read (its starter or a moderator)"
+    )
+    @app_commands.describe(
+        story_id=_STORY_ID,
+        authors="Show who wrote each passage (default on)",
+    )
+    async def publish(
+        self,
+        interaction: discord.Interaction,
+        story_id: app_commands.Range[int, 1] | None = None,
+        authors: bool = True,
+    ) -> None:
+        await _run(interaction, lambda: c.Publish(story_id, authors=authors))
+
+    @archive.command(name="unpublish", description="Take a story out of the web archive (its starter or a moderator)")
+    @app_commands.describe(story_id=_STORY_ID)
+    async def unpublish(
+        self, interaction: discord.Interaction, story_id: app_commands.Range[int, 1] | None = None
+    ) -> None:
+        await _run(interaction, lambda: c.Unpublish(story_id))
+
+    @archive.command(name="share", description="A link that opens one story to whoever has it, published or not")
+    @app_commands.describe(
+        story_id=_STORY_ID,
+        revoke="Stop every link made so far (its starter or a moderator)",
+    )
+    async def share(
+        self,
+        interaction: discord.Interaction,
+        story_id: app_commands.Range[int, 1] | None = None,
+        revoke: bool = False,
+    ) -> None:
+        await _run(interaction, lambda: c.Share(story_id, revoke=revoke))
 
     @app_commands.command(name="help", description="The commands, or how to use one")
     @app_commands.describe(command="The command to explain")

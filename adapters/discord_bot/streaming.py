@@ -7,7 +7,9 @@ attributed) with the Continue / Retry / Undo / End and 👍 / 👎 buttons. A tu
 dead process, or shown late for one, edits that process's messages (``JobSpec.message_ref``).
 After a rating, ``redraw`` shows the passage's last message again as the end showed it, with
 the new counts in its credit line; after a pick, the turn's messages show the alternative picked
-(its "2 / 3" in the credit line, ◀ ▶ among the buttons).
+(its "2 / 3" in the credit line, ◀ ▶ among the buttons). A turn that wrote candidates for a vote
+ends showing them, a vote button each under the last message; its messages are recorded, and the
+winner is drawn in them when the vote closes (the queue's outbox shows the turn's end again).
 
 The messages a turn recorded stay the turn's for good: every later redraw edits exactly them, so
 none is ever deleted once a finished passage is in them (one deleted would answer the next edit
@@ -25,12 +27,13 @@ import discord
 
 from adapters.common.streaming import TurnStreamer
 from adapters.common.wording import problem
-from adapters.discord_bot.buttons import passage_buttons
+from adapters.discord_bot.buttons import ballot_buttons, passage_buttons
 from adapters.discord_bot.render import (
     BODY_LIMIT,
     NO_PINGS,
     WITHDRAWN,
     WRITING,
+    ballot_messages,
     bot_footer,
     passage_messages,
     small,
@@ -122,17 +125,20 @@ class _LiveMessages:
         except discord.HTTPException as error:
             log.warning("could not show %s of bot turn %d: %s", what, self.job.job_id, error)
 
-    async def end(self, result: Result | None) -> None:
+    async def end(self, result: Result | None) -> str | None:
         try:
             if result is None:
                 await self.show([WITHDRAWN])
             elif not result.ok:
                 await self.show([problem(result.text)])
+            elif result.ballot is not None:  # recorded: the winner is drawn in these messages
+                await self.show(ballot_messages(result.ballot), ballot_buttons(result.ballot))
             elif result.passage is not None:  # in every message streamed (recorded, for redraws), or more
                 needed = len(finished_passage(result.passage)[0])
                 await self.show(*finished_passage(result.passage, max(needed, len(self.messages))))
         except (discord.NotFound, discord.Forbidden) as error:  # the channel is gone, or closed to the bot
             raise TurnGone(f"Discord answers {error.status} in {self.job.channel.key}") from error
+        return self.ref
 
 
 class DiscordStreamer(TurnStreamer):

@@ -20,10 +20,11 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
 from slack_sdk.web.async_client import AsyncWebClient
 
-from adapters.slack_app.endpoint import EVENTS_PATH, READY_PATH, events_app
+from adapters.slack_app.endpoint import EVENTS_PATH, events_app
 from adapters.slack_app.listeners import SlackStory
 from adapters.slack_app.messages import SLACK_ERRORS
-from bot.app import open_app
+from adapters.web.ops import HEALTH_PATH, ops_routes, ops_server
+from bot.app import Role, open_app
 from bot.config import Config, ConfigError, SlackConfig
 
 __all__ = ["EVENTS_PATH", "SlackServer", "run_slack", "slack_app", "slack_http_server"]
@@ -48,11 +49,13 @@ def web_client(settings: SlackConfig) -> AsyncWebClient:
 
 
 @asynccontextmanager
-async def slack_app(config: Config, *, http: bool) -> AsyncIterator[SlackStory]:
-    """The core plus the Bolt app, signed in to Slack; closed on exit."""
+async def slack_app(config: Config, *, http: bool, role: Role = Role.ALL) -> AsyncIterator[SlackStory]:
+    """The core plus the Bolt app, signed in to Slack (and, with ``metrics.port``, /healthz and
+    /metrics there); closed on exit. ``Role.CHAT``: `storybot worker` processes write the bot's
+    turns (``--no-worker``)."""
     settings = config.slack
     _require(settings, "bot_token", "signing_secret" if http else "app_token")
-    async with open_app(config) as core:
+    async with open_app(config, role=role) as core, ops_server(core):
         story = SlackStory(core, web_client(settings), signing_secret=settings.signing_secret, verify_requests=http)
         try:
             await story.start()
@@ -82,10 +85,13 @@ class SlackServer:
 
 
 @asynccontextmanager
-async def slack_http_server(config: Config, *, host: str, port: int) -> AsyncIterator[SlackServer]:
+async def slack_http_server(
+    config: Config, *, host: str, port: int, role: Role = Role.ALL
+) -> AsyncIterator[SlackServer]:
     """Serve ``POST /slack/events`` on ``host:port`` (port 0: any free port) until exit."""
-    async with slack_app(config, http=True) as story:
-        runner = web.AppRunner(events_app(story.bolt, story.core.queue.health))
+    async with slack_app(config, http=True, role=role) as story:
+        core = story.core
+        runner = web.AppRunner(events_app(story.bolt, ops_routes(core.db, core.queue, core.metrics)))
         await runner.setup()
         site = web.TCPSite(runner, host, port)
         try:
@@ -94,21 +100,23 @@ async def slack_http_server(config: Config, *, host: str, port: int) -> AsyncIte
             except OSError as error:  # not a database problem, whatever the CLI would guess
                 raise ConfigError(f"cannot listen on {host}:{port}: {error.strerror or error}") from error
             bound = runner.addresses[0][1] if runner.addresses else port
-            log.info("listening for Slack on http://%s:%d%s (readiness: %s)", host, bound, EVENTS_PATH, READY_PATH)
+            log.info("listening for Slack on http://%s:%d%s (health: %s)", host, bound, EVENTS_PATH, HEALTH_PATH)
             yield SlackServer(story, host, bound)
         finally:
             await runner.cleanup()
 
 
-async def run_slack(config: Config, *, http: bool = False, host: str = "0.0.0.0", port: int = 3000) -> None:
+async def run_slack(
+    config: Config, *, http: bool = False, host: str = "0.0.0.0", port: int = 3000, role: Role = Role.ALL
+) -> None:
     """Serve Slack until cancelled: HTTP mode with ``http``, else Socket Mode."""
     if http:
-        async with slack_http_server(config, host=host, port=port):
+        async with slack_http_server(config, host=host, port=port, role=role):
             await asyncio.Event().wait()
         return
     from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 
-    async with slack_app(config, http=False) as story:
+    async with slack_app(config, http=False, role=role) as story:
         try:
             # The SDK retries a refused connection forever; ask once first, to fail with a clear line.
             await story.bolt.client.apps_connections_open(app_token=config.slack.app_token)

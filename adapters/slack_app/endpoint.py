@@ -1,7 +1,8 @@
 """``POST /slack/events`` in HTTP mode: Bolt's request handling behind a gate for requests Slack
-would never send; beside it ``GET /healthz`` (the process answers) and ``GET /readyz`` (200 once
-the model is loaded and the generation worker is healthy, 503 before), so a load balancer sends
-traffic to a fresh process only once it is ready, while the process answers all along.
+would never send; beside it the operators' routes (``adapters.web.ops``): ``GET /healthz`` and its
+older name ``GET /readyz`` (200 once the database answers, the model can write and the generation
+worker is healthy, 503 before), so a load balancer sends traffic to a fresh process only once it
+is ready, and ``GET /metrics``.
 
 Bolt turns the HTTP request into an ``AsyncBoltRequest`` (decoding the body, parsing it, reading
 ids out of it) before anything checks the signature, and while routing it reads ``event`` and a
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Iterable
 from typing import Any
 
 from aiohttp import web
@@ -26,23 +27,20 @@ from slack_bolt.async_app import AsyncApp
 from slack_bolt.request.async_request import AsyncBoltRequest
 
 from adapters.slack_app.fields import MalformedRequest, required_object, required_text
-from bot.generation.queue import QueueHealth
 
-__all__ = ["EVENTS_PATH", "HEALTH_PATH", "READY_PATH", "events_app"]
+__all__ = ["EVENTS_PATH", "events_app"]
 
 log = logging.getLogger(__name__)
 
 EVENTS_PATH = "/slack/events"
-HEALTH_PATH = "/healthz"
-READY_PATH = "/readyz"
 TIMESTAMP_HEADER = "X-Slack-Request-Timestamp"
 # Seconds since 1970 in ASCII digits. Bolt's int() would crash on "abc" and on 5000 digits, and
 # would take " 17", "1_7" and "١٧" (Arabic-Indic digits), none of which Slack sends.
 TIMESTAMP = re.compile(r"[0-9]{1,12}")
 
 
-def events_app(bolt: AsyncApp, health: Callable[[], QueueHealth]) -> web.Application:
-    """The aiohttp app that serves ``POST EVENTS_PATH`` with ``bolt``, and the health checks."""
+def events_app(bolt: AsyncApp, ops: Iterable[web.RouteDef]) -> web.Application:
+    """The aiohttp app that serves ``POST EVENTS_PATH`` with ``bolt``, and the ``ops`` routes."""
 
     async def events(request: web.Request) -> web.Response:
         try:
@@ -52,17 +50,9 @@ def events_app(bolt: AsyncApp, health: Callable[[], QueueHealth]) -> web.Applica
             return web.Response(status=400, text=f"{error}\n")
         return await to_aiohttp_response(await bolt.async_dispatch(bolt_request))
 
-    async def alive(request: web.Request) -> web.Response:
-        return web.json_response(health().as_dict())
-
-    async def ready(request: web.Request) -> web.Response:
-        now = health()
-        return web.json_response(now.as_dict(), status=200 if now.ready else 503)
-
     app = web.Application()
     app.router.add_post(EVENTS_PATH, events)
-    app.router.add_get(HEALTH_PATH, alive)
-    app.router.add_get(READY_PATH, ready)
+    app.add_routes(ops)
     return app
 
 

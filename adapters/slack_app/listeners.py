@@ -85,6 +85,8 @@ STORY_ID = re.compile(r"[0-9]{1,18}")
 RATING_VALUE = re.compile(r"(?P<story_id>[0-9]{1,18}):(?P<passage_id>[0-9]{1,18})")  # render.rating_value
 # render.pick_value: the story, the passage its message shows, the alternative to pick.
 PICK_VALUE = re.compile(r"(?P<story_id>[0-9]{1,18}):(?P<passage_id>[0-9]{1,18}):(?P<number>[0-9]{1,9})")
+# render.ballot_value: the story, the turn whose vote it is, the candidate.
+BALLOT_VALUE = re.compile(r"(?P<story_id>[0-9]{1,18}):(?P<job_id>[0-9]{1,18}):(?P<number>[0-9]{1,9})")
 
 
 Ack = Callable[..., Awaitable[None]]
@@ -139,7 +141,7 @@ class SlackStory:
         )
         self.bolt.error(self._on_error)
         self.bolt.command("/story")(self._on_command)
-        actions = "|".join([*BUTTON_COMMANDS, *RATING_BUTTONS, *render.PICK_BUTTONS])
+        actions = "|".join([*BUTTON_COMMANDS, *RATING_BUTTONS, *render.PICK_BUTTONS, render.BALLOT_ACTION])
         self.bolt.action(re.compile(f"^{render.ACTION_PREFIX}({actions})$"))(self._on_button)
         self.bolt.event("message")(self._on_message)
 
@@ -218,8 +220,17 @@ class SlackStory:
         """Let the core decide (and store), acknowledge, then show the reply.
 
         ``ack`` None is an event: Bolt acknowledges it when this returns. With ``answer_in_ack``
-        (a slash command) a reply for the asker alone is the acknowledgement's own text.
+        (a slash command) a reply for the asker alone is the acknowledgement's own text. Timed for
+        the metrics until it returns: with ``process_before_response`` Bolt sends what ``ack`` set
+        (or an event's 200) as the listener returns, right after.
         """
+        acknowledgement = self.core.metrics.interaction(PLATFORM)
+        await self._decide_and_acknowledge(deciding, ack, answer_in_ack)
+        acknowledgement.told()
+
+    async def _decide_and_acknowledge(
+        self, deciding: Awaitable[Reply | None], ack: Ack | None, answer_in_ack: bool
+    ) -> None:
         decision = asyncio.ensure_future(deciding)
         finished, _ = await asyncio.wait({decision}, timeout=ACK_MARGIN_S)
         if not finished:  # the database is slow: say so now, answer when it is done
@@ -425,6 +436,11 @@ def button_command(action: str, value: object) -> tuple[c.Command, int] | None:
         if picked is None:
             return None
         return c.Pick(int(picked["number"]), passage_id=int(picked["passage_id"])), int(picked["story_id"])
+    if action == render.BALLOT_ACTION:
+        voted = BALLOT_VALUE.fullmatch(value)
+        if voted is None:
+            return None
+        return c.VoteFor(int(voted["number"]), job_id=int(voted["job_id"])), int(voted["story_id"])
     return (BUTTON_COMMANDS[action](), int(value)) if STORY_ID.fullmatch(value) else None
 
 

@@ -20,8 +20,9 @@ import re
 from typing import Any
 
 from adapters.common import split
+from adapters.common.wording import ballot_heading, candidate_label
 from bot.commands import Vote
-from bot.results import PassageView
+from bot.results import Ballot, PassageView
 
 Block = dict[str, Any]
 
@@ -37,6 +38,7 @@ BUTTONS: dict[str, tuple[str, str | None]] = {  # action -> label, style
 }
 # ◀ ▶ under the bot's latest passage when it has alternatives: the alternative before or after it.
 PICK_BUTTONS = {"older": "◀", "newer": "▶"}
+BALLOT_ACTION = "ballot"  # a vote for one of the bot's candidates (``ballot_value``)
 ACTIONS_PER_BLOCK = 25  # elements in one actions block: the eight buttons under a passage fit
 
 _ENTITIES = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
@@ -148,6 +150,27 @@ def passage_blocks(passage: PassageView, footer: str, *, with_buttons: bool) -> 
         blocks.append(_context(escape(footer)))
     if with_buttons:
         blocks.append(buttons(passage))
+    return blocks
+
+
+def ballot_value(ballot: Ballot, number: int) -> str:
+    """What a candidate's vote button carries: ``<story id>:<job id>:<number>``, the turn named
+    exactly (a click changes nothing once its vote closed) and the candidate."""
+    return f"{ballot.story_id}:{ballot.job_id}:{number}"
+
+
+def ballot_blocks(ballot: Ballot) -> list[Block]:
+    """The bot's candidates for a vote: the heading (the deadline in each reader's own clock), each
+    candidate led by its number, and a vote button per candidate."""
+    deadline = f"by <!date^{int(ballot.closes_at.timestamp())}^{{time}}|{ballot.closes_at:%H:%M} UTC>"
+    blocks = [_section(escape(ballot_heading(ballot, "\0")).replace("\0", deadline))]
+    for candidate in ballot.candidates:
+        blocks += text_blocks(candidate.text, byline=candidate_label(candidate.number))
+    elements = [
+        _button(BALLOT_ACTION, candidate_label(c.number), ballot_value(ballot, c.number), "primary")
+        for c in ballot.candidates
+    ]
+    blocks.append({"type": "actions", "block_id": f"ballot-{ballot.job_id}", "elements": elements})
     return blocks
 
 

@@ -43,6 +43,8 @@ def final_blocks(result: Result | None) -> tuple[list[render.Block], str]:
     """What a finished turn's message shows, and its notification text."""
     if result is None:
         return render.note_blocks(WITHDRAWN), WITHDRAWN
+    if result.ok and result.ballot is not None:
+        return render.ballot_blocks(result.ballot), f"{len(result.ballot.candidates)} candidates: vote"
     if not result.ok or result.passage is None:
         text = problem(result.text)
         return render.text_blocks(text), text
@@ -85,17 +87,19 @@ class _LiveTurn:
                 log.warning("a streaming update of bot turn %d failed: %s", self.job.job_id, error)
         return self.ts
 
-    async def end(self, result: Result | None) -> None:
+    async def end(self, result: Result | None) -> str | None:
         blocks, text = final_blocks(result)
         if self.ts is not None:
             try:
                 await self.messages.update(self.job.channel, self.ts, blocks, text)
-                return
+                return self.ts
             except SLACK_ERRORS as error:
                 if not _message_gone(error):
                     raise
         try:
-            await self.messages.post(self.job.channel, blocks, text)  # its message was deleted, or never posted
+            # Its message was deleted, or never posted.
+            self.ts = await self.messages.post(self.job.channel, blocks, text)
+            return self.ts
         except SLACK_ERRORS as error:
             if _slack_error(error) in CHANNEL_GONE:
                 raise TurnGone(f"Slack answers {_slack_error(error)} in {self.job.channel.key}") from error

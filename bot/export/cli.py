@@ -19,6 +19,7 @@ from bot.export.archive import StoryRow, import_story, list_stories, parse_chann
 from bot.export.files import replace, save_in, write_new
 from bot.export.json_format import DocumentError, loads
 from bot.export.snapshot import load_story
+from bot.progress import Stages
 from bot.results import UserError
 from bot.words import counted
 from storage import queries as q
@@ -61,34 +62,45 @@ async def export_command(config: Config, args: argparse.Namespace) -> None:
         raise UserError("--body goes with --format html.")
     if args.chapter_passages is not None and args.chapter_passages < 1:
         raise UserError("--chapter-passages must be 1 or more.")
-    async with migrated_database(config) as db, db.read() as tx:
-        story = await q.story_by_id(tx, args.story)
-        if story is None:
-            raise UserError(f"there is no story #{args.story}; storybot list shows them.")
-        snapshot = await load_story(tx, story, language=config.export.language)
-    options = ExportOptions(
-        authors=not args.no_authors,
-        body=args.body,
-        chapter_passages=args.chapter_passages or config.export.chapter_passages,
-    )
-    file = render(snapshot, args.format, options)
+    with Stages(f"exporting story #{args.story}", ("reading", "rendering", "writing")) as stages:
+        stages.step("reading")
+        async with migrated_database(config) as db, db.read() as tx:
+            story = await q.story_by_id(tx, args.story)
+            if story is None:
+                raise UserError(f"there is no story #{args.story}; storybot list shows them.")
+            snapshot = await load_story(tx, story, language=config.export.language)
+        options = ExportOptions(
+            authors=not args.no_authors,
+            body=args.body,
+            chapter_passages=args.chapter_passages or config.export.chapter_passages,
+        )
+        stages.step("rendering")
+        file = render(snapshot, args.format, options)
+        stages.step("writing")
+        path = _write(args, file.filename, file.data)
+    if path is not None:
+        print(f"Wrote {path} ({len(file.data):,} bytes).")
+
+
+def _write(args: argparse.Namespace, filename: str, data: bytes) -> Path | None:
+    """Write an export where ``--output`` says (None: it went to stdout); never over a file unless ``--force``."""
     if args.output == "-":
-        sys.stdout.buffer.write(file.data)
+        sys.stdout.buffer.write(data)
         sys.stdout.buffer.flush()
-        return
-    path = Path(args.output or file.filename)
+        return None
+    path = Path(args.output or filename)
     try:
         if args.force:
-            replace(path, file.data)
+            replace(path, data)
         elif args.output is None:
-            path = save_in(Path(), file.filename, file.data)
+            path = save_in(Path(), filename, data)
         else:
-            write_new(path, file.data)
+            write_new(path, data)
     except FileExistsError:
         raise UserError(f"{path} exists; use --force to replace it.") from None
     except OSError as error:
         raise UserError(f"cannot write {path}: {error.strerror or error}.") from None
-    print(f"Wrote {path} ({len(file.data):,} bytes).")
+    return path
 
 
 def _indented(row: StoryRow) -> str:
@@ -113,16 +125,19 @@ async def list_command(config: Config, args: argparse.Namespace) -> None:
 
 
 async def import_command(config: Config, args: argparse.Namespace) -> None:
-    try:
-        data = Path(args.file).read_bytes()
-    except OSError as error:
-        raise UserError(f"cannot read {args.file}: {error.strerror or error}.") from None
-    try:
-        story = loads(data)
-        channel = parse_channel(args.channel) if args.channel else None
-    except (DocumentError, ValueError) as error:
-        raise UserError(f"{args.file}: {error}") from None
-    async with migrated_database(config) as db:
-        story_id = await import_story(db, story, channel=channel, now=utcnow())
+    with Stages(f"importing {Path(args.file).name}", ("reading", "storing")) as stages:
+        stages.step("reading")
+        try:
+            data = Path(args.file).read_bytes()
+        except OSError as error:
+            raise UserError(f"cannot read {args.file}: {error.strerror or error}.") from None
+        try:
+            story = loads(data)
+            channel = parse_channel(args.channel) if args.channel else None
+        except (DocumentError, ValueError) as error:
+            raise UserError(f"{args.file}: {error}") from None
+        stages.step("storing")
+        async with migrated_database(config) as db:
+            story_id = await import_story(db, story, channel=channel, now=utcnow())
     where = channel.key if channel else story.channel.key
     print(f"Imported “{story.title}” as story #{story_id} in {where} ({counted(len(story.passages), 'passage')}).")

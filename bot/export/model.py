@@ -20,7 +20,9 @@ from storage.models import AuthorKind, ContentRating, ModerationAction, PassageS
 CANONICAL = PassageStatus.CANONICAL
 SUPERSEDED = PassageStatus.SUPERSEDED
 UNDONE = PassageStatus.UNDONE
-PASSAGE_STATUSES = tuple(PassageStatus)
+# What an export may hold: not the candidates of an open vote, which no export has (a finished
+# story's votes are closed or withdrawn), so an import never makes passages nobody can see.
+PASSAGE_STATUSES = tuple(s for s in PassageStatus if s != PassageStatus.CANDIDATE)
 AUTHOR_KINDS = tuple(AuthorKind)
 STORY_STATUSES = tuple(StoryStatus)
 MODES = ("alternate", "round-robin", "free")

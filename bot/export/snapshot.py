@@ -19,8 +19,8 @@ from storage import queries as q
 from storage.models import ModerationAction, ModerationEntry, PassageStatus, Story
 
 # Passages no export holds: one a moderator hid, one the content checks withheld (both stay in
-# the database, for the moderators).
-UNEXPORTED = (PassageStatus.HIDDEN, PassageStatus.WITHHELD)
+# the database, for the moderators), and the bot's candidates while the channel votes on them.
+UNEXPORTED = (PassageStatus.HIDDEN, PassageStatus.WITHHELD, PassageStatus.CANDIDATE)
 
 
 async def load_story(tx: AsyncSession, story: Story, *, language: str) -> ExportStory:

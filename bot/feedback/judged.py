@@ -13,6 +13,7 @@ from bot.feedback.signals import Fate, fate_of, turned_down
 from bot.words import word_count
 from storage import queries as q
 from storage.database import Database
+from storage.models import PassageStatus
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +89,7 @@ async def judged_passages(
                 ballots=tuple(ballots.get(passage.id, ())),
             )
             for passage, story in rows
+            if passage.status != PassageStatus.CANDIDATE  # out for a vote: nobody has judged it yet
         ]
 
     return await db.transaction(read, write=False)

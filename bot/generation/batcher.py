@@ -48,6 +48,7 @@ class Batcher:
         self._in_flight = 0
         self._worker: Future[None] | None = None
         self._adapters: set[Adapter] = set()  # loaded on the backend's model
+        self.tokens_written = 0  # in every text the backend answered, by its tokenizer (for the metrics)
 
     async def load(self, adapter: Adapter | None = None) -> None:
         """Load the backend's model, and ``adapter`` on it (if not yet), on the model thread. Once
@@ -129,6 +130,21 @@ class Batcher:
     def _finish(self, ticket: _Ticket, text: str) -> None:
         if self._settle(ticket):
             _resolve(ticket, text)
+            self._count(text)
+
+    def _count(self, text: str) -> None:
+        """Add ``text``'s tokens to ``tokens_written``: re-counted here, on the worker thread, once the
+        turn has its text, since neither backend hands over its own count; a count that fails costs
+        only the figure."""
+        if not text:
+            return
+        try:
+            tokens = self.backend.count_tokens(text)
+        except Exception as error:
+            log.debug("could not count the tokens of a written text: %s", error)
+            return
+        with self._lock:
+            self.tokens_written += tokens
 
     def _fail(self, ticket: _Ticket, error: BaseException) -> None:
         if self._settle(ticket):

@@ -23,11 +23,13 @@ import importlib.util
 import logging
 import os
 import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from bot.generation.backend import ModelUnavailable
+from bot.progress import Stages
 
 log = logging.getLogger(__name__)
 
@@ -99,8 +101,8 @@ def converted(gguf: Path, cache: Path) -> Path:
         return target
     log.warning("preparing the model %s (once, about a minute)…", gguf.name)
     cache.mkdir(parents=True, exist_ok=True)
-    partial = cache / f".{target.name}.{os.getpid()}.partial"
-    shutil.rmtree(partial, ignore_errors=True)
+    # A name of its own: processes converting at once (containers, where each is pid 1) never share it.
+    partial = Path(tempfile.mkdtemp(dir=cache, prefix=f".{target.name}.", suffix=".partial"))
     try:
         _convert(gguf, partial)
         (partial / CONVERTED_MARK).write_text(f"converted from {gguf}\n")
@@ -124,11 +126,15 @@ def _convert(gguf: Path, folder: Path) -> None:
     """Dequantize ``gguf`` with transformers and save it as a plain float32 model folder."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    model: Any = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    # What is saved is an ordinary float32 model: nothing may say it is still quantized.
-    model.hf_quantizer = None
-    if hasattr(model.config, "quantization_config"):
-        del model.config.quantization_config
-    model.save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
+    with Stages(f"preparing {gguf.name}", ("tokenizer", "weights", "saving")) as stages:
+        stages.step("tokenizer")
+        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        stages.step("weights")
+        model: Any = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        # What is saved is an ordinary float32 model: nothing may say it is still quantized.
+        model.hf_quantizer = None
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+        stages.step("saving")
+        model.save_pretrained(folder)
+        tokenizer.save_pretrained(folder)

@@ -23,6 +23,10 @@ failures with its traceback, backs off, and carries on; a turn whose passage can
 stays running in the table and is taken up again once its lease runs out. If the worker task
 ends anyway (cancelled from outside), a supervisor starts it again. ``health()`` says how it
 goes, for whoever watches the process (and, later, a health endpoint).
+
+On PostgreSQL the roles may be split between processes (``bot.app.Role``): a chat process's
+queue (``claims=False``) writes nothing and shows what workers write (its ``Follower``,
+``bot.generation.relay``), a worker's queue has no showers and relays its turns to them.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import asdict, dataclass, field, replace
 from typing import Generic, Protocol, TypeVar
 
@@ -44,7 +48,7 @@ from bot.generation.batcher import Batcher
 from bot.generation.heavy import run_heavy
 from bot.generation.text import clean_passage, speaker_stops, talks_as_assistant, visible_text
 from bot.jobs import JobBook, JobKind, JobSpec
-from bot.language import language_of, written_in_another
+from bot.language import Language, language_of, written_in_another
 from bot.recaps import LONGEST_SUMMARY_REQUEST, recap_prompt, recap_source
 from bot.results import BOT_NAME, Result
 from bot.safety.checker import Verdict
@@ -86,6 +90,7 @@ class QueueHealth:
     failing_since: float | None  # time.time() of the first failure of the current run, if failing
     last_error: str | None
     turns_running: int
+    tokens_written: int  # by this process's models since it started, every attempt and recap (Batcher)
 
     @property
     def healthy(self) -> bool:
@@ -106,6 +111,18 @@ class TurnGone(Exception):
     deleted or archived, the bot removed): the turn is then owed no more."""
 
 
+class Follower(Protocol):
+    """What shows, in a chat process, the turns that worker processes write while they are
+    written (``bot.generation.relay.TurnFollower``); the end goes through the outbox, here."""
+
+    async def settle(self, job_id: int) -> str | None:
+        """Stop showing the turn's progress (its end is to be shown now); returns the ref of the
+        messages that show it, as last recorded here, if any."""
+
+    async def beat(self) -> None:
+        """Renew this process's claims on the turns it shows, as the heartbeat does for jobs."""
+
+
 class TurnListener(Protocol):
     """What an adapter implements to show the bot's turns in its channels.
 
@@ -124,9 +141,11 @@ class TurnListener(Protocol):
         """Show the text so far; returns the ref of the messages that show the turn when it changed
         (a long passage spilled into a second message), else None."""
 
-    async def turn_finished(self, job: JobSpec, result: Result | None) -> None:
-        """Show the turn's end: ``result`` holds the stored passage, or an error; None when the turn
-        was withdrawn. Returns once it is shown; raises if the platform would not take it."""
+    async def turn_finished(self, job: JobSpec, result: Result | None) -> str | None:
+        """Show the turn's end: ``result`` holds the stored passage, its candidates for a vote
+        (``Result.ballot``), or an error; None when the turn was withdrawn. Returns once it is
+        shown, with the ref of the messages that show it when they changed (a ballot's are
+        recorded, for the winner to be drawn in them); raises if the platform would not take it."""
 
 
 @dataclass
@@ -160,16 +179,23 @@ class GenerationQueue:
         config: Config,
         backend_factory: Callable[[str], Backend],
         checks: Checks,
+        *,
+        claims: bool = True,
     ) -> None:
         self.jobs = jobs
         self.config = config
         self.checks = checks
+        # False in a chat process that leaves the writing to workers (``--no-worker``): it claims
+        # no job and loads no model, but shows turns (the owed ones, and its follower's).
+        self.claims = claims
+        self._follower: Follower | None = None
         self._backend_factory = backend_factory
         self._batchers: dict[str, Batcher] = {}
         self._listeners: list[TurnListener] = []
         self._showers: dict[str, TurnListener] = {}  # platform -> the listener that shows its turns
         self._showing: set[int] = set()  # jobs whose end this process is showing now
         self._sweep_everything = False  # the next sweep of owed showings may take all of them
+        self._sweep_owed = False  # a turn ended outside the queue (a vote closed): sweep at the next wake
         self._wake = asyncio.Event()
         self._running: dict[int, _Running] = {}
         self._making_backend = asyncio.Lock()
@@ -182,6 +208,7 @@ class GenerationQueue:
         self._restarts = 0
         self._failures = FailureRun("the generation worker", log)
         jobs.on_jobs_changed(self.wake)
+        jobs.on_showings_owed(self.show_owed_soon)
 
     def add_listener(self, listener: TurnListener, *, shows: str | None = None) -> None:
         """Tell ``listener`` about every turn; with ``shows``, it is that platform's shower, and the
@@ -192,10 +219,24 @@ class GenerationQueue:
             self._sweep_everything = True
             self._wake.set()
 
-    def wake(self) -> None:
-        """New or cancelled jobs: look at the table again."""
+    def shower(self, platform: str) -> TurnListener | None:
+        """The listener that shows ``platform``'s turns in this process, if any."""
+        return self._showers.get(platform)
+
+    def follow(self, follower: Follower) -> None:
+        """Show turns that other processes write through ``follower`` (a chat process on PostgreSQL)."""
+        self._follower = follower
+
+    def show_owed_soon(self) -> None:
+        """A turn ended outside the queue (its vote closed): show what is owed now, not at the next beat."""
+        self._sweep_owed = True
         self._wake.set()
-        if self._running:
+
+    def wake(self, *, cancelled: Collection[int] | None = None) -> None:
+        """New or cancelled jobs: look at the table again. ``cancelled``: the jobs cancelled, when
+        known (another process's news), so that only a turn among them is looked at again."""
+        self._wake.set()
+        if self._running and (cancelled is None or not self._running.keys().isdisjoint(cancelled)):
             task = asyncio.get_running_loop().create_task(self._stop_cancelled())
             self._watchers.add(task)
             task.add_done_callback(self._watchers.discard)
@@ -215,7 +256,8 @@ class GenerationQueue:
         self._stopped.clear()
         self._start_worker()
         self._wake.set()
-        self._warming = asyncio.create_task(self._warm_up_in_background(), name="model-warm-up")
+        if self.claims:
+            self._warming = asyncio.create_task(self._warm_up_in_background(), name="model-warm-up")
 
     async def _warm_up_in_background(self) -> None:
         if problem := await self.warm_up():
@@ -245,6 +287,7 @@ class GenerationQueue:
             failing_since=self._failures.failing_since,
             last_error=self._failures.last_error,
             turns_running=len(self._running),
+            tokens_written=sum(batcher.tokens_written for batcher in self._batchers.values()),
         )
 
     async def stop(self) -> None:
@@ -346,7 +389,8 @@ class GenerationQueue:
                     next_beat = time.monotonic() + beat_every
                     await self._heartbeat()
                 await self._claim()
-                if beating or self._sweep_everything:
+                if beating or self._sweep_everything or self._sweep_owed:
+                    self._sweep_owed = False
                     await self._show_owed()
             except Exception as error:
                 self._failures.failed(error)
@@ -372,7 +416,8 @@ class GenerationQueue:
         """
         max_batch = self.config.generation.max_batch
         while (
-            not self._stopping
+            self.claims
+            and not self._stopping
             and len(self._running) < max_batch
             and (specs := await self.jobs.claim_jobs(limit=max_batch - len(self._running)))
         ):
@@ -395,6 +440,8 @@ class GenerationQueue:
         """Tell other processes this one is alive, take back turns whose process is not, and stop
         writing turns another process cancelled (an undo there wakes only that process)."""
         await self.jobs.keep_jobs_alive(list(self._running))
+        if self._follower is not None:
+            await self._follower.beat()
         await self._stop_cancelled()
         if recovered := await self.jobs.requeue_interrupted_jobs():
             log.warning("re-running %d bot turns whose process stopped answering", recovered)
@@ -425,8 +472,11 @@ class GenerationQueue:
             loop = asyncio.get_running_loop()
             timer = loop.call_later(self.config.generation.job_timeout_s, run.time_out)
             run.writing_since = time.monotonic()
-            text, verdict = await self._write_checked(batcher, run, loop)
-            result = await self._settle(run, self._store(run, text, verdict))
+            if run.spec.candidates > 1:
+                outcome = self._store_candidates(run, await self._write_candidates(batcher, run, loop))
+            else:
+                outcome = self._store(run, *await self._write_checked(batcher, run, loop))
+            result = await self._settle(run, outcome)
         except ModelUnavailable as error:
             result = await self._settle(run, self.jobs.fail_job(run.spec.job_id, str(error)))
         except Exception:
@@ -445,7 +495,8 @@ class GenerationQueue:
             # (A turn cut short by a stop is not "withdrawn": it runs again at the next start.)
             await self._show_end(replace(run.spec, message_ref=run.message_ref), result)
         self._showing.discard(run.spec.job_id)
-        if result is not None and result.passage is not None and run.first_passage > run.spec.story.recap_covers:
+        written = result is not None and (result.passage is not None or result.ballot is not None)
+        if written and run.first_passage > run.spec.story.recap_covers:  # (the prompt's cut: whichever candidate wins)
             await self._ask_for_recap(run)  # after the showing: the channel never waits for it
 
     async def _ask_for_recap(self, run: _Running) -> None:
@@ -539,13 +590,17 @@ class GenerationQueue:
                 log.warning("could not record the messages of bot turn %d: %s", run.spec.job_id, error)
 
     async def _show_end(self, spec: JobSpec, result: Result | None) -> None:
-        """Tell the listeners how the turn ended; once its platform shows it, it is owed no more."""
+        """Tell the listeners how the turn ended; once its platform shows it, it is owed no more.
+        (A ballot's turn is still open: its messages are recorded, and its end is owed once the
+        vote closes.)"""
         shower = self._showers.get(spec.channel.platform)
         self._showing.add(spec.job_id)
         try:
             for listener in self._listeners:
                 try:
-                    await listener.turn_finished(spec, result)
+                    shown_in = await listener.turn_finished(spec, result)
+                    if listener is shower and shown_in and result is not None and result.ballot is not None:
+                        await self.jobs.record_turn_message(spec.job_id, shown_in)
                 except TurnGone as gone:
                     log.warning("bot turn %d cannot be shown any more: %s", spec.job_id, gone)
                 except Exception as error:
@@ -554,12 +609,16 @@ class GenerationQueue:
                         continue
                     log.warning("bot turn %d could not be shown (%s); it will be shown again later", spec.job_id, error)
                     return
-            if shower is not None and result is not UNSURE:
+            if shower is not None and result is not None and result.ballot is not None:
+                await self.jobs.mark_ballot_shown(spec.job_id)  # (its winner is owed when the vote closes)
+            elif shower is not None and result is not UNSURE:
                 await self.jobs.mark_turn_shown(spec.job_id)
         except Exception as error:  # shown, but not marked: shown once more later, which is harmless
             log.warning("could not mark bot turn %d shown: %s", spec.job_id, error)
         finally:
             self._showing.discard(spec.job_id)
+            if result is not None and result.ballot is not None:
+                self.show_owed_soon()  # its vote may have closed while the ballot was being shown
 
     async def _show_owed(self) -> None:
         """Hand the turns that no process has shown to this process's showers.
@@ -570,17 +629,29 @@ class GenerationQueue:
         if not self._showers or self._stopping:
             return
         try:
-            owed = await self.jobs.claim_owed_showings(list(self._showers), OWED_PER_SWEEP, at_start=everything)
+            # Not the turns this process is writing or showing: a claim would put them off a lease.
+            busy = self._showing | set(self._running)
+            owed = await self.jobs.claim_owed_showings(
+                list(self._showers), OWED_PER_SWEEP, at_start=everything, skip=busy
+            )
         except Exception:
             self._sweep_everything = everything  # still owed a full sweep once the database answers
             raise
         for spec, result in owed:
             if spec.job_id in self._showing or spec.job_id in self._running:
                 continue  # this process is writing or showing it right now
-            log.info("showing bot turn %d, which its process left unshown", spec.job_id)
-            task = asyncio.create_task(self._show_end(spec, result), name=f"show-owed-{spec.job_id}")
+            log.info("showing bot turn %d: its process left it unshown, or its vote closed", spec.job_id)
+            task = asyncio.create_task(self._show_late(spec, result), name=f"show-owed-{spec.job_id}")
             self._turns.add(task)
             task.add_done_callback(self._turns.discard)
+
+    async def _show_late(self, spec: JobSpec, result: Result | None) -> None:
+        """Show an owed turn's end; one this process followed while a worker wrote it, once its
+        last progress is shown, in the messages it recorded."""
+        if self._follower is not None:
+            shown_in = await self._follower.settle(spec.job_id)
+            spec = replace(spec, message_ref=shown_in or spec.message_ref)
+        await self._show_end(spec, result)
 
     async def _settle(self, run: _Running, outcome: Awaitable[Result | None]) -> Result | None:
         """Record a turn's outcome; if the database will not take it, the turn stays open.
@@ -611,6 +682,31 @@ class GenerationQueue:
             return await self.jobs.withhold_job(run.spec.job_id, text, self._generation_record(run), verdict, notice)
         return await self.jobs.finish_job(run.spec.job_id, text, self._generation_record(run))
 
+    async def _store_candidates(self, run: _Running, checked: list[tuple[str, Verdict]]) -> Result | None:
+        """Open the channel's vote on the candidates the checks passed; with one, it is simply the
+        turn's passage, and with none the first is withheld (``_store``, as for one passage)."""
+        passed = [text for text, verdict in checked if verdict.passed]
+        if len(passed) < 2 or run.timed_out or run.cancelled.is_set():
+            text, verdict = next(
+                ((t, v) for t, v in checked if v.passed), checked[0] if checked else ("", Verdict.PASS)
+            )
+            return await self._store(run, text, verdict)
+        return await self.jobs.open_vote(run.spec.job_id, passed, self._generation_record(run))
+
+    async def _write_candidates(
+        self, batcher: Batcher, run: _Running, loop: asyncio.AbstractEventLoop
+    ) -> list[tuple[str, Verdict]]:
+        """The turn's candidates, each with the checks' verdict: ``candidates`` rows of one prompt
+        in one batch (the channel's cached prefix serves every row after the first), shown
+        together once written, so none streams. Identical ones count once."""
+        request, run.story_prompt = await asyncio.to_thread(self._request, batcher.backend, run, loop)
+        request.on_text = None
+        language = language_of(run.story_prompt)
+        rows = [self._attempts(batcher, request, run, language) for _ in range(run.spec.candidates)]
+        texts = list(dict.fromkeys(text for text in await asyncio.gather(*rows) if text))
+        verdicts = await asyncio.gather(*(self._verdict(run, text) for text in texts))
+        return list(zip(texts, verdicts, strict=True))
+
     async def _write_checked(
         self, batcher: Batcher, run: _Running, loop: asyncio.AbstractEventLoop
     ) -> tuple[str, Verdict]:
@@ -635,7 +731,13 @@ class GenerationQueue:
         another language than the story (``PASSAGE_ATTEMPTS``)."""
         # Building the prompt counts tokens, which can take a while for a long story.
         request, run.story_prompt = await asyncio.to_thread(self._request, batcher.backend, run, loop)
-        language = language_of(run.story_prompt)
+        return await self._attempts(batcher, request, run, language_of(run.story_prompt))
+
+    async def _attempts(
+        self, batcher: Batcher, request: GenerationRequest, run: _Running, language: Language | None
+    ) -> str:
+        """One passage for ``request``, cleaned, written again while it comes out empty, as an
+        assistant talking, or in another language than ``language``."""
         kept = ""
         for _ in range(PASSAGE_ATTEMPTS):
             run.attempt += 1

@@ -26,7 +26,6 @@ import json
 import math
 import random
 import re
-import sys
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -40,7 +39,6 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
 from transformers import AutoModelForCausalLM, AutoTokenizer
 from transformers.utils import logging as transformers_logging
 
@@ -49,6 +47,7 @@ from bot.context import COMPLETION
 from bot.generation.backend import ModelUnavailable
 from bot.generation.local import pick_device, pick_dtype, prompt_frame_for
 from bot.generation.model_files import model_source
+from bot.progress import progress_bar
 from bot.results import UserError
 from bot.tuning.examples import Example, SourceStory, prompt_limits, stories_counted, story_examples
 from bot.tuning.output import new_folder
@@ -358,7 +357,7 @@ def _evaluate(model: Any, rows: Sequence[_Tokenized], budget: int, pad_id: int, 
     model.eval()
     batches = _batches(rows, budget, random.Random(0))
     total, count = 0.0, 0
-    with torch.no_grad(), tqdm(total=len(batches), desc=label, unit="batch", file=sys.stderr, leave=False) as bar:
+    with torch.no_grad(), progress_bar(total=len(batches), desc=label, unit="batch", leave=False) as bar:
         for batch in batches:
             loss, tokens = _loss_sum(model, batch, pad_id, compute)
             total += float(loss)
@@ -403,7 +402,7 @@ def _train(
     model.train()
     smoothed: float | None = None
     began = time.perf_counter()
-    with tqdm(total=steps, desc="training", unit="step", file=sys.stderr) as bar:
+    with progress_bar(total=steps, desc="training", unit="step") as bar:
         for number, batches in enumerate(epochs, start=1):
             bar.set_description(f"epoch {number}/{len(epochs)}")
             for batch in batches:
