@@ -56,6 +56,9 @@ from storage.models import JobKind as JobKind
 from storage.notify import JOBS_CHANNEL, TURNS_CHANNEL, notify
 
 BOT_ID = "bot"
+# What became of the candidates a vote settled (a moderator may have hidden the winner since);
+# not the ones the checks withheld, which were never voted on.
+_VOTED_ON = (PassageStatus.CANONICAL, PassageStatus.SUPERSEDED, PassageStatus.HIDDEN)
 OWED_FOR = timedelta(days=1)  # a turn no process could show for this long is given up
 TURN_STARTED, TURN_PROGRESS, TURN_ENDED = "started", "progress", "ended"
 
@@ -200,7 +203,7 @@ class JobBook:
         """The count that made ``passage`` its turn's winner; None unless it won a closed vote."""
         if job is None or job.candidates < 2 or job.status != JobStatus.DONE:
             return None
-        passages = await q.passages_of_job(tx, job.id)
+        passages = [p for p in await q.passages_of_job(tx, job.id) if p.status in _VOTED_ON]
         if len(passages) < 2:
             return None
         winner, election = count_votes(passages, await q.candidate_votes(tx, job.id))
@@ -385,7 +388,9 @@ class JobBook:
             allowed=tuple(w.entry for w in words if w.rule == WordRule.ALLOW),
         )
 
-    async def finish_job(self, job_id: int, text: str, generation: dict[str, object]) -> Result | None:
+    async def finish_job(
+        self, job_id: int, text: str, generation: dict[str, object], refused: Sequence[tuple[str, Verdict]] = ()
+    ) -> Result | None:
         """Store the bot's passage for a running job, exactly once.
 
         Returns None when the job was cancelled meanwhile (undo, end, retry): its text is dropped.
@@ -398,6 +403,8 @@ class JobBook:
             story = await q.story_by_id(tx, job.story_id, lock=True)
             assert story is not None
             now = self.clock()
+            for refused_text, verdict in refused:  # other candidates of the turn, stopped by the checks
+                await self._withhold(tx, job, refused_text, generation, verdict)
             replaced = None
             if job.replaces_passage_id is not None:
                 replaced = await tx.get(Passage, job.replaces_passage_id)
@@ -426,7 +433,13 @@ class JobBook:
 
         return await self.db.transaction(store)
 
-    async def open_vote(self, job_id: int, texts: Sequence[str], generation: dict[str, object]) -> Result | None:
+    async def open_vote(
+        self,
+        job_id: int,
+        texts: Sequence[str],
+        generation: dict[str, object],
+        refused: Sequence[tuple[str, Verdict]] = (),
+    ) -> Result | None:
         """Store the candidates a running job wrote and open the channel's vote on them, until
         ``story.vote_timeout_s`` from now or every participant has voted (``bot.votes``).
 
@@ -444,6 +457,8 @@ class JobBook:
             story = await q.story_by_id(tx, job.story_id, lock=True)
             assert story is not None
             now = self.clock()
+            for refused_text, verdict in refused:  # candidates the checks stopped: kept for moderators
+                await self._withhold(tx, job, refused_text, generation, verdict)
             seq = await q.next_seq(tx, story.id)
             stored: list[Passage] = []
             for index, text in enumerate(texts):
@@ -510,12 +525,50 @@ class JobBook:
             )
         )
 
+    async def _withhold(
+        self, tx: AsyncSession, job: GenerationJob, text: str, generation: dict[str, object], verdict: Verdict
+    ) -> None:
+        """Keep a text of ``job``'s that the content checks stopped: ``withheld`` (never shown,
+        exported or read by the model) with the verdict, for moderators, and a line in the audit log."""
+        check = {"checker": verdict.checker, "reason": verdict.reason, "found": list(verdict.found)}
+        passage = Passage(
+            story_id=job.story_id,
+            seq=await q.next_seq(tx, job.story_id),
+            author_kind=AuthorKind.BOT,
+            author_id=BOT_ID,
+            author_name=BOT_NAME,
+            text=text,
+            status=PassageStatus.WITHHELD,
+            job_id=job.id,
+            requested_by_id=job.requested_by_id,
+            direction=job.direction,
+            generation={**generation, "check": check},
+            created_at=self.clock(),
+        )
+        tx.add(passage)
+        await tx.flush()
+        self._audit(
+            tx,
+            job.channel_key,
+            Actor(BOT_ID, BOT_NAME),
+            ModerationAction.WITHHELD,
+            f"{verdict.checker}: {verdict.reason}",
+            story_id=job.story_id,
+            passage_id=passage.id,
+        )
+
     async def withhold_job(
-        self, job_id: int, text: str, generation: dict[str, object], verdict: Verdict, notice: str
+        self,
+        job_id: int,
+        text: str,
+        generation: dict[str, object],
+        verdict: Verdict,
+        notice: str,
+        refused: Sequence[tuple[str, Verdict]] = (),
     ) -> Result | None:
-        """End a job whose passage the content checks stopped: the text is kept, ``withheld`` (never
-        shown, exported or read by the model) with the verdict, for moderators, and logged in the
-        audit log; the channel gets ``notice``. None when the job was cancelled meanwhile."""
+        """End a job whose passage the content checks stopped: the text is kept (``_withhold``), as
+        are ``refused``, other candidates of the turn they stopped; the channel gets ``notice``.
+        None when the job was cancelled meanwhile."""
 
         async def record(tx: AsyncSession) -> Result | None:
             job = await q.job_by_id(tx, job_id, lock=True)
@@ -525,32 +578,8 @@ class JobBook:
             assert story is not None
             now = self.clock()
             story.turn_started_at = now  # the round after the bot's turn starts now, as after a passage
-            check = {"checker": verdict.checker, "reason": verdict.reason, "found": list(verdict.found)}
-            passage = Passage(
-                story_id=job.story_id,
-                seq=await q.next_seq(tx, job.story_id),
-                author_kind=AuthorKind.BOT,
-                author_id=BOT_ID,
-                author_name=BOT_NAME,
-                text=text,
-                status=PassageStatus.WITHHELD,
-                job_id=job.id,
-                requested_by_id=job.requested_by_id,
-                direction=job.direction,
-                generation={**generation, "check": check},
-                created_at=now,
-            )
-            tx.add(passage)
-            await tx.flush()
-            self._audit(
-                tx,
-                job.channel_key,
-                Actor(BOT_ID, BOT_NAME),
-                ModerationAction.WITHHELD,
-                f"{verdict.checker}: {verdict.reason}",
-                story_id=job.story_id,
-                passage_id=passage.id,
-            )
+            for refused_text, refused_verdict in ((text, verdict), *refused):
+                await self._withhold(tx, job, refused_text, generation, refused_verdict)
             job.status, job.finished_at, job.error, job.show_after = JobStatus.FAILED, now, notice, self._owed_from(now)
             return Result(notice, ok=False, story_id=job.story_id)
 

@@ -36,7 +36,7 @@ from storage import queries as q
 from storage import search as index
 from storage.database import Database
 from storage.library import Place
-from storage.models import Story, StoryStatus
+from storage.models import ContentRating, Story, StoryStatus
 from storage.search import MARK_END, MARK_START, QueryError, SearchQuery
 
 # The names the adapter needs from storage (adapters never import it).
@@ -55,6 +55,7 @@ __all__ = [
 ]
 
 PAGE_SIZE = 20
+RENDERS_AT_ONCE = 2
 FEED_SIZE = 30
 SEARCH_RESULTS = 50
 MAX_PAGE = 100_000
@@ -151,6 +152,9 @@ class Library:
         self.config = config
         self._secret = secret
         self._tallies = Tallies()
+        # Downloads render anew each time (an EPUB of a long story takes a second of a core): a few
+        # at once, the rest wait, so a burst of them cannot take every core from the pages.
+        self._rendering = asyncio.Semaphore(RENDERS_AT_ONCE)
 
     async def listing(self, place: Place | None, page: int) -> Listing | None:
         """Page ``page`` (from 1) of the public stories of ``place`` (None: all), newest published
@@ -240,7 +244,8 @@ class Library:
         if found is None:
             return None
         # A long story as EPUB takes a moment: off the event loop, as /story export does.
-        return await asyncio.to_thread(render, found[0], format, found[1])
+        async with self._rendering:
+            return await asyncio.to_thread(render, found[0], format, found[1])
 
     async def search(self, typed: str) -> tuple[SearchQuery, tuple[Found, ...]]:
         """The public stories that hold what was ``typed`` (``QueryError`` when it is refused)."""
@@ -270,7 +275,10 @@ class Library:
 
 
 def _public(story: Story) -> bool:
-    return story.status == StoryStatus.FINISHED and story.published_at is not None
+    """``storage.library.PUBLIC`` for one story in hand."""
+    return (
+        story.status == StoryStatus.FINISHED and story.published_at is not None and story.rating != ContentRating.MATURE
+    )
 
 
 async def _cards(tx: AsyncSession, stories: Sequence[Story], tallies: Tallies) -> tuple[Card, ...]:

@@ -24,7 +24,7 @@ from bot.results import Result, UserError
 from bot.rule_base import StoryRules
 from bot.share_links import absolute, link_secret, new_share_key, share_path, share_token, story_path
 from storage import queries as q
-from storage.models import ModerationAction, Story, StoryStatus
+from storage.models import ContentRating, ModerationAction, Story, StoryStatus
 
 PUBLISHING: Handlers[PublishingRules] = Handlers()
 
@@ -50,6 +50,11 @@ class PublishingRules(StoryRules):
     async def _publish(self, tx: AsyncSession, channel: ChannelRef, actor: Actor, cmd: c.Publish) -> Result:
         story = await channel_story(tx, channel, cmd.story_id, doing="publish", lock=True)
         self._require_moderator(story, actor, "publish the story")
+        if story.rating == ContentRating.MATURE:
+            raise UserError(
+                f"{_named(story)} is rated mature, and the web archive asks nobody's age, so it cannot be "
+                f"published; /story share {story.id} gives this channel's people a link to read it."
+            )
         detail = "" if cmd.authors else WITHOUT_AUTHORS
         where = f" {self._link(story_path(story.id))}" if self.config.web.public_url else ""
         if story.published_at is not None:

@@ -159,7 +159,7 @@ class Reminders:
             if self._stopping:
                 break
             try:
-                await self.rules.close_expired_votes()
+                await self.rules.close_due_votes()
                 await self._call_turns()
             except Exception as error:
                 self._failures.failed(error)

@@ -174,8 +174,8 @@ class SessionManager(
             return Result.error(DATABASE_BUSY)
         if result.job_id is not None or result.cancelled_job_ids:
             self._notify_jobs()
-        if result.turn_ended is not None:
-            self._notify_showings()
+        if result.turn_ended is not None or result.cancelled_job_ids:
+            self._notify_showings()  # a vote closed or withdrawn: its messages are owed a redraw now
         if not reads_only:
             self._turns_changed()
         return result

@@ -42,7 +42,7 @@ from bot.results import Result, UserError
 from bot.rule_base import StoryRules
 from storage import queries as q
 from storage.database import Database
-from storage.models import Participant, Story, StoryStatus, TurnCall, utcnow
+from storage.models import JobStatus, Participant, Story, StoryStatus, TurnCall, utcnow
 
 TURNS: Handlers[TurnRules] = Handlers()
 
@@ -208,9 +208,14 @@ class TurnRules(StoryRules):
         people = list(await q.participants(tx, story.id))
         if story.mode != ROUND_ROBIN:
             text = f"Not a round-robin story: {_NO_TURNS[story.mode]}."
-        elif people and await q.open_job(tx, story.id) is not None:
+        elif people and (job := await q.open_job(tx, story.id)) is not None:
             first = people[story.turn_index % len(people)]
-            text = f"The bot is writing its passage for this round; then it's {first.name}'s turn."
+            doing = (
+                "The channel is voting on the bot's candidates"
+                if job.status == JobStatus.VOTING
+                else ("The bot is writing its passage")
+            )
+            text = f"{doing} for this round; then it's {first.name}'s turn."
         else:
             text = self._turn_text(story, people, actor)
         return Result(text, private=True, story_id=story.id)

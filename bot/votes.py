@@ -9,7 +9,7 @@ as they wait for a turn being written).
 
 ``/story vote <n>`` (the buttons under the candidates) records one vote per person and turn,
 changed by voting again. The vote closes when every participant of the story has voted, or at
-``story.vote_timeout_s`` (``close_expired_votes``, run by the reminders' task): the most votes win,
+``story.vote_timeout_s`` (``close_due_votes``, run by the reminders' task): the most votes win,
 ties go to the earliest candidate; the winner becomes the story's passage, the others its
 alternatives (◀ ▶ browse them, ``/story pick`` picks one). Closing ends the job and leaves its
 showing owed (``show_after`` now), so whichever process runs the platform redraws the turn's
@@ -26,6 +26,7 @@ import logging
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot import commands as c
+from bot.feedback.signals import VOTED
 from bot.handlers import Handlers
 from bot.identity import Actor, ChannelRef
 from bot.jobs import count_votes
@@ -81,10 +82,11 @@ class VoteRules(StoryRules):
         await tx.flush()
         people = {p.user_id for p in await q.participants(tx, story.id)}
         waiting = people - {v.voter_id for v in votes}
-        if people and not waiting:
+        if await self._due(tx, job):
             number, election = await self._close_vote(tx, story, job)
+            why = "Everyone has voted" if not waiting else "The vote's time is up"
             return Result(
-                f"{said} Everyone has voted: candidate {number} won, {election}.",
+                f"{said} {why}: candidate {number} won, {election}.",
                 private=True,
                 story_id=story.id,
                 turn_ended=job.id,
@@ -127,25 +129,37 @@ class VoteRules(StoryRules):
         if job.replaces_passage_id is not None:  # a retry's vote: the old passage steps aside now
             replaced = await tx.get(Passage, job.replaces_passage_id)
             if replaced is not None and replaced.status == PassageStatus.CANONICAL:
-                replaced.status, replaced.changed_by_id, replaced.changed_at = PassageStatus.SUPERSEDED, "vote", now
+                replaced.status, replaced.changed_at = PassageStatus.SUPERSEDED, now
+                replaced.changed_by_id = job.requested_by_id  # retried away, as finish_job has it
         for passage in candidates:
             passage.status = PassageStatus.CANONICAL if passage is winner else PassageStatus.SUPERSEDED
-            passage.changed_at = now
+            passage.changed_by_id, passage.changed_at = VOTED, now  # (the others: outvoted, not retried)
         job.status, job.finished_at, job.show_after = JobStatus.DONE, now, now
         story.turn_started_at = now  # the round after the bot's turn starts now, as after a passage
         await tx.flush()
         return candidates.index(winner) + 1, election
 
-    async def close_expired_votes(self) -> int:
-        """Close every vote whose time is up, one short transaction each; returns how many closed.
-        Their showings are owed, and the queue is told to look."""
-        expired = await self.db.transaction(lambda tx: q.votes_past_deadline(tx, self.clock()), write=False)
+    async def _due(self, tx: AsyncSession, job: GenerationJob) -> bool:
+        """Whether ``job``'s vote should close now: its time is up, or everyone who takes part in
+        the story has voted (someone who had not voted may have left since the last vote)."""
+        if job.vote_closes_at is not None and job.vote_closes_at <= self.clock():
+            return True
+        people = {p.user_id for p in await q.participants(tx, job.story_id)}
+        return bool(people) and people <= {v.voter_id for v in await q.candidate_votes(tx, job.id)}
+
+    async def close_due_votes(self) -> int:
+        """Close every vote that is due (``_due``), one short transaction each; returns how many
+        closed. Their showings are owed, and the queue is told to look."""
+
+        async def due(tx: AsyncSession) -> list[int]:
+            return [job.id for job in await q.open_votes(tx) if await self._due(tx, job)]
+
         closed = 0
-        for job_id in expired:
+        for job_id in await self.db.transaction(due, write=False):
 
             async def close(tx: AsyncSession, job_id: int = job_id) -> bool:
                 job = await q.job_by_id(tx, job_id, lock=True)
-                if job is None or job.status != JobStatus.VOTING:
+                if job is None or job.status != JobStatus.VOTING or not await self._due(tx, job):
                     return False  # closed by a last vote meanwhile, or taken back
                 story = await q.story_by_id(tx, job.story_id, lock=True)
                 assert story is not None

@@ -14,9 +14,13 @@ from dataclasses import dataclass
 from sqlalchemy import ColumnElement, and_, case, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from storage.models import Passage, PassageStatus, Story, StoryStatus
+from storage.models import ContentRating, Passage, PassageStatus, Story, StoryStatus
 
-PUBLIC = and_(Story.status == StoryStatus.FINISHED, Story.published_at.is_not(None))
+# (Not a story rated mature, whatever its flags say: the archive asks nobody's age. The rules
+# refuse to publish one; this keeps out one whose rating was raised since.)
+PUBLIC = and_(
+    Story.status == StoryStatus.FINISHED, Story.published_at.is_not(None), Story.rating != ContentRating.MATURE
+)
 
 
 @dataclass(frozen=True, slots=True)

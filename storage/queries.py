@@ -252,13 +252,9 @@ async def candidate_votes(tx: AsyncSession, job_id: int) -> Sequence[CandidateVo
     return (await tx.execute(query)).scalars().all()
 
 
-async def votes_past_deadline(tx: AsyncSession, now: datetime) -> Sequence[int]:
-    """The jobs whose vote is still open at ``now`` though its time is up (oldest first)."""
-    query = (
-        select(GenerationJob.id)
-        .where(GenerationJob.status == JobStatus.VOTING, GenerationJob.vote_closes_at <= now)
-        .order_by(GenerationJob.id)
-    )
+async def open_votes(tx: AsyncSession) -> Sequence[GenerationJob]:
+    """The jobs whose candidates are out for a vote (oldest first)."""
+    query = select(GenerationJob).where(GenerationJob.status == JobStatus.VOTING).order_by(GenerationJob.id)
     return (await tx.execute(query)).scalars().all()
 
 

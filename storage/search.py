@@ -33,7 +33,7 @@ from sqlalchemy import bindparam, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from storage.database import Database
-from storage.models import PassageStatus, StoryStatus
+from storage.models import ContentRating, PassageStatus, StoryStatus
 
 # Around each matched word in a snippet: control characters, which no stored text holds (the
 # core strips them from everything people and the model write), so a reader can split on them
@@ -147,7 +147,7 @@ _POSTGRES_INDEXES = {
 _PREPARE_LOCK_ID = 0x5707B08  # any constant (beside the migrations' lock): one process builds at a time
 
 # What every query keeps: the story is finished and published, the passage is in the story.
-_PUBLIC = f"s.status = '{StoryStatus.FINISHED}' AND s.published_at IS NOT NULL"
+_PUBLIC = f"s.status = '{StoryStatus.FINISHED}' AND s.published_at IS NOT NULL AND s.rating <> '{ContentRating.MATURE}'"
 _IN_STORY = f"p.status = '{PassageStatus.CANONICAL}'"
 
 

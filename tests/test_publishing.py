@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -327,6 +328,15 @@ async def test_a_refusal_changes_nothing(site: SessionManager) -> None:
         )
     )
     assert await audit(site) == []
+
+
+async def test_a_mature_story_is_never_published_the_archive_asks_nobodys_age(site: SessionManager) -> None:
+    adults = replace(CHANNEL, age_restricted=True)
+    assert (await run(site, ALICE, '/story start "Night" rating:mature mode:free The bar was closing.', adults)).ok
+    refused = await run(site, ALICE, "/story publish", adults)
+    assert not refused.ok and "is rated mature, and the web archive asks nobody's age" in refused.text
+    assert "/story share 1" in refused.text
+    assert (await story_row(site, 1)).published_at is None and await audit(site) == []
 
 
 # ------------------------------------------------------------------------- the platforms

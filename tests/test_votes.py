@@ -6,12 +6,16 @@ to the earliest; nobody votes twice; the others stay as alternatives; people's p
 from __future__ import annotations
 
 import pytest
+from sqlalchemy import select
 
 from bot import commands as c
 from bot.app import App
+from bot.feedback.judged import judged_passages
+from bot.feedback.signals import Fate
 from bot.results import Alternatives, Election, Result
+from bot.safety.checker import Verdict
 from bot.sessions import SessionManager
-from storage.models import GenerationJob, JobStatus, PassageStatus
+from storage.models import GenerationJob, JobStatus, ModerationEntry, PassageStatus
 from tests.conftest import Clock, TurnRecorder
 from tests.test_sessions import ALICE, BOB, CAROL, CHANNEL, MOD, passages, run, texts
 from tests.waiting import until
@@ -91,6 +95,9 @@ async def test_the_vote_closes_once_everyone_voted_ties_go_to_the_earliest_and_n
     assert told == ["owed"]
     assert await candidate_statuses(rules) == [PassageStatus.SUPERSEDED, PassageStatus.SUPERSEDED, "canonical"]
     assert await texts(rules) == [OPENING, "The engine coughed.", CANDIDATES[2]]
+    # The feedback data read the vote: the others were outvoted (turned down), not retried away.
+    fates = {p.text: p.fate for p in await judged_passages(rules.db)}
+    assert fates == {CANDIDATES[0]: Fate.OUTVOTED, CANDIDATES[1]: Fate.OUTVOTED, CANDIDATES[2]: Fate.KEPT}
     closed = await vote(rules, BOB, 1, job_id=opened.ballot.job_id)
     assert not closed.ok and "That vote has closed" in closed.text
     assert await texts(rules) == [OPENING, "The engine coughed.", CANDIDATES[2]]
@@ -127,10 +134,10 @@ async def test_the_vote_closes_at_its_deadline_with_the_votes_cast(rules: Sessio
     opened = await voting(rules)
     assert opened.ballot is not None
     await vote(rules, ALICE, 2)
-    assert await rules.close_expired_votes() == 0
+    assert await rules.close_due_votes() == 0
     clock.advance(rules.config.story.vote_timeout_s)
-    assert await rules.close_expired_votes() == 1
-    assert await rules.close_expired_votes() == 0  # once
+    assert await rules.close_due_votes() == 1
+    assert await rules.close_due_votes() == 0  # once
     assert await texts(rules) == [OPENING, "The engine coughed.", CANDIDATES[1]]
     # The story goes on: people write again, and the bot's next turn votes again.
     assert (await run(rules, BOB, "/story add The horn answered.")).ok
@@ -140,11 +147,46 @@ async def test_the_vote_closes_at_its_deadline_with_the_votes_cast(rules: Sessio
 async def test_with_no_votes_at_the_deadline_the_first_candidate_stands(rules: SessionManager, clock: Clock) -> None:
     await voting(rules, 2)
     clock.advance(rules.config.story.vote_timeout_s + 1)
-    assert await rules.close_expired_votes() == 1
+    assert await rules.close_due_votes() == 1
     [(_, shown)] = await rules.claim_owed_showings(["test"], 10)
     assert shown is not None and shown.passage is not None and shown.passage.text == CANDIDATES[0]
     assert shown.passage.elected == Election(0, 0)
     assert str(shown.passage.elected) == "no votes: the first candidate stands"
+
+
+async def test_candidates_the_checks_stopped_are_kept_withheld_for_the_moderators(rules: SessionManager) -> None:
+    await run(rules, ALICE, f'/story start "Ferry" mode:free {OPENING}')
+    await run(rules, ALICE, "/story settings candidates:3")
+    await run(rules, BOB, "/story continue")
+    [job] = await rules.claim_jobs(1)
+    stopped = Verdict(False, "words", "a word this story's rating does not allow", ("grim",))
+    opened = await rules.open_vote(job.job_id, CANDIDATES[:2], {"model": "tiny"}, [("A grim line.", stopped)])
+    assert opened is not None and opened.ballot is not None
+    assert [x.text for x in opened.ballot.candidates] == list(CANDIDATES[:2])  # numbered without it
+    [withheld] = await passages(rules, PassageStatus.WITHHELD)
+    assert withheld.text == "A grim line." and withheld.generation["check"]["checker"] == "words"
+    async with rules.db.read() as tx:
+        [entry] = (await tx.execute(select(ModerationEntry))).scalars().all()
+    assert (entry.action, entry.passage_id) == ("withheld", withheld.id)
+    assert (await vote(rules, ALICE, 1)).turn_ended == job.job_id  # Alice alone takes part
+    [(_, shown)] = await rules.claim_owed_showings(["test"], 10)
+    assert shown is not None and shown.passage is not None and shown.passage.text == CANDIDATES[0]
+    assert shown.passage.elected == Election(1, 1) and shown.passage.alternatives == Alternatives(1, 2, browsable=True)
+
+
+async def test_a_vote_closes_when_the_last_one_who_had_not_voted_leaves(rules: SessionManager) -> None:
+    await run(rules, ALICE, f'/story start "Ferry" mode:round-robin {OPENING}')
+    await run(rules, ALICE, "/story settings candidates:2")
+    assert (await run(rules, BOB, "/story join")).ok
+    assert (await run(rules, ALICE, "/story add She waved.")).ok
+    assert (await run(rules, BOB, "/story add The engine coughed.")).job_id is not None  # the round's end
+    [job] = await rules.claim_jobs(1)
+    await rules.open_vote(job.job_id, CANDIDATES[:2], {"model": "tiny"})
+    assert "1 of 2 participants have not voted yet" in (await vote(rules, ALICE, 2)).text
+    assert await rules.close_due_votes() == 0
+    assert (await run(rules, BOB, "/story leave")).ok
+    assert await rules.close_due_votes() == 1  # everyone still taking part has voted
+    assert await texts(rules) == [OPENING, "She waved.", "The engine coughed.", CANDIDATES[1]]
 
 
 async def test_undo_withdraws_the_candidates_and_the_vote(rules: SessionManager) -> None:

@@ -37,10 +37,10 @@ SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
     "X-Frame-Options": "DENY",
-    # A proxy or browser may keep a page only if it asks again first: an unpublished story, a
-    # hidden passage or a revoked link must not live on in someone's cache.
-    "Cache-Control": "no-cache",
 }
+# Unless a route says more (a share link's page: not kept at all), a proxy or browser may keep a
+# page only if it asks again first: an unpublished story, a hidden passage must not live on in a cache.
+REVALIDATE = "no-cache"
 HTML = "text/html"
 PAGE = re.compile(r"[1-9][0-9]{0,5}")
 MAX_STORY_ID = 2**31 - 1  # an id past PostgreSQL's integer is no story (and no database error)
@@ -222,6 +222,7 @@ async def error_pages(request: web.Request, handler: Handler) -> web.StreamRespo
 
 async def _secure(request: web.Request, response: web.StreamResponse) -> None:
     response.headers.update(SECURITY_HEADERS)
+    response.headers.setdefault("Cache-Control", REVALIDATE)
 
 
 def archive_app(library: Library, extra_routes: Iterable[web.RouteDef] = ()) -> web.Application:

@@ -41,10 +41,11 @@ class JudgedPassage:
     replaces_id: int | None
     generation: dict[str, Any]
     ballots: tuple[Ballot, ...]
+    changed_by: str | None = None  # who set ``status`` (``signals.VOTED``: a vote's close)
 
     @property
     def fate(self) -> Fate:
-        return fate_of(self.status)
+        return fate_of(self.status, self.changed_by)
 
     @property
     def up(self) -> int:
@@ -85,6 +86,7 @@ async def judged_passages(
                 text=passage.text,
                 status=passage.status,
                 replaces_id=passage.replaces_id,
+                changed_by=passage.changed_by_id,
                 generation=passage.generation or {},
                 ballots=tuple(ballots.get(passage.id, ())),
             )

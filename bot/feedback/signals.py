@@ -12,6 +12,8 @@ from enum import StrEnum
 
 from storage.models import PassageStatus
 
+VOTED = "vote"  # ``passages.changed_by_id`` of the candidates a closed vote settled (``bot.votes``)
+
 
 class Fate(StrEnum):
     """What became of a bot passage."""
@@ -20,6 +22,7 @@ class Fate(StrEnum):
     # Rewritten by /story retry, or another alternative picked over it (/story pick): kept as an
     # alternative. A passage picked back into the story is kept again.
     RETRIED = "retried"
+    OUTVOTED = "outvoted"  # one of a turn's candidates that another won the channel's vote over
     UNDONE = "undone"  # withdrawn by /story undo
     HIDDEN = "hidden"  # taken out of the story by a moderator
     WITHHELD = "withheld"  # stopped by the content checks, never shown
@@ -34,14 +37,17 @@ _FATES = {
 }
 
 
-def fate_of(status: str) -> Fate:
-    """The fate of a passage with this ``passages.status``."""
+def fate_of(status: str, changed_by: str | None = None) -> Fate:
+    """The fate of a passage with this ``passages.status``, set by ``changed_by`` (``VOTED``: the
+    close of a vote, so a superseded candidate was outvoted, not retried away)."""
+    if status == PassageStatus.SUPERSEDED and changed_by == VOTED:
+        return Fate.OUTVOTED
     return _FATES[PassageStatus(status)]
 
 
 def turned_down(status: str, up: int, down: int) -> bool:
-    """Whether this bot passage was turned down: retried away, undone, hidden, withheld by the
-    checks, or rated more 👎 than 👍.
+    """Whether this bot passage was turned down: retried away, outvoted, undone, hidden, withheld
+    by the checks, or rated more 👎 than 👍.
 
     Such a passage is left out of fine-tuning and is a "rejected" answer in preference data.
     """

@@ -36,7 +36,7 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Awaitable, Callable, Collection
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Generic, Protocol, TypeVar
 
@@ -666,7 +666,11 @@ class GenerationQueue:
             log.warning("bot turn %s could not be stored; it will run again after its lease", run.spec.job_id)
             return UNSURE
 
-    async def _store(self, run: _Running, text: str, verdict: Verdict) -> Result | None:
+    async def _store(
+        self, run: _Running, text: str, verdict: Verdict, refused: Sequence[tuple[str, Verdict]] = ()
+    ) -> Result | None:
+        """Store the turn's passage (with ``refused``: its other candidates the checks stopped, kept
+        withheld for the moderators), or its failure."""
         if run.timed_out:
             return await self.jobs.fail_job(
                 run.spec.job_id, "The bot took too long to write; try /story continue again."
@@ -679,19 +683,22 @@ class GenerationQueue:
             )
         if not verdict.passed:
             notice = CHECKS_DOWN_NOTICE if verdict.down else CHECKED_OUT_NOTICE.format(rating=run.spec.standard.rating)
-            return await self.jobs.withhold_job(run.spec.job_id, text, self._generation_record(run), verdict, notice)
-        return await self.jobs.finish_job(run.spec.job_id, text, self._generation_record(run))
+            record = self._generation_record(run)
+            return await self.jobs.withhold_job(run.spec.job_id, text, record, verdict, notice, refused)
+        return await self.jobs.finish_job(run.spec.job_id, text, self._generation_record(run), refused)
 
     async def _store_candidates(self, run: _Running, checked: list[tuple[str, Verdict]]) -> Result | None:
         """Open the channel's vote on the candidates the checks passed; with one, it is simply the
-        turn's passage, and with none the first is withheld (``_store``, as for one passage)."""
+        turn's passage, and with none the first is withheld (``_store``, as for one passage). The
+        ones the checks stopped are kept withheld, for the moderators, with an audit line each."""
         passed = [text for text, verdict in checked if verdict.passed]
+        refused = [(text, verdict) for text, verdict in checked if not verdict.passed]
         if len(passed) < 2 or run.timed_out or run.cancelled.is_set():
             text, verdict = next(
                 ((t, v) for t, v in checked if v.passed), checked[0] if checked else ("", Verdict.PASS)
             )
-            return await self._store(run, text, verdict)
-        return await self.jobs.open_vote(run.spec.job_id, passed, self._generation_record(run))
+            return await self._store(run, text, verdict, [r for r in refused if r[0] != text])
+        return await self.jobs.open_vote(run.spec.job_id, passed, self._generation_record(run), refused)
 
     async def _write_candidates(
         self, batcher: Batcher, run: _Running, loop: asyncio.AbstractEventLoop
