@@ -64,7 +64,8 @@ def _parser() -> argparse.ArgumentParser:
         help="measure generation speed (`storybot bench --help`); `storybot bench quality` for the passages, "
         "`storybot bench peers` against transformers and llama.cpp, `storybot bench finetune` for fine-tuning, "
         "`storybot bench checks` for the content checkers, `storybot bench web` for the web archive's pages, "
-        "`storybot bench load` for chat processes and workers under a burst",
+        "`storybot bench load` for chat processes and workers under a burst, `storybot bench votes` for "
+        "what candidates cost",
     )
     return parser
 
@@ -154,6 +155,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         from bench.load import main as load_main
 
         load_main(argv[2:])
+        return 0
+    if argv[:2] == ["bench", "votes"]:  # a turn with 2 to 4 candidates against one with one passage
+        from bench.votes import main as votes_main
+
+        votes_main(argv[2:])
         return 0
     if argv[:2] == ["bench", "web"]:  # the web archive's pages per second, on SQLite and PostgreSQL
         from bench.web import main as web_main
