@@ -155,6 +155,38 @@ async def test_discord_shows_the_candidates_takes_votes_and_draws_the_winner_in_
     assert rows(tmp_path, "SELECT status FROM generation_jobs") == [("done",)]
 
 
+async def test_discord_draws_a_long_votes_winner_in_the_messages_it_needs_and_deletes_the_rest(
+    tmp_path: Path, discord_fake: FakeDiscord, settings: Config, model: FakeOpenAI
+) -> None:
+    """Long candidates take a message each; the winner needs one: the others go (nothing was built
+    on them), and the turn records the one left, where ratings and picks draw from then on."""
+    fake = discord_fake
+    requests = count()
+    model.pieces = lambda body: [f"Candidate {next(requests)} speaks. " + "The sea went on and on. " * 60]
+
+    async def said(token: str) -> tuple[str, bool]:
+        [answer] = await fake.answered(token)
+        return answer
+
+    async with running(settings, fake):
+        await said(await fake.slash(ALICE, "start", title="Ferry", mode="free", opening=OPENING))
+        await said(await fake.slash(ALICE, "settings", candidates=2))
+        await said(await fake.slash(ALICE, "continue"))
+        ballot_messages = await bot_turn(fake)
+        assert len(ballot_messages) >= 2  # long candidates do not share a message
+        ids = ",".join(m["id"] for m in ballot_messages)
+        await fake.until(lambda: rows(tmp_path, "SELECT message_ref FROM generation_jobs") == [(ids,)])
+
+        closed, _ = await said(await fake.slash(ALICE, "vote", number=2))  # Alice alone takes part
+        assert "candidate 2 won" in closed
+        first = ballot_messages[0]["id"]
+        await fake.until(lambda: rows(tmp_path, "SELECT message_ref FROM generation_jobs") == [(first,)])
+        [winner] = fake.channel_messages()[-1:]
+        assert winner["id"] == first and "chosen by 1 of 1 votes" in content(fake, ballot_messages[0])
+        assert [m["id"] for m in fake.channel_messages() if m["id"] in ids.split(",")] == [first]
+        assert buttons_shown(fake.messages[int(first)])[1][:2] == ["◀", "(▶)"]
+
+
 # ---------------------------------------------------------------------- Slack
 
 

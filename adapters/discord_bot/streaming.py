@@ -9,7 +9,8 @@ After a rating, ``redraw`` shows the passage's last message again as the end sho
 the new counts in its credit line; after a pick, the turn's messages show the alternative picked
 (its "2 / 3" in the credit line, ◀ ▶ among the buttons). A turn that wrote candidates for a vote
 ends showing them, a vote button each under the last message; its messages are recorded, and the
-winner is drawn in them when the vote closes (the queue's outbox shows the turn's end again).
+winner is drawn in them when the vote closes (the queue's outbox shows the turn's end again): in as
+many as it needs, the spare ones deleted and the shorter set recorded, as no other redraw ever does.
 
 The messages a turn recorded stay the turn's for good: every later redraw edits exactly them, so
 none is ever deleted once a finished passage is in them (one deleted would answer the next edit
@@ -135,7 +136,10 @@ class _LiveMessages:
                 await self.show(ballot_messages(result.ballot), ballot_buttons(result.ballot))
             elif result.passage is not None:  # in every message streamed (recorded, for redraws), or more
                 needed = len(finished_passage(result.passage)[0])
-                await self.show(*finished_passage(result.passage, max(needed, len(self.messages))))
+                # A vote's winner needs fewer than its candidates took: the spare ones go, and the
+                # queue records the shorter set (nothing was built on them: the vote just closed).
+                count = needed if result.passage.elected is not None else max(needed, len(self.messages))
+                await self.show(*finished_passage(result.passage, count))
         except (discord.NotFound, discord.Forbidden) as error:  # the channel is gone, or closed to the bot
             raise TurnGone(f"Discord answers {error.status} in {self.job.channel.key}") from error
         return self.ref

@@ -599,7 +599,7 @@ class GenerationQueue:
             for listener in self._listeners:
                 try:
                     shown_in = await listener.turn_finished(spec, result)
-                    if listener is shower and shown_in and result is not None and result.ballot is not None:
+                    if listener is shower and shown_in and result is not None and _redrawn_whole(result):
                         await self.jobs.record_turn_message(spec.job_id, shown_in)
                 except TurnGone as gone:
                     log.warning("bot turn %d cannot be shown any more: %s", spec.job_id, gone)
@@ -838,6 +838,12 @@ class GenerationQueue:
             shown = await run.gate.admit(text, attempt)
             if shown is not None:
                 await self._remember(run, await self._tell("turn_progress", run.spec, shown))
+
+
+def _redrawn_whole(result: Result) -> bool:
+    """Whether a turn's end may show in other messages than the turn recorded, which must then be
+    recorded: a ballot (its candidates take what they take), and a vote's winner (fewer, maybe)."""
+    return result.ballot is not None or (result.passage is not None and result.passage.elected is not None)
 
 
 class _Throttle(Generic[T]):
