@@ -146,13 +146,15 @@ class Metrics:
 
     async def exposition(self) -> bytes:
         """Everything, in the Prometheus text format, with the job table read now."""
-        self._jobs = None
+        jobs = None
         if self._db is not None:
             try:
                 async with asyncio.timeout(SCRAPE_READ_TIMEOUT_S):
-                    self._jobs = await self._db.transaction(q.open_job_counts, write=False)
+                    jobs = await self._db.transaction(q.open_job_counts, write=False)
             except Exception as error:  # the scrape answers all the same (a failed read is counted by on_failure)
                 log.debug("could not read the job table for the metrics: %s", error)
+        # Set and read with no await between: scrapes at once each report their own read.
+        self._jobs = jobs
         return generate_latest(self.registry)
 
     # ------------------------------------------------------------------ the queue listener

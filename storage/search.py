@@ -26,6 +26,7 @@ missing or differs from what this version creates.
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -69,7 +70,9 @@ class SearchQuery:
         if len(typed) > MAX_QUERY_CHARS:
             raise QueryError(f"A search may be at most {MAX_QUERY_CHARS} characters long.")
         terms: list[tuple[str, ...]] = []
-        for phrase, word in _PHRASE_OR_WORD.findall(typed):
+        # Composed, as people's keyboards and the model write (a decomposed "é" would otherwise
+        # split into "e" and a lone accent, a phrase the text never holds).
+        for phrase, word in _PHRASE_OR_WORD.findall(unicodedata.normalize("NFC", typed)):
             words = tuple(w.lower() for w in _WORD.findall(phrase or word))  # as both indexes fold case
             if words and words not in terms:
                 terms.append(words)

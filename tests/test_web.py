@@ -428,6 +428,7 @@ def test_a_query_is_words_and_phrases_and_nothing_else() -> None:
     assert query.terms == (("lamp",), ("dark", "and", "stormy"), ("night", "time"), ("near", "x"), ("y",))
     assert query.expression() == '"lamp" "dark and stormy" "night time" "near x" "y"'
     assert not search.SearchQuery.parse(' "" - * ')
+    assert search.SearchQuery.parse("cafe\u0301").terms == (("caf\u00e9",),)  # a decomposed é, composed
     with pytest.raises(search.QueryError):
         search.SearchQuery.parse("x" * 201)
     with pytest.raises(search.QueryError):

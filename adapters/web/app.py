@@ -179,7 +179,10 @@ async def feed(request: web.Request) -> web.Response:
     base = library.config.web.public_url.rstrip("/") or str(request.url.origin())
     updated = max((card.published_at for card in cards), default=datetime(2000, 1, 1, tzinfo=UTC))
     body = pages.render("feed.xml", cards=cards, base=base, updated=updated)
-    return web.Response(text=body, content_type="application/atom+xml", charset="utf-8")
+    response = web.Response(text=body, content_type="application/atom+xml", charset="utf-8")
+    if not library.config.web.public_url:  # its links come from the request's Host: no cache may share it
+        response.headers["Cache-Control"] = "private, no-store"
+    return response
 
 
 _ERRORS = {
