@@ -237,7 +237,11 @@ async def test_a_turn_cut_off_by_a_sigkill_is_finished_in_the_message_it_began(w
     assert (await world.sender(first).command('start "Night" The night was long.', user=ALICE)).status == 200
     await api.wait_for(lambda: writing_messages(api) and model.in_flight)
     [(channel, ts)] = writing_messages(api)
-    assert await rows(database_url, "SELECT message_ref FROM generation_jobs") == [(ts,)]  # recorded with the turn
+
+    async def recorded() -> bool:  # (the message is posted beside the writing, then recorded with the turn)
+        return await rows(database_url, "SELECT message_ref FROM generation_jobs") == [(ts,)]
+
+    await until(recorded, "the turn's message to be recorded with it")
     if is_postgres(database_url):
         await world.start_bot()  # a survivor, running when the writer dies: it takes the turn over
         first.kill()
