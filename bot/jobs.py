@@ -22,6 +22,7 @@ import uuid
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -397,11 +398,9 @@ class JobBook:
         """
 
         async def store(tx: AsyncSession) -> Result | None:
-            job = await q.job_by_id(tx, job_id, lock=True)
-            if job is None or job.status != JobStatus.RUNNING:
+            if (running := await self._running_turn(tx, job_id)) is None:
                 return None
-            story = await q.story_by_id(tx, job.story_id, lock=True)
-            assert story is not None
+            job, story = running
             now = self.clock()
             for refused_text, verdict in refused:  # other candidates of the turn, stopped by the checks
                 await self._withhold(tx, job, refused_text, generation, verdict)
@@ -411,19 +410,8 @@ class JobBook:
                 if replaced is not None and replaced.status == PassageStatus.CANONICAL:
                     replaced.status = PassageStatus.SUPERSEDED
                     replaced.changed_by_id, replaced.changed_at = job.requested_by_id, now
-            passage = Passage(
-                story_id=story.id,
-                seq=await q.next_seq(tx, story.id),
-                author_kind=AuthorKind.BOT,
-                author_id=BOT_ID,
-                author_name=BOT_NAME,
-                text=text,
-                replaces_id=replaced.id if replaced else None,
-                job_id=job.id,
-                requested_by_id=job.requested_by_id,
-                direction=job.direction,
-                generation=generation,
-                created_at=now,
+            passage = self._bot_passage(
+                job, text, await q.next_seq(tx, story.id), generation, replaces_id=replaced.id if replaced else None
             )
             tx.add(passage)
             job.status, job.finished_at, job.show_after = JobStatus.DONE, now, self._owed_from(now)
@@ -451,31 +439,22 @@ class JobBook:
         """
 
         async def store(tx: AsyncSession) -> Result | None:
-            job = await q.job_by_id(tx, job_id, lock=True)
-            if job is None or job.status != JobStatus.RUNNING:
+            if (running := await self._running_turn(tx, job_id)) is None:
                 return None
-            story = await q.story_by_id(tx, job.story_id, lock=True)
-            assert story is not None
+            job, story = running
             now = self.clock()
             for refused_text, verdict in refused:  # candidates the checks stopped: kept for moderators
                 await self._withhold(tx, job, refused_text, generation, verdict)
             seq = await q.next_seq(tx, story.id)
             stored: list[Passage] = []
             for index, text in enumerate(texts):
-                passage = Passage(
-                    story_id=story.id,
-                    seq=seq + index,
-                    author_kind=AuthorKind.BOT,
-                    author_id=BOT_ID,
-                    author_name=BOT_NAME,
-                    text=text,
+                passage = self._bot_passage(
+                    job,
+                    text,
+                    seq + index,
+                    generation,
                     status=PassageStatus.CANDIDATE,
                     replaces_id=stored[0].id if stored else job.replaces_passage_id,
-                    job_id=job.id,
-                    requested_by_id=job.requested_by_id,
-                    direction=job.direction,
-                    generation=generation,
-                    created_at=now,
                 )
                 tx.add(passage)
                 await tx.flush()
@@ -498,6 +477,36 @@ class JobBook:
             candidates=tuple(Candidate(n, p.id, p.text) for n, p in enumerate(await q.candidates(tx, job.id), 1)),
             closes_at=job.vote_closes_at,
             electorate=len(await q.participants(tx, job.story_id)),
+        )
+
+    async def _running_turn(self, tx: AsyncSession, job_id: int) -> tuple[GenerationJob, Story] | None:
+        """The job, locked, and its story, locked (where its passages take their places), while the
+        job still runs; None once it ended or was cancelled, so its outcome is stored at most once."""
+        job = await q.job_by_id(tx, job_id, lock=True)
+        if job is None or job.status != JobStatus.RUNNING:
+            return None
+        story = await q.story_by_id(tx, job.story_id, lock=True)
+        assert story is not None
+        return job, story
+
+    def _bot_passage(
+        self, job: GenerationJob, text: str, seq: int, generation: dict[str, object], **fields: Any
+    ) -> Passage:
+        """A passage ``job`` wrote, credited to the bot and to whoever asked for the turn; ``fields``:
+        its status and what it rewrites, where they differ from a plain story passage's."""
+        return Passage(
+            story_id=job.story_id,
+            seq=seq,
+            author_kind=AuthorKind.BOT,
+            author_id=BOT_ID,
+            author_name=BOT_NAME,
+            text=text,
+            job_id=job.id,
+            requested_by_id=job.requested_by_id,
+            direction=job.direction,
+            generation=generation,
+            created_at=self.clock(),
+            **fields,
         )
 
     def _audit(
@@ -531,19 +540,12 @@ class JobBook:
         """Keep a text of ``job``'s that the content checks stopped: ``withheld`` (never shown,
         exported or read by the model) with the verdict, for moderators, and a line in the audit log."""
         check = {"checker": verdict.checker, "reason": verdict.reason, "found": list(verdict.found)}
-        passage = Passage(
-            story_id=job.story_id,
-            seq=await q.next_seq(tx, job.story_id),
-            author_kind=AuthorKind.BOT,
-            author_id=BOT_ID,
-            author_name=BOT_NAME,
-            text=text,
+        passage = self._bot_passage(
+            job,
+            text,
+            await q.next_seq(tx, job.story_id),
+            {**generation, "check": check},
             status=PassageStatus.WITHHELD,
-            job_id=job.id,
-            requested_by_id=job.requested_by_id,
-            direction=job.direction,
-            generation={**generation, "check": check},
-            created_at=self.clock(),
         )
         tx.add(passage)
         await tx.flush()
@@ -571,11 +573,9 @@ class JobBook:
         None when the job was cancelled meanwhile."""
 
         async def record(tx: AsyncSession) -> Result | None:
-            job = await q.job_by_id(tx, job_id, lock=True)
-            if job is None or job.status != JobStatus.RUNNING:
+            if (running := await self._running_turn(tx, job_id)) is None:  # (the story locked: its next place)
                 return None
-            story = await q.story_by_id(tx, job.story_id, lock=True)  # its next place in the story, as finish_job
-            assert story is not None
+            job, story = running
             now = self.clock()
             story.turn_started_at = now  # the round after the bot's turn starts now, as after a passage
             for refused_text, refused_verdict in ((text, verdict), *refused):
