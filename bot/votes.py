@@ -80,9 +80,9 @@ class VoteRules(StoryRules):
             votes.append(mine)
             said = f"You voted for candidate {cmd.number}."
         await tx.flush()
-        people = {p.user_id for p in await q.participants(tx, story.id)}
-        waiting = people - {v.voter_id for v in votes}
-        if await self._due(tx, job):
+        people, voters = {p.user_id for p in await q.participants(tx, story.id)}, {v.voter_id for v in votes}
+        waiting = people - voters
+        if self._closes(job, people, voters):
             number, election = await self._close_vote(tx, story, job)
             why = "Everyone has voted" if not waiting else "The vote's time is up"
             return Result(
@@ -139,13 +139,17 @@ class VoteRules(StoryRules):
         await tx.flush()
         return candidates.index(winner) + 1, election
 
-    async def _due(self, tx: AsyncSession, job: GenerationJob) -> bool:
+    def _closes(self, job: GenerationJob, people: set[str], voters: set[str]) -> bool:
         """Whether ``job``'s vote should close now: its time is up, or everyone who takes part in
-        the story has voted (someone who had not voted may have left since the last vote)."""
+        the story (``people``) has voted (someone who had not may have left since the last vote)."""
         if job.vote_closes_at is not None and job.vote_closes_at <= self.clock():
             return True
+        return bool(people) and people <= voters
+
+    async def _due(self, tx: AsyncSession, job: GenerationJob) -> bool:
+        """``_closes``, with the story's participants and the votes read now."""
         people = {p.user_id for p in await q.participants(tx, job.story_id)}
-        return bool(people) and people <= {v.voter_id for v in await q.candidate_votes(tx, job.id)}
+        return self._closes(job, people, {v.voter_id for v in await q.candidate_votes(tx, job.id)})
 
     async def close_due_votes(self) -> int:
         """Close every vote that is due (``_due``), one short transaction each; returns how many
