@@ -69,6 +69,12 @@ async def model() -> AsyncIterator[FakeOpenAI]:
 # ---------------------------------------------------------------------- Discord
 
 
+async def said(fake: FakeDiscord, token: str) -> tuple[str, bool]:
+    """The one answer an interaction got: its text, and whether it was for the asker alone."""
+    [answer] = await fake.answered(token)
+    return answer
+
+
 @pytest.fixture
 def settings(tmp_path: Path, discord_fake: FakeDiscord, model: FakeOpenAI) -> Config:
     return discord_config(tmp_path, discord_fake, served_model(model))
@@ -79,16 +85,12 @@ async def test_discord_shows_the_candidates_takes_votes_and_draws_the_winner_in_
 ) -> None:
     fake = discord_fake
 
-    async def said(token: str) -> tuple[str, bool]:
-        [answer] = await fake.answered(token)
-        return answer
-
     async with running(settings, fake):
-        await said(await fake.slash(ALICE, "start", title="Ferry", mode="free", opening=OPENING))
-        await said(await fake.slash(BOB, "add", text="The engine coughed."))  # Bob takes part too
-        settings_said, private = await said(await fake.slash(ALICE, "settings", candidates=2))
+        await said(fake, await fake.slash(ALICE, "start", title="Ferry", mode="free", opening=OPENING))
+        await said(fake, await fake.slash(BOB, "add", text="The engine coughed."))  # Bob takes part too
+        settings_said, private = await said(fake, await fake.slash(ALICE, "settings", candidates=2))
         assert settings_said.startswith("Settings updated.") and not private
-        await said(await fake.slash(ALICE, "continue"))
+        await said(fake, await fake.slash(ALICE, "continue"))
 
         # The turn ends with the heading and the candidates, in one message (they are short), and a
         # vote button each under it.
@@ -108,24 +110,24 @@ async def test_discord_shows_the_candidates_takes_votes_and_draws_the_winner_in_
         as_drawn = copy.deepcopy(ballot_message)
 
         # Bob votes, then clicks the same candidate again; Carol (who takes no part) types /story vote.
-        assert await said(await fake.press(BOB, ballot_message, ballot[1])) == (
+        assert await said(fake, await fake.press(BOB, ballot_message, ballot[1])) == (
             "You voted for candidate 2. The vote closes when all have voted or in time "
             "(1 of 2 participants have not voted yet).",
             True,
         )
-        again, private = await said(await fake.press(BOB, ballot_message, ballot[1]))
+        again, private = await said(fake, await fake.press(BOB, ballot_message, ballot[1]))
         assert private and again.startswith("You already voted for candidate 2;")
-        carol, private = await said(await fake.slash(CAROL, "vote", number=1))
+        carol, private = await said(fake, await fake.slash(CAROL, "vote", number=1))
         assert private and carol.startswith("You voted for candidate 1.")
         # Meanwhile nobody writes past the candidates.
-        assert await said(await fake.slash(CAROL, "continue")) == (
+        assert await said(fake, await fake.slash(CAROL, "continue")) == (
             "⚠️ " + WAIT_FOR_VOTE.format("ask for the next passage"),
             True,
         )
         assert rows(tmp_path, "SELECT count(*) FROM passages WHERE status = 'canonical'") == [(2,)]
 
         # Alice's vote is the last participant's: candidate 2 wins, drawn in the turn's own message.
-        last, private = await said(await fake.press(ALICE, ballot_message, ballot[1]))
+        last, private = await said(fake, await fake.press(ALICE, ballot_message, ballot[1]))
         assert private and last == (
             "You voted for candidate 2. Everyone has voted: candidate 2 won, chosen by 2 of 3 votes."
         )
@@ -137,13 +139,13 @@ async def test_discord_shows_the_candidates_takes_votes_and_draws_the_winner_in_
 
         # A vote button as first drawn changes nothing now.
         edits = len(fake.edits_of(ballot_message["id"]))
-        assert await said(await fake.press(CAROL, as_drawn, ballot[0])) == (f"⚠️ {CLOSED}", True)
+        assert await said(fake, await fake.press(CAROL, as_drawn, ballot[0])) == (f"⚠️ {CLOSED}", True)
         assert len(fake.edits_of(ballot_message["id"])) == edits
-        assert await said(await fake.slash(BOB, "vote", number=1)) == (f"⚠️ {NO_VOTE}", True)
+        assert await said(fake, await fake.slash(BOB, "vote", number=1)) == (f"⚠️ {NO_VOTE}", True)
 
         # The loser stays an alternative: ◀ draws it in the same message.
         [(winner_id,)] = rows(tmp_path, f"SELECT id FROM passages WHERE job_id = {job_id} AND status = 'canonical'")
-        picked = await said(await fake.press(CAROL, winner, f"story:pick:{story_id}:{winner_id}:1"))
+        picked = await said(fake, await fake.press(CAROL, winner, f"story:pick:{story_id}:{winner_id}:1"))
         assert picked == ("You picked alternative 1 of 2: it is passage 3 now.", True)
         await fake.until(
             lambda: content(fake, ballot_message) == f"**storybot:** {texts[0]}\n-# passage 3 · 1 / 2 · asked by Alice"
@@ -164,20 +166,16 @@ async def test_discord_draws_a_long_votes_winner_in_the_messages_it_needs_and_de
     requests = count()
     model.pieces = lambda body: [f"Candidate {next(requests)} speaks. " + "The sea went on and on. " * 60]
 
-    async def said(token: str) -> tuple[str, bool]:
-        [answer] = await fake.answered(token)
-        return answer
-
     async with running(settings, fake):
-        await said(await fake.slash(ALICE, "start", title="Ferry", mode="free", opening=OPENING))
-        await said(await fake.slash(ALICE, "settings", candidates=2))
-        await said(await fake.slash(ALICE, "continue"))
+        await said(fake, await fake.slash(ALICE, "start", title="Ferry", mode="free", opening=OPENING))
+        await said(fake, await fake.slash(ALICE, "settings", candidates=2))
+        await said(fake, await fake.slash(ALICE, "continue"))
         ballot_messages = await bot_turn(fake)
         assert len(ballot_messages) >= 2  # long candidates do not share a message
         ids = ",".join(m["id"] for m in ballot_messages)
         await fake.until(lambda: rows(tmp_path, "SELECT message_ref FROM generation_jobs") == [(ids,)])
 
-        closed, _ = await said(await fake.slash(ALICE, "vote", number=2))  # Alice alone takes part
+        closed, _ = await said(fake, await fake.slash(ALICE, "vote", number=2))  # Alice alone takes part
         assert "candidate 2 won" in closed
         first = ballot_messages[0]["id"]
         await fake.until(lambda: rows(tmp_path, "SELECT message_ref FROM generation_jobs") == [(first,)])
