@@ -36,7 +36,7 @@ from storage import queries as q
 from storage import search as index
 from storage.database import Database
 from storage.library import Place
-from storage.models import ContentRating, Story, StoryStatus
+from storage.models import Story
 from storage.search import MARK_END, MARK_START, QueryError, SearchQuery
 
 # The names the adapter needs from storage (adapters never import it).
@@ -207,7 +207,7 @@ class Library:
                 words=sum(person.words for person in contributors),
                 chapters=snapshot.chapters(0),
                 authors=story.publish_authors,
-                public=_public(story),
+                public=lib.is_public(story),
                 parent=parent,
                 branches=branches,
                 formats=PUBLIC_FORMATS,
@@ -220,10 +220,10 @@ class Library:
     async def _relatives(self, tx: AsyncSession, story: Story) -> tuple[Link | None, tuple[Link, ...], Stamp]:
         """The stories a page names (its parent, its public branches) and the page's stamp."""
         parent = await q.story_by_id(tx, story.parent_id) if story.parent_id is not None else None
-        named = Link(parent.id, parent.title, story.branched_at, _public(parent)) if parent is not None else None
+        named = Link(parent.id, parent.title, story.branched_at, lib.is_public(parent)) if parent is not None else None
         branches = tuple(Link(b.id, b.title, b.branched_at, True) for b in await lib.public_branches(tx, story.id))
         shown = (story.title, story.genre, story.rating, story.status, story.created_at, story.finished_at)
-        visibility = (_public(story), story.publish_authors)
+        visibility = (lib.is_public(story), story.publish_authors)
         passages = (await lib.passage_stamps(tx, [story.id]))[story.id]
         stamp = (story.id, *shown, *visibility, named, branches, passages)
         return named, branches, stamp
@@ -270,15 +270,8 @@ class Library:
         if story is None:
             return None
         if token is None:
-            return story if _public(story) else None
+            return story if lib.is_public(story) else None
         return story if token_matches(self._secret, story.id, story.share_key, token) else None
-
-
-def _public(story: Story) -> bool:
-    """``storage.library.PUBLIC`` for one story in hand."""
-    return (
-        story.status == StoryStatus.FINISHED and story.published_at is not None and story.rating != ContentRating.MATURE
-    )
 
 
 async def _cards(tx: AsyncSession, stories: Sequence[Story], tallies: Tallies) -> tuple[Card, ...]:

@@ -23,6 +23,13 @@ PUBLIC = and_(
 )
 
 
+def is_public(story: Story) -> bool:
+    """``PUBLIC``, for one story in hand (the same rule, next to it: change both or neither)."""
+    return (
+        story.status == StoryStatus.FINISHED and story.published_at is not None and story.rating != ContentRating.MATURE
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class Place:
     """Where stories were written: one platform's workspace (or server), or one channel of it
